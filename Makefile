@@ -1,0 +1,50 @@
+# kube-harness. Quick start: `make run` (bring up the default cluster, run the scenario suite,
+# write the report) and `make test` (the harness's own tests, end-to-end ones included).
+# Both install what they need - Debian packages (as root), the venv, cached builds - idempotently.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := $(shell sed -e 's/\#.*//' harness/system-packages.txt)
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k kind -x"`.
+PYTEST_ARGS ?=
+
+# pytest exits 5 when it collected nothing: for these targets that is a failure, said plainly.
+define pytest
+	$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests from $(1)" >&2; exit 1; fi; \
+	exit $$rc
+endef
+
+.PHONY: run test lint deps system-packages
+
+run: deps
+	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
+
+test: lint
+	$(call pytest,tests)
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+deps: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+	  echo "missing Debian packages:" $$missing "- run: sudo apt-get install -y" $$missing >&2; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@

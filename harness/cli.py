@@ -1,0 +1,145 @@
+"""The `harness` command: clusters, doctor, and the subcommands of other parts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import doctor
+from harness.cluster import CHOICES, ClusterOptions, make_provider, select_provider
+from harness.cluster import active as active_cluster
+from harness.cluster.provider import DEFAULT_CLUSTER_NAME, ClusterProvider
+from harness.errors import HarnessError, InvalidConfiguration
+from harness.progress import say
+
+
+def _cluster_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=CHOICES,
+        default=None,
+        help="default: the active cluster's, else $HARNESS_PROVIDER, else detected",
+    )
+    parser.add_argument(
+        "--name", default=None, help=f"cluster name (default {DEFAULT_CLUSTER_NAME})"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig to write (kind, local) or read (existing)",
+    )
+    parser.add_argument("--context", default=None, help="kubeconfig context (existing)")
+    parser.add_argument("--workers", type=int, default=0, help="worker nodes (kind)")
+
+
+def _provider(args: argparse.Namespace, *, for_existing_cluster: bool) -> ClusterProvider:
+    """The provider named by the flags, else the active cluster's (for commands on a cluster)."""
+    remembered = active_cluster.read() if for_existing_cluster else None
+    name = args.name or (remembered.name if remembered else DEFAULT_CLUSTER_NAME)
+    choice = args.provider
+    if choice in (None, "auto") and remembered and remembered.name == name:
+        choice = remembered.provider
+    selection = select_provider(choice, kubeconfig=args.kubeconfig)
+    options = ClusterOptions(
+        name=name, workers=args.workers, kubeconfig=args.kubeconfig, context=args.context
+    )
+    return make_provider(selection.name, options)
+
+
+def cmd_cluster_up(args: argparse.Namespace) -> int:
+    provider = _provider(args, for_existing_cluster=False)
+    provider.create()
+    provider.wait_ready()
+    active_cluster.record(
+        active_cluster.ActiveCluster(
+            provider.name, provider.options.name, str(provider.kubeconfig())
+        )
+    )
+    say(f"cluster {provider.options.name} ({provider.name}) is Ready")
+    print(f"export KUBECONFIG={provider.kubeconfig()}")
+    return 0
+
+
+def cmd_cluster_down(args: argparse.Namespace) -> int:
+    provider = _provider(args, for_existing_cluster=True)
+    provider.delete()
+    active_cluster.forget(provider.options.name)
+    return 0
+
+
+def cmd_cluster_status(args: argparse.Namespace) -> int:
+    provider = _provider(args, for_existing_cluster=True)
+    try:
+        provider.wait_ready(timeout=10)
+    except HarnessError as exc:
+        print(f"{provider.options.name} ({provider.name}): not ready: {exc.message}")
+        return 1
+    print(f"{provider.options.name} ({provider.name}): Ready, kubeconfig {provider.kubeconfig()}")
+    return 0
+
+
+def cmd_cluster_kubeconfig(args: argparse.Namespace) -> int:
+    print(_provider(args, for_existing_cluster=True).kubeconfig())
+    return 0
+
+
+def cmd_cluster_logs(args: argparse.Namespace) -> int:
+    provider = _provider(args, for_existing_cluster=True)
+    for path in provider.collect_logs(args.dest):
+        if args.dest_only:
+            print(path)
+            continue
+        print(f"===== {path.relative_to(args.dest)}")
+        print(path.read_text(errors="replace")[-args.tail_bytes :])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="kube-harness: clusters and checks for Kubernetes services"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cluster = commands.add_parser("cluster", help="create, inspect and remove test clusters")
+    actions = cluster.add_subparsers(dest="action", required=True)
+    for name, func, text in (
+        ("up", cmd_cluster_up, "create the cluster (or reuse a healthy one) and wait until Ready"),
+        ("down", cmd_cluster_down, "remove the cluster and everything made for it"),
+        ("status", cmd_cluster_status, "say whether the cluster is up and Ready"),
+        ("kubeconfig", cmd_cluster_kubeconfig, "print the kubeconfig path"),
+        ("logs", cmd_cluster_logs, "collect and show the provider's component logs"),
+    ):
+        sub = actions.add_parser(name, help=text, description=text)
+        _cluster_args(sub)
+        sub.set_defaults(func=func)
+        if name == "logs":
+            sub.add_argument("--dest", type=Path, default=Path("reports/cluster-logs"))
+            sub.add_argument("--dest-only", action="store_true", help="print file names only")
+            sub.add_argument("--tail-bytes", type=int, default=4000)
+
+    check = commands.add_parser("doctor", help="check this machine's prerequisites per provider")
+    check.add_argument("--provider", choices=CHOICES, default="auto")
+    check.set_defaults(func=doctor.cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InvalidConfiguration as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"harness: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

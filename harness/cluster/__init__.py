@@ -1,0 +1,114 @@
+"""Cluster providers and how one is chosen.
+
+Order: the `--cluster-provider` option, then `HARNESS_PROVIDER`, then detection (a kubeconfig
+given -> existing; Docker that runs privileged containers -> kind; otherwise local).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.cluster import existing, kind, local
+from harness.cluster.provider import (
+    Capabilities,
+    ClusterOptions,
+    ClusterProvider,
+    NodeLifecycle,
+    Probe,
+    Timings,
+)
+from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
+
+PROVIDERS = ("local", "kind", "existing")
+CHOICES = ("auto", *PROVIDERS)
+ENV_VAR = "HARNESS_PROVIDER"
+
+__all__ = [
+    "CHOICES",
+    "DETECTION_ORDER",
+    "PROVIDERS",
+    "Capabilities",
+    "ClusterOptions",
+    "ClusterProvider",
+    "NodeLifecycle",
+    "Probe",
+    "Selection",
+    "Timings",
+    "make_provider",
+    "probe_provider",
+    "select_provider",
+]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The provider to use and why it was picked."""
+
+    name: str
+    reason: str
+
+
+DETECTION_ORDER = ("existing", "kind", "local")
+
+
+def probe_provider(name: str, kubeconfig: Path | None) -> Probe:
+    """Ask one provider whether it can run on this machine."""
+    if name == "existing":
+        return existing.probe(kubeconfig)
+    return {"kind": kind.probe, "local": local.probe}[name]()
+
+
+def select_provider(
+    option: str | None,
+    *,
+    kubeconfig: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    probe: Callable[[str, Path | None], Probe] = probe_provider,
+) -> Selection:
+    """Pick the provider: explicit option, then environment, then detection.
+
+    Raises:
+        InvalidConfiguration: an unknown provider name.
+        ProviderUnavailable: the provider asked for explicitly cannot run here.
+        NoProviderFits: detection found nothing; the message lists every attempt and its fix.
+    """
+    for source, value in (("--cluster-provider", option), (ENV_VAR, environ.get(ENV_VAR))):
+        if not value or value == "auto":
+            continue
+        if value not in PROVIDERS:
+            raise InvalidConfiguration(
+                f"{source}={value!r} is not a cluster provider",
+                fix=f"choose one of: {', '.join(CHOICES)}",
+            )
+        found = probe(value, kubeconfig)
+        if not found.ok and not (value == "existing" and kubeconfig is None):
+            raise ProviderUnavailable(f"{value} (from {source}): {found.reason}", fix=found.fix)
+        return Selection(value, f"from {source}")
+    probes = []
+    for name in DETECTION_ORDER:
+        found = probe(name, kubeconfig)
+        if found.ok:
+            return Selection(name, f"detected: {found.reason}")
+        probes.append(found)
+    tried = "\n".join(f"  - {p.provider}: {p.reason}\n      fix: {p.fix}" for p in probes)
+    raise NoProviderFits(
+        "no cluster provider can run on this machine; tried:\n" + tried,
+        fix="apply one of the fixes above, or run `harness doctor` for details",
+    )
+
+
+def make_provider(name: str, options: ClusterOptions) -> ClusterProvider:
+    """Instantiate the named provider for `options`."""
+    factories: dict[str, Callable[[ClusterOptions], ClusterProvider]] = {
+        "local": local.LocalProvider,
+        "kind": kind.KindProvider,
+        "existing": existing.ExistingProvider,
+    }
+    if name not in factories:
+        raise InvalidConfiguration(
+            f"{name!r} is not a cluster provider", fix=f"choose one of: {', '.join(PROVIDERS)}"
+        )
+    return factories[name](options)

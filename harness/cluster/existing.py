@@ -1,0 +1,101 @@
+"""The `existing` provider: any cluster a kubeconfig reaches. Never created or deleted here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from harness.cluster.provider import Capabilities, ClusterOptions, Probe
+from harness.errors import InvalidConfiguration, ProviderUnavailable
+from harness.kube import Kube, wait_nodes_ready
+
+
+def default_kubeconfig() -> Path:
+    first = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def probe(kubeconfig: Path | None) -> Probe:
+    """`existing` is chosen automatically only when a kubeconfig was given explicitly."""
+    if kubeconfig is None:
+        return Probe(
+            "existing",
+            False,
+            "no kubeconfig given",
+            fix="pass --kubeconfig=PATH (pytest) or --kubeconfig PATH (harness)",
+        )
+    if not kubeconfig.is_file():
+        return Probe(
+            "existing",
+            False,
+            f"kubeconfig {kubeconfig} does not exist",
+            fix="give the path of a readable kubeconfig file",
+        )
+    return Probe("existing", True, f"kubeconfig {kubeconfig} given")
+
+
+class ExistingProvider:
+    """A cluster someone else runs. Chaos is refused unless `options.allow_chaos`."""
+
+    name = "existing"
+
+    def __init__(self, options: ClusterOptions) -> None:
+        self.options = options
+        self._kubeconfig = options.kubeconfig or default_kubeconfig()
+        if not self._kubeconfig.is_file():
+            raise ProviderUnavailable(
+                f"existing: kubeconfig {self._kubeconfig} does not exist",
+                fix="pass --kubeconfig=PATH or set KUBECONFIG",
+            )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            creates_clusters=False,
+            multi_node=True,
+            loads_images=False,
+            node_lifecycle=False,
+            chaos_allowed=self.options.allow_chaos,
+            nodeports_on_localhost=False,
+        )
+
+    def create(self) -> None:
+        """Nothing is created: the cluster must already answer."""
+        self.wait_ready(timeout=30)
+
+    def delete(self) -> None:
+        """Never deletes a cluster it did not create."""
+
+    def kubeconfig(self) -> Path:
+        return self._kubeconfig
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        kube = Kube(self._kubeconfig, self.options.context)
+        try:
+            wait_nodes_ready(kube, timeout=timeout)
+        finally:
+            kube.close()
+
+    def collect_logs(self, dest: Path) -> list[Path]:
+        """Only what the API shows: node conditions (component logs are not ours to read)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        kube = Kube(self._kubeconfig, self.options.context)
+        try:
+            nodes = kube.core.list_node().items
+            path = dest / "nodes.json"
+            path.write_text(
+                json.dumps(
+                    [kube.api_client.sanitize_for_serialization(n.status) for n in nodes],
+                    indent=2,
+                )
+            )
+            return [path]
+        finally:
+            kube.close()
+
+    def load_image(self, archive: Path) -> None:
+        raise InvalidConfiguration(
+            f"existing: cannot load {archive.name} into a cluster the harness does not run",
+            fix="push the image to a registry the cluster pulls from and set it in the manifests",
+        )

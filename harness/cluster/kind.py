@@ -1,0 +1,220 @@
+"""The `kind` provider: clusters in Docker containers, through pytest-kind's KindCluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pytest_kind import KindCluster
+
+from harness.cluster.provider import CACHE_DIR, Capabilities, ClusterOptions, Probe
+from harness.commands import run
+from harness.errors import CommandFailed
+from harness.kube import Kube, wait_nodes_ready
+from harness.progress import step
+
+# pytest-kind's default (v0.17) predates current Kubernetes; KIND_VERSION overrides ours too.
+PINNED_KIND_VERSION = "v0.30.0"
+KIND_CONFIG_API = "kind.x-k8s.io/v1alpha4"
+
+CAP_SYS_ADMIN = 21
+CAP_SYS_RESOURCE = 24
+# Set by `harness kind prepare` on machines whose capability bounding set needs a runtime shim.
+PRIVILEGED_RUNTIME_SHIM = "kube-harness-runc"
+
+
+def kind_version() -> str:
+    return os.environ.get("KIND_VERSION", PINNED_KIND_VERSION)
+
+
+def _extra_args(flags: dict[str, str], api_version: str) -> Any:
+    # kubeadm v1beta4 (Kubernetes >= 1.31) takes a list of name/value pairs, v1beta3 a map.
+    if api_version.endswith("v1beta4"):
+        return [{"name": k, "value": v} for k, v in flags.items()]
+    return dict(flags)
+
+
+def kind_config(options: ClusterOptions) -> dict[str, Any]:
+    """The kind cluster configuration for `options`, as data.
+
+    One control plane plus `options.workers` workers; the NodePorts of `options.node_ports`
+    are published on 127.0.0.1 only; the control plane gets `options.timings`. Patches are
+    given for both kubeadm config versions: kind applies the one its node image uses.
+    """
+    timings = options.timings
+    cluster_patches = []
+    for api_version in ("kubeadm.k8s.io/v1beta4", "kubeadm.k8s.io/v1beta3"):
+        cluster_patches.append(
+            {
+                "apiVersion": api_version,
+                "kind": "ClusterConfiguration",
+                "apiServer": {"extraArgs": _extra_args(timings.apiserver_flags(), api_version)},
+                "controllerManager": {
+                    "extraArgs": _extra_args(timings.controller_manager_flags(), api_version)
+                },
+            }
+        )
+    kubelet_patch = {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "nodeStatusUpdateFrequency": f"{timings.kubelet_node_status_update_s}s",
+    }
+    control_plane = {
+        "role": "control-plane",
+        "extraPortMappings": [
+            {"containerPort": p, "hostPort": p, "listenAddress": "127.0.0.1", "protocol": "TCP"}
+            for p in options.node_ports
+        ],
+    }
+    config: dict[str, Any] = {
+        "kind": "Cluster",
+        "apiVersion": KIND_CONFIG_API,
+        "networking": {"apiServerAddress": "127.0.0.1"},
+        "kubeadmConfigPatches": [
+            yaml.safe_dump(p, sort_keys=False) for p in [*cluster_patches, kubelet_patch]
+        ],
+        "nodes": [control_plane] + [{"role": "worker"} for _ in range(options.workers)],
+    }
+    if options.node_image:
+        for node in config["nodes"]:
+            node["image"] = options.node_image
+    return config
+
+
+def _bounding_set_has(*caps: int) -> bool:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return all(mask >> cap & 1 for cap in caps)
+    return True
+
+
+def probe() -> Probe:
+    """Can this machine run kind: a reachable Docker daemon that runs privileged containers."""
+    if not shutil.which("docker"):
+        return Probe(
+            "kind",
+            False,
+            "no `docker` client on PATH",
+            fix="install Docker (apt-get install docker.io) and start its daemon",
+        )
+    try:
+        runtime = run(["docker", "info", "--format", "{{.DefaultRuntime}}"], timeout=15).strip()
+    except CommandFailed as exc:
+        return Probe(
+            "kind",
+            False,
+            f"the Docker daemon does not answer ({exc.message.splitlines()[-1].strip()})",
+            fix="start the Docker daemon (dockerd) or point DOCKER_HOST at one",
+        )
+    remote = os.environ.get("DOCKER_HOST", "unix://").startswith(("tcp://", "ssh://"))
+    if (
+        not remote
+        and runtime != PRIVILEGED_RUNTIME_SHIM
+        and not _bounding_set_has(CAP_SYS_ADMIN, CAP_SYS_RESOURCE)
+    ):
+        return Probe(
+            "kind",
+            False,
+            "privileged containers (kind's nodes) fail here: the capability bounding set "
+            "lacks CAP_SYS_RESOURCE",
+            fix="use --cluster-provider=local on this machine",
+        )
+    return Probe("kind", True, f"Docker daemon answers (runtime {runtime})")
+
+
+class KindProvider:
+    """kind clusters via pytest-kind, with a generated config and a current kind version."""
+
+    name = "kind"
+
+    def __init__(self, options: ClusterOptions, *, kind_path: Path | None = None) -> None:
+        self.options = options
+        self.state_dir = CACHE_DIR / "kind" / options.name
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.kind_path = kind_path or self._find_kind()
+        self._cluster = KindCluster(
+            options.name,
+            options.kubeconfig or self.state_dir / "kubeconfig",
+            image=options.node_image,
+            kind_path=self.kind_path,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            creates_clusters=True,
+            multi_node=True,
+            loads_images=True,
+            node_lifecycle=True,
+            chaos_allowed=True,
+            nodeports_on_localhost=True,
+        )
+
+    def _find_kind(self) -> Path:
+        version = kind_version()
+        for candidate in (shutil.which("kind"), CACHE_DIR / "bin" / f"kind-{version}"):
+            if candidate and Path(candidate).is_file():
+                return Path(candidate)
+        # Not here: pytest-kind downloads it (needs internet) to this path.
+        return Path(".pytest-kind") / self.options.name / f"kind-{version}"
+
+    def config_path(self) -> Path:
+        path = self.state_dir / "kind-config.yaml"
+        path.write_text(yaml.safe_dump(kind_config(self.options), sort_keys=False))
+        return path
+
+    def create(self) -> None:
+        url = (
+            "https://github.com/kubernetes-sigs/kind/releases/download/"
+            f"{kind_version()}/kind-linux-amd64"
+        )
+        os.environ.setdefault("KIND_DOWNLOAD_URL", url)
+        with step(f"kind: creating (or reusing) cluster {self.options.name}"):
+            try:
+                self._cluster.create(config_file=self.config_path())
+            except subprocess.CalledProcessError as exc:
+                raise CommandFailed(
+                    f"kind create cluster {self.options.name} failed (exit {exc.returncode})",
+                    fix="run `harness doctor` and `kind export logs` for the node's logs",
+                ) from exc
+        self.kubeconfig().chmod(0o600)
+
+    def delete(self) -> None:
+        with step(f"kind: deleting cluster {self.options.name}"):
+            self._kind("delete", "cluster", "--name", self.options.name)
+
+    def kubeconfig(self) -> Path:
+        return Path(self._cluster.kubeconfig_path)
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        kube = Kube(self.kubeconfig())
+        try:
+            wait_nodes_ready(kube, timeout=timeout)
+        finally:
+            kube.close()
+
+    def collect_logs(self, dest: Path) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        self._kind("export", "logs", str(dest), "--name", self.options.name)
+        return sorted(p for p in dest.rglob("*") if p.is_file())
+
+    def load_image(self, archive: Path) -> None:
+        with step(f"kind: loading {archive.name}"):
+            self._kind("load", "image-archive", str(archive), "--name", self.options.name)
+
+    def nodes(self) -> list[str]:
+        return self._kind("get", "nodes", "--name", self.options.name).split()
+
+    def stop_node(self, node: str) -> None:
+        run(["docker", "stop", node])
+
+    def start_node(self, node: str) -> None:
+        run(["docker", "start", node])
+
+    def _kind(self, *args: str) -> str:
+        return run([self.kind_path, *args], fix="run `harness doctor` to check kind and Docker")

@@ -1,0 +1,84 @@
+"""Kubernetes API clients for a cluster, built from its kubeconfig."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import urllib3
+from kubernetes import client, config
+
+from harness.wait import Pending, wait_for
+
+
+class Kube:
+    """Typed API groups of one cluster, sharing one connection pool.
+
+    Example:
+        >>> kube = Kube(Path("kubeconfig"))            # doctest: +SKIP
+        >>> kube.core.list_namespace().items           # doctest: +SKIP
+    """
+
+    def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.api_client: client.ApiClient = config.new_client_from_config(
+            config_file=str(kubeconfig), context=context
+        )
+
+    @cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @cached_property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+    @cached_property
+    def autoscaling(self) -> client.AutoscalingV2Api:
+        return client.AutoscalingV2Api(self.api_client)
+
+    @cached_property
+    def policy(self) -> client.PolicyV1Api:
+        return client.PolicyV1Api(self.api_client)
+
+    @cached_property
+    def discovery(self) -> client.DiscoveryV1Api:
+        return client.DiscoveryV1Api(self.api_client)
+
+    @cached_property
+    def events(self) -> client.EventsV1Api:
+        return client.EventsV1Api(self.api_client)
+
+    @cached_property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+# While an API server starts, connections are refused or time out: that is "not yet".
+API_NOT_UP = (urllib3.exceptions.HTTPError, ConnectionError, OSError)
+
+
+def wait_nodes_ready(kube: Kube, *, timeout: float = 300) -> list[str]:
+    """Wait until the API answers and every node reports Ready; return the node names."""
+
+    def all_ready() -> list[str] | Pending:
+        nodes = kube.core.list_node(_request_timeout=10).items
+        if not nodes:
+            return Pending("no node registered yet")
+        not_ready = [
+            n.metadata.name
+            for n in nodes
+            if not any(
+                c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])
+            )
+        ]
+        if not_ready:
+            return Pending(f"not Ready: {', '.join(not_ready)}")
+        return [n.metadata.name for n in nodes]
+
+    return wait_for(
+        all_ready, what="every node to be Ready", timeout=timeout, interval=1, transient=API_NOT_UP
+    )

@@ -1,0 +1,220 @@
+"""The kube-harness pytest plugin: options, fixtures and hooks. The logic lives in the library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import hooks
+from harness.cluster import (
+    CHOICES,
+    ClusterOptions,
+    ClusterProvider,
+    NodeLifecycle,
+    Selection,
+    make_provider,
+    select_provider,
+)
+from harness.cluster import active as active_cluster
+from harness.cluster.provider import DEFAULT_CLUSTER_NAME
+from harness.diagnostics import collect_diagnostics
+from harness.errors import HarnessError
+from harness.kube import Kube
+from harness.namespaces import create_namespace, delete_namespace, namespace_name
+from harness.run import Run
+
+RUN_KEY = pytest.StashKey[Run]()
+PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
+# pytest-kind owns --cluster-name; its default names its own clusters, not ours.
+PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(
+        "kube-harness",
+        "kube-harness (also uses pytest-kind's "
+        "--cluster-name, --keep-cluster, --kubeconfig, --kind-image)",
+    )
+    group.addoption(
+        "--cluster-provider",
+        choices=CHOICES,
+        default=None,
+        help="where the cluster comes from (default: $HARNESS_PROVIDER, else detected: "
+        "--kubeconfig given -> existing, Docker able to run kind -> kind, else local)",
+    )
+    group.addoption("--kube-context", default=None, help="kubeconfig context (existing provider)")
+    group.addoption(
+        "--cluster-workers",
+        type=int,
+        default=0,
+        help="worker nodes besides the control plane (kind)",
+    )
+    group.addoption(
+        "--allow-chaos-on-existing",
+        action="store_true",
+        help="allow faults against an existing cluster (only in harness namespaces)",
+    )
+    group.addoption(
+        "--keep-failed-namespaces",
+        action="store_true",
+        help="keep the namespace of a failing test for debugging",
+    )
+    group.addoption(
+        "--reports-dir", default="reports", help="folder for reports/<run-id>/ (default: reports)"
+    )
+    group.addoption("--run-id", default=None, help="run id (default: generated)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker_input = getattr(config, "workerinput", {})
+    config.stash[RUN_KEY] = Run.from_environment(
+        Path(config.getoption("reports_dir")),
+        config.getoption("run_id") or worker_input.get("harness_run_id"),
+    )
+    config.stash[DIAGNOSTICS_KEY] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist: every worker shares the controller's run
+    node.workerinput["harness_run_id"] = node.config.stash[RUN_KEY].run_id
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    run = config.stash[RUN_KEY]
+    return f"kube-harness: run {run.run_id}, reports in {run.directory}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    bundles = config.stash.get(DIAGNOSTICS_KEY, [])
+    if bundles:
+        terminalreporter.write_sep("-", "kube-harness diagnostics")
+        for path in bundles:
+            terminalreporter.write_line(f"  {path}")
+
+
+def _fail_on_harness_error(exc: HarnessError) -> None:
+    pytest.fail(f"kube-harness: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def harness_run(request: pytest.FixtureRequest) -> Run:
+    """This run's id and report folder (shared by all xdist workers)."""
+    return request.config.stash[RUN_KEY]
+
+
+@pytest.fixture(scope="session")
+def cluster_options(request: pytest.FixtureRequest) -> ClusterOptions:
+    """The cluster asked for on the command line."""
+    opt = request.config.getoption
+    name = opt("cluster_name")
+    kubeconfig = opt("kubeconfig")
+    try:
+        return ClusterOptions(
+            name=DEFAULT_CLUSTER_NAME if name == PYTEST_KIND_DEFAULT_NAME else name,
+            workers=opt("cluster_workers"),
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            context=opt("kube_context"),
+            node_image=opt("kind_image"),
+            allow_chaos=opt("allow_chaos_on_existing"),
+        )
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+        raise
+
+
+@pytest.fixture(scope="session")
+def cluster_selection(request: pytest.FixtureRequest, cluster_options: ClusterOptions) -> Selection:
+    """Which provider this run uses and why (option, environment or detection)."""
+    try:
+        return select_provider(
+            request.config.getoption("cluster_provider"), kubeconfig=cluster_options.kubeconfig
+        )
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+        raise
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, cluster_selection: Selection, cluster_options: ClusterOptions
+) -> Iterator[ClusterProvider]:
+    """The session's cluster, created (or reused) and Ready; deleted at the end unless kept."""
+    try:
+        provider = make_provider(cluster_selection.name, cluster_options)
+        provider.create()
+        provider.wait_ready()
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+        raise
+    active_cluster.record(
+        active_cluster.ActiveCluster(
+            provider.name, cluster_options.name, str(provider.kubeconfig())
+        )
+    )
+    yield provider
+    if provider.capabilities.creates_clusters and not request.config.getoption("keep_cluster"):
+        provider.delete()
+        active_cluster.forget(cluster_options.name)
+
+
+@pytest.fixture(scope="session")
+def kube(request: pytest.FixtureRequest, cluster: ClusterProvider) -> Iterator[Kube]:
+    """API clients for the session's cluster (`kube.core`, `kube.apps`, `kube.autoscaling`...)."""
+    api = Kube(cluster.kubeconfig(), request.config.getoption("kube_context"))
+    request.config.hook.pytest_harness_cluster_ready(cluster=cluster, kube=api)
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def node_lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
+    """The cluster's node stop/start ability; skips the test where the provider lacks it."""
+    if not isinstance(cluster, NodeLifecycle) or not cluster.capabilities.node_lifecycle:
+        pytest.skip(f"the {cluster.name} provider cannot stop and start nodes")
+    return cluster
+
+
+@pytest.fixture
+def test_report_dir(request: pytest.FixtureRequest, harness_run: Run) -> Path:
+    """reports/<run-id>/<test-id>/ for this test's own output (created on first use)."""
+    path = harness_run.test_directory(request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def namespace(
+    request: pytest.FixtureRequest, kube: Kube, cluster: ClusterProvider, harness_run: Run
+) -> Iterator[str]:
+    """A fresh namespace for this test, labelled as the harness's; deleted afterwards.
+
+    When the test fails, a diagnostics bundle is written to
+    reports/<run-id>/<test-id>/diagnostics/ first; with --keep-failed-namespaces the
+    namespace is then kept for inspection.
+    """
+    name = namespace_name(harness_run.run_id)
+    create_namespace(kube, name, run_id=harness_run.run_id, test=request.node.nodeid)
+    yield name
+    phases = request.node.stash.get(PHASE_REPORTS_KEY, {})
+    failed = any(report.failed for report in phases.values())
+    if failed:
+        dest = harness_run.test_directory(request.node.nodeid) / "diagnostics"
+        collect_diagnostics(kube, name, dest, cluster)
+        request.config.hook.pytest_harness_collect_diagnostics(kube=kube, namespace=name, dest=dest)
+        request.config.stash[DIAGNOSTICS_KEY].append(dest)
+    if not (failed and request.config.getoption("keep_failed_namespaces")):
+        delete_namespace(kube, name)

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import Probe, Selection, select_provider
+from harness.cluster.provider import ClusterOptions
+from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
+
+
+def probes(**ok: bool):
+    def probe(name: str, kubeconfig: Path | None) -> Probe:
+        good = ok.get(name, False)
+        return Probe(name, good, f"{name} {'works' if good else 'absent'}", fix=f"install {name}")
+
+    return probe
+
+
+def test_option_wins_over_environment():
+    got = select_provider(
+        "kind", environ={"HARNESS_PROVIDER": "local"}, probe=probes(kind=True, local=True)
+    )
+    assert got == Selection("kind", "from --cluster-provider")
+
+
+def test_environment_used_when_option_is_auto():
+    got = select_provider("auto", environ={"HARNESS_PROVIDER": "local"}, probe=probes(local=True))
+    assert got == Selection("local", "from HARNESS_PROVIDER")
+
+
+@pytest.mark.parametrize(
+    ("available", "kubeconfig", "expected"),
+    [
+        ({"existing": True, "kind": True, "local": True}, Path("kc"), "existing"),
+        ({"kind": True, "local": True}, None, "kind"),
+        ({"local": True}, None, "local"),
+    ],
+)
+def test_detection_order(available, kubeconfig, expected):
+    got = select_provider(None, kubeconfig=kubeconfig, environ={}, probe=probes(**available))
+    assert got.name == expected
+    assert got.reason.startswith("detected: ")
+
+
+def test_nothing_fits_lists_every_attempt_and_its_fix():
+    with pytest.raises(NoProviderFits) as caught:
+        select_provider(None, environ={}, probe=probes())
+    text = str(caught.value)
+    for name in ("existing", "kind", "local"):
+        assert f"- {name}: {name} absent" in text
+        assert f"fix: install {name}" in text
+
+
+def test_explicit_provider_that_cannot_run_says_why():
+    with pytest.raises(
+        ProviderUnavailable, match="kind \\(from --cluster-provider\\): kind absent"
+    ):
+        select_provider("kind", environ={}, probe=probes())
+
+
+def test_unknown_provider_names_the_choices():
+    with pytest.raises(InvalidConfiguration, match="'minikube' is not a cluster provider"):
+        select_provider(None, environ={"HARNESS_PROVIDER": "minikube"}, probe=probes())
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "with space", "under_score"])
+def test_invalid_cluster_names_are_refused(name):
+    with pytest.raises(InvalidConfiguration, match="cluster name"):
+        ClusterOptions(name=name)
