@@ -1,0 +1,102 @@
+from harness.observe import Entry, Timeline, summarize_endpointslice, summarize_hpa, summarize_pod
+
+POD = {
+    "metadata": {"name": "demo-1", "ownerReferences": [{"name": "demo-abc"}]},
+    "spec": {"nodeName": "node-1"},
+    "status": {
+        "phase": "Running",
+        "podIP": "10.0.0.5",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [
+            {
+                "name": "app",
+                "ready": True,
+                "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            }
+        ],
+    },
+}
+
+
+def test_pod_summary_keeps_what_assertions_need():
+    assert summarize_pod(POD) == {
+        "phase": "Running",
+        "ready": True,
+        "deleting": False,
+        "node": "node-1",
+        "ip": "10.0.0.5",
+        "owner": "demo-abc",
+        "containers": [
+            {"name": "app", "ready": True, "restarts": 2, "state": "waiting:CrashLoopBackOff"}
+        ],
+    }
+
+
+def test_hpa_summary_reads_cpu_utilisation():
+    hpa = {
+        "metadata": {"name": "demo"},
+        "spec": {"minReplicas": 2, "maxReplicas": 5},
+        "status": {
+            "currentReplicas": 3,
+            "desiredReplicas": 4,
+            "currentMetrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "current": {"averageUtilization": 91}},
+                }
+            ],
+        },
+    }
+    assert summarize_hpa(hpa) | {"conditions": {}} == {
+        "min": 2,
+        "max": 5,
+        "current": 3,
+        "desired": 4,
+        "cpu": 91,
+        "conditions": {},
+    }
+
+
+def test_endpointslice_summary_lists_endpoint_conditions():
+    eps = {
+        "metadata": {"name": "demo-x", "labels": {"kubernetes.io/service-name": "demo"}},
+        "endpoints": [
+            {
+                "addresses": ["10.0.0.5"],
+                "targetRef": {"name": "demo-1"},
+                "conditions": {"ready": False, "serving": True, "terminating": True},
+            }
+        ],
+    }
+    assert summarize_endpointslice(eps)["endpoints"] == [
+        {"ip": "10.0.0.5", "pod": "demo-1", "ready": False, "serving": True, "terminating": True}
+    ]
+
+
+def test_ready_pods_replays_the_timeline_up_to_a_moment():
+    timeline = Timeline(
+        [
+            Entry(1.0, "ADDED", "Pod", "a", {"ready": False}),
+            Entry(2.0, "MODIFIED", "Pod", "a", {"ready": True}),
+            Entry(2.5, "ADDED", "Pod", "b", {"ready": True}),
+            Entry(3.0, "MODIFIED", "Pod", "a", {"ready": True, "deleting": True}),
+            Entry(4.0, "DELETED", "Pod", "b", {"ready": True}),
+        ]
+    )
+    assert timeline.ready_pods(at=1.5) == set()
+    assert timeline.ready_pods(at=2.7) == {"a", "b"}
+    assert timeline.ready_pods(at=3.5) == {"b"}
+    assert timeline.ready_pods(at=9) == set()
+
+
+def test_timeline_round_trips_through_json_lines(tmp_path):
+    entries = [
+        Entry(1.25, "MARK", "Mark", "fault", {"target": "pod/a"}),
+        Entry(0.5, "SYNC", "Node", "n1", {"ready": "True"}),
+    ]
+    path = tmp_path / "timeline.jsonl"
+    path.write_text("".join(e.to_json() + "\n" for e in entries))
+    loaded = Timeline.load(path)
+    assert [e.name for e in loaded.entries] == ["n1", "fault"]
+    assert "+   0.75s MARK     Mark/fault" in loaded.render()
