@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from harness.cluster import (
     select_provider,
 )
 from harness.cluster import active as active_cluster
-from harness.cluster.provider import DEFAULT_CLUSTER_NAME
+from harness.cluster.provider import CACHE_DIR, DEFAULT_CLUSTER_NAME
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
 from harness.kube import Kube
+from harness.locks import exclusive_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.run import Run
 
@@ -116,21 +118,24 @@ def harness_run(request: pytest.FixtureRequest) -> Run:
     return request.config.stash[RUN_KEY]
 
 
+def _cluster_options(config: pytest.Config) -> ClusterOptions:
+    opt = config.getoption
+    name, kubeconfig = opt("cluster_name"), opt("kubeconfig")
+    return ClusterOptions(
+        name=DEFAULT_CLUSTER_NAME if name == PYTEST_KIND_DEFAULT_NAME else name,
+        workers=opt("cluster_workers"),
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        context=opt("kube_context"),
+        node_image=opt("kind_image"),
+        allow_chaos=opt("allow_chaos_on_existing"),
+    )
+
+
 @pytest.fixture(scope="session")
 def cluster_options(request: pytest.FixtureRequest) -> ClusterOptions:
     """The cluster asked for on the command line."""
-    opt = request.config.getoption
-    name = opt("cluster_name")
-    kubeconfig = opt("kubeconfig")
     try:
-        return ClusterOptions(
-            name=DEFAULT_CLUSTER_NAME if name == PYTEST_KIND_DEFAULT_NAME else name,
-            workers=opt("cluster_workers"),
-            kubeconfig=Path(kubeconfig) if kubeconfig else None,
-            context=opt("kube_context"),
-            node_image=opt("kind_image"),
-            allow_chaos=opt("allow_chaos_on_existing"),
-        )
+        return _cluster_options(request.config)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise
@@ -150,12 +155,21 @@ def cluster_selection(request: pytest.FixtureRequest, cluster_options: ClusterOp
 
 @pytest.fixture(scope="session")
 def cluster(
-    request: pytest.FixtureRequest, cluster_selection: Selection, cluster_options: ClusterOptions
-) -> Iterator[ClusterProvider]:
-    """The session's cluster, created (or reused) and Ready; deleted at the end unless kept."""
+    request: pytest.FixtureRequest,
+    harness_run: Run,
+    cluster_selection: Selection,
+    cluster_options: ClusterOptions,
+) -> ClusterProvider:
+    """The run's cluster, created (or reused) and Ready.
+
+    Under pytest-xdist every worker asks for it; the first creates it under a file lock and
+    the others reuse it. It is deleted once, by the main process at the end of the run,
+    unless --keep-cluster is given.
+    """
     try:
         provider = make_provider(cluster_selection.name, cluster_options)
-        provider.create()
+        with exclusive_lock(CACHE_DIR / "locks" / f"cluster-{cluster_options.name}.lock"):
+            provider.create()
         provider.wait_ready()
     except HarnessError as exc:
         _fail_on_harness_error(exc)
@@ -165,10 +179,32 @@ def cluster(
             provider.name, cluster_options.name, str(provider.kubeconfig())
         )
     )
-    yield provider
-    if provider.capabilities.creates_clusters and not request.config.getoption("keep_cluster"):
+    _run_cluster_file(harness_run).parent.mkdir(parents=True, exist_ok=True)
+    _run_cluster_file(harness_run).write_text(provider.name)
+    return provider
+
+
+def _run_cluster_file(run: Run) -> Path:
+    """Where a run notes which provider brought its cluster up, for the final teardown."""
+    return CACHE_DIR / "runs" / run.run_id / "cluster-provider"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput"):  # xdist workers leave teardown to the main process
+        return
+    marker = _run_cluster_file(config.stash[RUN_KEY])
+    if not marker.exists():
+        return
+    provider_name = marker.read_text()
+    shutil.rmtree(marker.parent, ignore_errors=True)
+    if config.getoption("keep_cluster"):
+        return
+    options = _cluster_options(config)
+    provider = make_provider(provider_name, options)
+    if provider.capabilities.creates_clusters:
         provider.delete()
-        active_cluster.forget(cluster_options.name)
+        active_cluster.forget(options.name)
 
 
 @pytest.fixture(scope="session")
