@@ -1,0 +1,341 @@
+"""The resilience spec: what a service promises, per service, validated before anything runs.
+
+A YAML file (see scenarios/demo-service.spec.yaml) names each service's manifests, the load
+to drive, its SLOs and the behaviour expected of it: HPA bounds and timings, recovery after
+pods or containers die, probe reaction times, rollout error budget and duration. Every
+problem in the file is reported at once, each with its place in the file and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import InvalidConfiguration
+from harness.load import SLO
+
+API_VERSION = "kube-harness/v1"
+KIND = "ResilienceSpec"
+
+
+class InvalidSpec(InvalidConfiguration):
+    """The resilience spec has problems; the message lists every one with its location."""
+
+
+def parse_seconds(raw: Any) -> float:
+    """`90`, `90s`, `1.5m`, `500ms` -> seconds."""
+    if isinstance(raw, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", str(raw))
+        if not found:
+            raise ValueError(f"{raw!r} is not a duration like 30s, 2m or 500ms")
+        value = float(found[1]) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[found[2]]
+    if value <= 0:
+        raise ValueError(f"a duration must be positive, not {raw!r}")
+    return value
+
+
+def parse_fraction(raw: Any) -> float:
+    """`2%`, `0.02` -> 0.02."""
+    text = str(raw).strip()
+    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 <= value <= 1:
+        raise ValueError(f"{raw!r} is not between 0% and 100%")
+    return value
+
+
+def _count(minimum: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
+            raise ValueError(f"must be a whole number >= {minimum}, not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"must be a non-empty string, not {raw!r}")
+    return raw
+
+
+def _url_path(raw: Any) -> str:
+    if not _text(raw).startswith("/"):
+        raise ValueError(f"must be a URL path starting with '/', not {raw!r}")
+    return raw
+
+
+class _Reader:
+    """Reads one mapping of the spec, collecting every problem instead of stopping at one."""
+
+    def __init__(self, data: Any, where: str, problems: list[str]) -> None:
+        self.where = where
+        self.problems = problems
+        if not isinstance(data, Mapping):
+            problems.append(f"{where}: must be a mapping, not {type(data).__name__}")
+            data = {}
+        self.data = dict(data)
+        self.known: set[str] = set()
+
+    def get(self, key: str, parse: Callable[[Any], Any], default: Any = ...) -> Any:
+        self.known.add(key)
+        if key not in self.data:
+            if default is ...:
+                self.problems.append(f"{self.where}.{key}: required")
+            return None if default is ... else default
+        try:
+            return parse(self.data[key])
+        except (ValueError, TypeError, InvalidConfiguration) as exc:
+            message = exc.message if isinstance(exc, InvalidConfiguration) else str(exc)
+            self.problems.append(f"{self.where}.{key}: {message}")
+            return None
+
+    def section(self, key: str, *, required: bool = True) -> _Reader | None:
+        self.known.add(key)
+        if key not in self.data:
+            if required:
+                self.problems.append(f"{self.where}.{key}: required")
+            return None
+        return _Reader(self.data[key], f"{self.where}.{key}", self.problems)
+
+    def done(self) -> None:
+        for key in sorted(set(self.data) - self.known):
+            close = difflib.get_close_matches(str(key), sorted(self.known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.problems.append(f"{self.where}.{key}: unknown key{hint}")
+
+
+@dataclass(frozen=True)
+class HpaExpectation:
+    """Under CPU load: from min to at least `scale_up_to` within `scale_up_within_s`; never
+    above max; back to min within `scale_down_within_s` once load stops; at most
+    `max_direction_changes` reversals."""
+
+    name: str
+    min: int
+    max: int
+    scale_up_to: int
+    scale_up_within_s: float
+    scale_down_within_s: float
+    max_direction_changes: int = 2
+
+
+@dataclass(frozen=True)
+class SelfHealingExpectation:
+    """A deleted pod, a killed container or a crashed process is Ready again in time."""
+
+    ready_within_s: float
+    max_error_rate: float
+
+
+@dataclass(frozen=True)
+class ProbeExpectation:
+    readiness_leaves_endpoints_within_s: float
+    liveness_restarts_within_s: float
+    startup_delay_s: float
+
+
+@dataclass(frozen=True)
+class RolloutExpectation:
+    complete_within_s: float
+    max_failed_requests: int
+    stuck_detected_within_s: float
+
+
+@dataclass(frozen=True)
+class AdminHooks:
+    """How to provoke failures in the service itself (optional; the demo service has them)."""
+
+    token_secret: str
+    token_key: str
+    fail_readiness: str
+    fail_liveness: str
+    crash: str
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    path: str
+    users: int
+    cpu_path: str
+    cpu_users: int
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    manifests: Path
+    deployment: str
+    container: str
+    images: Mapping[str, str]
+    load: LoadSpec
+    slo: SLO
+    hpa: HpaExpectation | None
+    self_healing: SelfHealingExpectation | None
+    probes: ProbeExpectation | None
+    rollout: RolloutExpectation | None
+    admin: AdminHooks | None = None
+
+
+@dataclass(frozen=True)
+class ResilienceSpec:
+    path: Path
+    services: tuple[ServiceSpec, ...] = field(default_factory=tuple)
+
+    def service(self, name: str) -> ServiceSpec:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise InvalidSpec(
+            f"{self.path}: no service named {name!r}",
+            fix=f"use one of: {', '.join(s.name for s in self.services)}",
+        )
+
+
+def _images(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or "current" not in raw:
+        raise ValueError("must map version names to image references and name `current`")
+    return {str(k): _text(v) for k, v in raw.items()}
+
+
+def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> ServiceSpec | None:
+    r = _Reader(data, where, problems)
+
+    def manifests(raw: Any) -> Path:
+        path = (base / _text(raw)).resolve()
+        if not (path / "kustomization.yaml").is_file():
+            raise ValueError(f"{path} holds no kustomization.yaml")
+        return path
+
+    def slo(raw: Any) -> SLO:
+        return SLO.from_mapping(raw, source=f"{where}.slo")
+
+    service = dict(
+        name=r.get("name", _text),
+        manifests=r.get("manifests", manifests),
+        deployment=r.get("deployment", _text),
+        container=r.get("container", _text),
+        images=r.get("images", _images),
+        slo=r.get("slo", slo),
+    )
+    if (load := r.section("load")) is not None:
+        service["load"] = LoadSpec(
+            path=load.get("path", _url_path),
+            users=load.get("users", _count(1)),
+            cpu_path=load.get("cpu_path", _url_path),
+            cpu_users=load.get("cpu_users", _count(1)),
+        )
+        load.done()
+    if (admin := r.section("admin", required=False)) is not None:
+        service["admin"] = AdminHooks(
+            token_secret=admin.get("token_secret", _text),
+            token_key=admin.get("token_key", _text),
+            fail_readiness=admin.get("fail_readiness", _url_path),
+            fail_liveness=admin.get("fail_liveness", _url_path),
+            crash=admin.get("crash", _url_path),
+        )
+        admin.done()
+    expect = r.section("expect")
+    service.update(_read_expectations(expect) if expect else {})
+    r.done()
+    return ServiceSpec(**service) if not problems else None
+
+
+def _read_expectations(expect: _Reader) -> dict[str, Any]:
+    out: dict[str, Any] = {"hpa": None, "self_healing": None, "probes": None, "rollout": None}
+    if (h := expect.section("hpa", required=False)) is not None:
+        hpa = HpaExpectation(
+            name=h.get("name", _text),
+            min=h.get("min", _count(1)),
+            max=h.get("max", _count(1)),
+            scale_up_to=h.get("scale_up_to", _count(1)),
+            scale_up_within_s=h.get("scale_up_within", parse_seconds),
+            scale_down_within_s=h.get("scale_down_within", parse_seconds),
+            max_direction_changes=h.get("max_direction_changes", _count(0), 2),
+        )
+        if None not in (hpa.min, hpa.max, hpa.scale_up_to) and not (
+            hpa.min < hpa.scale_up_to <= hpa.max
+        ):
+            h.problems.append(
+                f"{h.where}: need min < scale_up_to <= max, got {hpa.min} / {hpa.scale_up_to} / "
+                f"{hpa.max}"
+            )
+        h.done()
+        out["hpa"] = hpa
+    if (s := expect.section("self_healing", required=False)) is not None:
+        out["self_healing"] = SelfHealingExpectation(
+            ready_within_s=s.get("ready_within", parse_seconds),
+            max_error_rate=s.get("max_error_rate", parse_fraction),
+        )
+        s.done()
+    if (p := expect.section("probes", required=False)) is not None:
+        out["probes"] = ProbeExpectation(
+            readiness_leaves_endpoints_within_s=p.get(
+                "readiness_leaves_endpoints_within", parse_seconds
+            ),
+            liveness_restarts_within_s=p.get("liveness_restarts_within", parse_seconds),
+            startup_delay_s=p.get("startup_delay", parse_seconds),
+        )
+        p.done()
+    if (o := expect.section("rollout", required=False)) is not None:
+        out["rollout"] = RolloutExpectation(
+            complete_within_s=o.get("complete_within", parse_seconds),
+            max_failed_requests=o.get("max_failed_requests", _count(0)),
+            stuck_detected_within_s=o.get("stuck_detected_within", parse_seconds),
+        )
+        o.done()
+    expect.done()
+    return out
+
+
+def load_spec(path: Path) -> ResilienceSpec:
+    """Read and validate a resilience spec file.
+
+    Raises:
+        InvalidSpec: listing every problem found, each with its place in the file.
+    """
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InvalidSpec(
+            f"resilience spec {path} does not exist",
+            fix="pass --resilience-spec=PATH to an existing file",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InvalidSpec(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from None
+    problems: list[str] = []
+    top = _Reader(data, "spec", problems)
+    top.get("apiVersion", lambda v: v if v == API_VERSION else _bad(f"must be {API_VERSION}"))
+    top.get("kind", lambda v: v if v == KIND else _bad(f"must be {KIND}"))
+    services = top.get(
+        "services",
+        lambda v: v if isinstance(v, list) and v else _bad("must be a non-empty list of services"),
+    )
+    top.done()
+    parsed = [
+        _read_service(item, f"services[{i}]", path.parent, problems)
+        for i, item in enumerate(services or [])
+    ]
+    names = [s.name for s in parsed if s]
+    if len(set(names)) != len(names):
+        problems.append("services: names must be unique")
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise InvalidSpec(
+            f"resilience spec {path} has {len(problems)} problem(s):\n{listing}",
+            fix="correct the fields listed above",
+        )
+    return ResilienceSpec(path, tuple(s for s in parsed if s))
+
+
+def _bad(message: str) -> Any:
+    raise ValueError(message)

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from harness.spec import InvalidSpec, load_spec, parse_fraction, parse_seconds
+
+ROOT = Path(__file__).parent.parent
+DATA = Path(__file__).parent / "data" / "spec"
+
+
+def test_the_demo_spec_is_valid_and_matches_the_manifests():
+    spec = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml")
+    (demo,) = spec.services
+    assert demo.manifests == (ROOT / "manifests" / "overlays" / "ci").resolve()
+    assert (demo.hpa.min, demo.hpa.max) == (2, 5)
+    assert demo.rollout.max_failed_requests == 0
+    assert demo.slo.max_error_rate == 0
+    assert spec.service("demo") is demo
+
+
+def test_every_problem_is_reported_at_once_with_its_place():
+    with pytest.raises(InvalidSpec) as caught:
+        load_spec(DATA / "invalid-many-problems.yaml")
+    text = str(caught.value)
+    for expected in (
+        "services[0].manifests: ",
+        "holds no kustomization.yaml",
+        "services[0].load.path: must be a URL path starting with '/'",
+        "services[0].load.users: must be a whole number >= 1, not 0",
+        "services[0].expect.hpa.scale_up_within: 'soon' is not a duration",
+        "services[0].expect.hpa: need min < scale_up_to <= max, got 2 / 7 / 5",
+        "services[0].expect.rollout.broken_imag: unknown key",
+        "fix: correct the fields listed above",
+    ):
+        assert expected in text
+
+
+def test_missing_file_and_bad_yaml_name_the_fix(tmp_path):
+    with pytest.raises(InvalidSpec, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("services: [\n")
+    with pytest.raises(InvalidSpec, match="not valid YAML"):
+        load_spec(broken)
+
+
+def test_wrong_kind_and_missing_sections(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("apiVersion: v0\nkind: Other\nservices: []\n")
+    with pytest.raises(InvalidSpec) as caught:
+        load_spec(path)
+    text = str(caught.value)
+    assert "spec.apiVersion: must be kube-harness/v1" in text
+    assert "spec.kind: must be ResilienceSpec" in text
+    assert "spec.services: must be a non-empty list" in text
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(90, 90), ("90s", 90), ("1.5m", 90), ("500ms", 0.5)])
+def test_durations(raw, seconds):
+    assert parse_seconds(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["soon", "-3s", 0, True])
+def test_bad_durations(raw):
+    with pytest.raises(ValueError):
+        parse_seconds(raw)
+
+
+def test_fractions():
+    assert parse_fraction("2%") == 0.02
+    assert parse_fraction(0.5) == 0.5
+    with pytest.raises(ValueError):
+        parse_fraction("150%")
