@@ -12,6 +12,7 @@ from harness.cluster import CHOICES, ClusterOptions, make_provider, select_provi
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import DEFAULT_CLUSTER_NAME, ClusterProvider
 from harness.errors import HarnessError, InvalidConfiguration
+from harness.load import cli as load_cli
 from harness.progress import say
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("doctor", help="check this machine's prerequisites per provider")
     check.add_argument("--provider", choices=CHOICES, default="auto")
     check.set_defaults(func=doctor.cmd_doctor)
+
+    load_cli.register(commands)
     return parser
 
 

@@ -23,6 +23,7 @@ from harness.cluster.provider import CACHE_DIR, DEFAULT_CLUSTER_NAME
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
 from harness.kube import Kube
+from harness.load import Load
 from harness.locks import exclusive_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.run import Run
@@ -230,6 +231,17 @@ def test_report_dir(request: pytest.FixtureRequest, harness_run: Run) -> Path:
     path = harness_run.test_directory(request.node.nodeid)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def load(test_report_dir: Path) -> Iterator[Load]:
+    """Locust load against a URL: `with load.run(url, Ramp(...)) as run: ...; run.result()`.
+
+    Every run keeps Locust's CSV/HTML output and its event record in the test's report folder;
+    a run still going when the test ends is stopped.
+    """
+    with Load(test_report_dir) as runs:
+        yield runs
 
 
 @pytest.fixture

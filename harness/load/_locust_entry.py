@@ -1,0 +1,57 @@
+"""The Locust process the harness starts: `python _locust_entry.py LOCUST-ARGS...`.
+
+Run as a script, not `-m harness.load...`: importing the `harness` package first would import
+ssl and sockets before gevent patches them. Here Locust (and its gevent patches) comes first,
+then the recorder, then Locust's own `main()` with the given arguments.
+"""
+
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+# The contract between the harness process and the Locust process (this module imports
+# nothing heavy, so the harness side reads these names from here).
+PARENT_PID_ENV = "HARNESS_LOAD_PARENT_PID"
+EVENTS_FILE_ENV = "HARNESS_LOAD_EVENTS"
+SHAPE_ENV = "HARNESS_LOAD_SHAPE"
+POD_HEADER_ENV = "HARNESS_LOAD_POD_HEADER"
+VERSION_HEADER_ENV = "HARNESS_LOAD_VERSION_HEADER"
+# Asks Locust to end the test the way a finished shape does: users finish their current
+# request (--stop-timeout), then Locust writes its reports and our summary.
+STOP_SIGNAL = signal.SIGUSR1
+# The demo service names the serving pod and its version in these response headers.
+POD_HEADER = "X-Pod-Name"
+VERSION_HEADER = "X-App-Version"
+SHAPE_LOCUSTFILE = Path(__file__).with_name("locust_shape.py")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Let the kernel kill this process when the harness process dies, however it dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if str(os.getppid()) != os.environ.get(PARENT_PID_ENV, str(os.getppid())):
+        os._exit(1)  # the parent died before prctl took effect
+
+
+def main() -> None:
+    # The script's own folder would shadow top-level modules with harness/load's files.
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+    _die_with_parent()
+    import locust.main  # first: gevent patches before ssl/socket load
+
+    from harness.load import _recorder
+
+    _recorder.install(
+        os.environ[EVENTS_FILE_ENV],
+        pod_header=os.environ.get(POD_HEADER_ENV, POD_HEADER),
+        version_header=os.environ.get(VERSION_HEADER_ENV, VERSION_HEADER),
+    )
+    sys.argv = ["locust", *sys.argv[1:]]
+    locust.main.main()
+
+
+if __name__ == "__main__":
+    main()

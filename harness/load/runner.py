@@ -1,0 +1,600 @@
+"""Run Locust headless in its own process group, bounded in time, and read what it records.
+
+The pytest process never imports Locust (Locust monkey-patches with gevent on import); it
+starts `_locust_entry.py` in a new session, follows the JSON lines the Locust-side recorder
+writes, samples the Locust process's CPU, and kills the whole process group on any exit path:
+end of the `with` block, exception, KeyboardInterrupt, interpreter exit (atexit) and, through
+PR_SET_PDEATHSIG, even the death of this process. (The kernel ties PR_SET_PDEATHSIG to the
+thread that started Locust: start runs from a thread that outlives them, as pytest's does.)
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+from harness.commands import run as run_command
+from harness.errors import CommandFailed, HarnessError, InvalidConfiguration
+from harness.load import _locust_entry
+from harness.load.result import (
+    CpuSample,
+    EndpointStats,
+    FailedRequest,
+    LoadResult,
+    SeriesPoint,
+    read_records,
+    saturation,
+)
+from harness.load.shapes import Shape
+from harness.progress import say
+from harness.wait import Pending, wait_for
+
+DEMO_LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "demo.py"
+PROBE_TIMEOUT = 3.0
+STARTUP_TIMEOUT = 30.0
+STOP_GRACE = 10.0
+EVENTS_FILE = "load-events.jsonl"
+LOG_FILE = "locust.log"
+
+
+class TargetUnreachable(HarnessError):
+    """The load target did not accept a TCP connection."""
+
+
+class LoadRunFailed(HarnessError):
+    """The Locust process failed at run time (its log tail is in the message)."""
+
+
+class LoadRunner:
+    """One load run's configuration, validated before anything starts; `start()` runs it.
+
+    Args:
+        base_url: the target, e.g. "http://127.0.0.1:8080" (only this machine's addresses).
+        shape: users over time (`Constant`, `Ramp`, `Step`, `Spike`); None uses the
+            locustfile's own `LoadTestShape`, and then `time_limit` is required.
+        locustfile: the Locust file (default: the demo service's, loadtests/demo.py).
+        report_dir: folder for Locust's CSV/HTML, its log and the event record.
+        time_limit: hard bound in seconds (default: the shape's duration + 30 s); the run is
+            stopped at this point, then killed.
+        stop_timeout: seconds users get to finish their current request at the end, so that
+            what the target answered and what Locust counted agree.
+        env: extra environment for the locustfile (e.g. {"DEMO_USER_RPS": "5"}).
+        pod_header, version_header: response headers naming the serving pod and its
+            version, counted per pod and per version (default X-Pod-Name, X-App-Version).
+        local_networks: CIDRs that stay on this machine although routing says otherwise
+            (a cluster's service range, which kube-proxy translates locally).
+
+    Raises:
+        InvalidConfiguration: bad URL, off-machine target, missing locustfile, bad bounds.
+
+    Example:
+        >>> with LoadRunner(base_url=url, shape=Constant(users=5, seconds=10),
+        ...                 report_dir=tmp).start() as run:
+        ...     inject_fault()
+        ...     result = run.result()
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        shape: Shape | None,
+        report_dir: Path,
+        locustfile: Path = DEMO_LOCUSTFILE,
+        time_limit: float | None = None,
+        stop_timeout: float = 5.0,
+        env: Mapping[str, str] | None = None,
+        pod_header: str = _locust_entry.POD_HEADER,
+        version_header: str = _locust_entry.VERSION_HEADER,
+        local_networks: Iterable[str] = (),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.host, self.port = _parse_target(self.base_url)
+        self.shape = shape
+        self.report_dir = Path(report_dir)
+        self.locustfile = Path(locustfile).resolve()
+        self.stop_timeout = stop_timeout
+        self.env = {
+            **(env or {}),
+            _locust_entry.POD_HEADER_ENV: pod_header,
+            _locust_entry.VERSION_HEADER_ENV: version_header,
+        }
+        if not self.locustfile.is_file():
+            raise InvalidConfiguration(
+                f"locustfile {locustfile} does not exist",
+                fix="pass the path of a Locust file (e.g. loadtests/demo.py)",
+            )
+        if shape is None and time_limit is None:
+            raise InvalidConfiguration(
+                "a load run without a harness shape needs a time_limit",
+                fix="pass shape=Constant(...)/Ramp(...)/... or time_limit=SECONDS",
+            )
+        self.time_limit = time_limit if time_limit is not None else shape.duration + 30.0
+        if not (math.isfinite(self.time_limit) and self.time_limit > 0 and stop_timeout >= 0):
+            raise InvalidConfiguration(
+                f"load run bounds time_limit={time_limit!r}, stop_timeout={stop_timeout!r} "
+                "are invalid",
+                fix="give a time_limit > 0 and a stop_timeout >= 0 (seconds)",
+            )
+        _refuse_off_machine(self.host, _networks(local_networks))
+
+    def start(self) -> LoadRun:
+        """Probe the target, start Locust and return once it has loaded the locustfile.
+
+        Raises:
+            TargetUnreachable: no TCP connection within a few seconds.
+            InvalidConfiguration: the locustfile (or Locust's options) failed at start.
+        """
+        _probe(self.base_url, self.host, self.port)
+        run = LoadRun(self)
+        try:
+            run._launch()
+        except BaseException:
+            run.close()
+            raise
+        return run
+
+    def locust_argv(self) -> list[str]:
+        """The Locust command line (after the program).
+
+        No --run-time: with a shape Locust only arms it after the shape ends, so the
+        harness's own timer is the one bound for every kind of run.
+        """
+        files = [str(self.locustfile)]
+        if self.shape is not None:
+            files.append(str(_locust_entry.SHAPE_LOCUSTFILE))
+        return [
+            "-f",
+            ",".join(files),
+            "--headless",
+            "--host",
+            self.base_url,
+            "--stop-timeout",
+            f"{self.stop_timeout:g}",
+            "--csv",
+            str(self.report_dir / "locust"),
+            "--html",
+            str(self.report_dir / "locust.html"),
+            "--exit-code-on-error",
+            "0",
+            "--only-summary",
+        ]
+
+
+_live_runs: weakref.WeakSet[LoadRun] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live_runs() -> None:
+    for run in list(_live_runs):
+        run.close()
+
+
+class LoadRun:
+    """A running (or finished) load run: read its series while it goes, then its result.
+
+    Use as a context manager: leaving the block stops the load (users finish their
+    current request); an exception or KeyboardInterrupt kills it. `result()` waits for the
+    natural end of the shape when called inside the block.
+    """
+
+    def __init__(self, config: LoadRunner) -> None:
+        self.config = config
+        self.events_path = config.report_dir / EVENTS_FILE
+        self.log_path = config.report_dir / LOG_FILE
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._exit_code: int | None = None
+        self._cpu_seconds = 0.0
+        self._records: list[dict[str, Any]] = []
+        self._offset = 0
+        self._read_lock = threading.Lock()
+        self._reap_lock = threading.Lock()
+        self._cpu: list[CpuSample] = []
+        self._done = threading.Event()
+        self._timer: threading.Timer | None = None
+        self._result: LoadResult | None = None
+        self.started = time.time()
+        self.deadline = self.started + STARTUP_TIMEOUT + config.time_limit
+        self.time_limit_hit = False
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def _launch(self) -> None:
+        config = self.config
+        config.report_dir.mkdir(parents=True, exist_ok=True)
+        self.events_path.unlink(missing_ok=True)
+        env = {
+            **os.environ,
+            **config.env,
+            _locust_entry.EVENTS_FILE_ENV: str(self.events_path),
+            _locust_entry.PARENT_PID_ENV: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if config.shape is not None:
+            env[_locust_entry.SHAPE_ENV] = json.dumps(config.shape.to_spec())
+        argv = [sys.executable, _locust_entry.__file__, *config.locust_argv()]
+        with self.log_path.open("wb") as log:
+            log.write(f"# {' '.join(argv)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=config.report_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _live_runs.add(self)
+        self.started = time.time()
+        threading.Thread(target=self._sample_cpu, daemon=True, name="load-cpu").start()
+        say(
+            f"load: Locust (pid {self._proc.pid}) against {config.base_url}, "
+            f"bounded to {config.time_limit:g}s, report in {config.report_dir}"
+        )
+        wait_for(
+            self._loaded,
+            what=f"Locust to load {config.locustfile.name}",
+            timeout=STARTUP_TIMEOUT,
+            interval=0.1,
+        )
+        # The hard bound; Locust's own --run-time only starts after a shape has ended.
+        self.deadline = time.time() + config.time_limit
+        self._timer = threading.Timer(config.time_limit, self._on_time_limit)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _loaded(self) -> bool | Pending:
+        if any(r["kind"] == "init" for r in self._read()):
+            return True
+        if self._reap():
+            raise InvalidConfiguration(
+                f"Locust exited ({self._exit_code}) before the load started, loading "
+                f"{self.config.locustfile}:\n{self.log_tail()}",
+                fix=f"fix the locustfile or options above; run `python {self.config.locustfile}` "
+                "to see import errors; full log: " + str(self.log_path),
+            )
+        return Pending("Locust is starting")
+
+    def _on_time_limit(self) -> None:
+        if not self._done.is_set():
+            self.time_limit_hit = True
+            say(f"load: time limit {self.config.time_limit:g}s reached, stopping Locust")
+            self.stop()
+
+    @property
+    def running(self) -> bool:
+        return not self._reap()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the run to end on its own (its shape ends, or the time limit stops it)."""
+        bound = timeout if timeout is not None else self._remaining() + STOP_GRACE
+        wait_for(
+            lambda: True if self._reap() else Pending("Locust running"),
+            what="the load run to finish",
+            timeout=max(bound, 0.1),
+            interval=0.2,
+        )
+
+    def stop(self) -> None:
+        """End the load now: users finish their current request, Locust writes its reports.
+
+        Escalates to killing the process group when Locust does not exit in time.
+        """
+        if self._reap():
+            return
+        self._signal_leader(_locust_entry.STOP_SIGNAL)
+        try:
+            wait_for(
+                lambda: True if self._reap() else Pending("Locust stopping"),
+                what="Locust to stop",
+                timeout=self.config.stop_timeout + STOP_GRACE,
+                interval=0.1,
+            )
+        except HarnessError:
+            say(
+                f"load: Locust did not stop within {self.config.stop_timeout + STOP_GRACE:g}s, "
+                "killing it"
+            )
+        self.close()
+
+    def close(self) -> None:
+        """Kill whatever is left of the run's process group (idempotent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._proc is not None and not self._reap():
+            self._kill_group(signal.SIGKILL)
+            self._reap(block=True)
+        self._done.set()
+        _live_runs.discard(self)
+
+    def __enter__(self) -> LoadRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.stop()
+        else:
+            self.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def series(self) -> list[SeriesPoint]:
+        """The per-second series so far (each point is one closed wall-clock second)."""
+        return [SeriesPoint.from_record(r) for r in self._read() if r["kind"] == "second"]
+
+    def failures(self) -> list[FailedRequest]:
+        """Failed requests recorded so far."""
+        return [FailedRequest.from_record(r) for r in self._read() if r["kind"] == "failure"]
+
+    def result(self, timeout: float | None = None) -> LoadResult:
+        """Wait for the end of the run and return everything it measured.
+
+        Raises:
+            LoadRunFailed: Locust ended without its summary (crash, kill); log tail included.
+            WaitTimeout: the run did not end within `timeout`.
+        """
+        if self._result is not None:
+            return self._result
+        self.wait(timeout)
+        self.close()
+        records = self._read()
+        summary = next((r for r in reversed(records) if r["kind"] == "summary"), None)
+        if summary is None:
+            raise LoadRunFailed(
+                f"Locust against {self.config.base_url} ended (exit {self._exit_code}) without "
+                f"its summary:\n{self.log_tail()}",
+                fix=f"see the full log {self.log_path}",
+            )
+        start = next((r["t"] for r in records if r["kind"] == "start"), self.started)
+        self._result = LoadResult(
+            base_url=self.config.base_url,
+            started=start,
+            ended=summary["t"],
+            total=EndpointStats.from_record(summary["total"]),
+            endpoints=[EndpointStats.from_record(e) for e in summary["endpoints"]],
+            series=self.series(),
+            failures=self.failures(),
+            pods=summary["pods"],
+            versions=summary["versions"],
+            cpu=list(self._cpu),
+            cpu_seconds=self._cpu_seconds,
+            unreliable_reason=saturation(
+                self._cpu, since=start + 1, locust_warned=summary["cpu_warning"]
+            ),
+            report_dir=self.config.report_dir,
+        )
+        return self._result
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of Locust's output, indented for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "    (no log)"
+        return "\n".join(f"    {line}" for line in text.strip().splitlines()[-lines:])
+
+    def _read(self) -> list[dict[str, Any]]:
+        with self._read_lock:
+            new, self._offset = read_records(self.events_path, self._offset)
+            self._records.extend(new)
+            return list(self._records)
+
+    # -- the process -----------------------------------------------------------------------
+
+    def _remaining(self) -> float:
+        return self.deadline - time.time()
+
+    def _reap(self, block: bool = False) -> bool:
+        """True once the Locust process has exited (reaped here, with its CPU time)."""
+        with self._reap_lock:
+            if self._exit_code is not None or self._proc is None:
+                return True
+            pid, status, usage = os.wait4(self._proc.pid, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return False
+            self._exit_code = self._proc.returncode = os.waitstatus_to_exitcode(status)
+            self._cpu_seconds = usage.ru_utime + usage.ru_stime
+        # Anything the locustfile started in Locust's process group goes with it.
+        self._kill_group(signal.SIGKILL)
+        self._done.set()
+        return True
+
+    def _signal_leader(self, signum: int) -> None:
+        if self._proc is not None and self._exit_code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._proc.pid, signum)
+
+    def _kill_group(self, signum: int) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+            os.killpg(self._proc.pid, signum)
+
+    def _sample_cpu(self) -> None:
+        """Once a second until the run ends: how busy Locust's event loop (main thread) was."""
+        assert self._proc is not None
+        read = _busy_reader(self._proc.pid)
+        try:
+            last_wall, last = time.monotonic(), read()
+            while not self._done.wait(1.0):
+                wall, now = time.monotonic(), read()
+                elapsed_ns = (wall - last_wall) * 1e9
+                self._cpu.append(
+                    CpuSample(
+                        time.time(),
+                        percent=100 * (now[0] - last[0]) / elapsed_ns,
+                        waiting=100 * (now[1] - last[1]) / elapsed_ns,
+                    )
+                )
+                last_wall, last = wall, now
+        except (OSError, ValueError, psutil.Error):
+            pass  # the process ended between two samples
+
+
+def _busy_reader(pid: int) -> Callable[[], tuple[float, float]]:
+    """A function giving a process's (ns on a CPU, ns waiting for one) since it started.
+
+    /proc/PID/schedstat has both for the main thread (Locust's event loop); without it
+    (kernels built without schedstats) psutil's CPU times, with no waiting time.
+    """
+    schedstat = Path(f"/proc/{pid}/schedstat")
+    if schedstat.exists():
+
+        def from_schedstat() -> tuple[float, float]:
+            on_cpu, waiting, _ = schedstat.read_text().split()
+            return float(on_cpu), float(waiting)
+
+        return from_schedstat
+    process = psutil.Process(pid)
+
+    def from_psutil() -> tuple[float, float]:
+        times = process.cpu_times()
+        return (times.user + times.system) * 1e9, 0.0
+
+    return from_psutil
+
+
+class Load:
+    """Starts a test's load runs, each in its own report subfolder; `close()` ends them all.
+
+    The `load` pytest fixture is one of these, rooted at the test's report folder.
+
+    Example:
+        >>> with Load(report_dir).run(url, Step(step_users=5, step_time=10, steps=3)) as run:
+        ...     kill_a_pod()
+        >>> SLO(max_error_rate=0.01).check(run.result())
+    """
+
+    def __init__(self, report_dir: Path) -> None:
+        self.report_dir = Path(report_dir)
+        self._runs: list[LoadRun] = []
+
+    def run(self, base_url: str, shape: Shape | None, **options: Any) -> LoadRun:
+        """Start a run (arguments of `LoadRunner`, report_dir excepted): reports go to load-N/."""
+        folder = self.report_dir / f"load-{len(self._runs) + 1}"
+        run = run_load(base_url, shape, report_dir=folder, **options)
+        self._runs.append(run)
+        return run
+
+    def close(self) -> None:
+        for run in self._runs:
+            run.close()
+
+    def __enter__(self) -> Load:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def run_load(base_url: str, shape: Shape | None, *, report_dir: Path, **options: Any) -> LoadRun:
+    """Start a load run: `with run_load(url, Ramp(...), report_dir=d) as run: ...`.
+
+    Takes the arguments of `LoadRunner`; returns the running `LoadRun`.
+    """
+    return LoadRunner(base_url=base_url, shape=shape, report_dir=report_dir, **options).start()
+
+
+def _parse_target(base_url: str) -> tuple[str, int]:
+    parts = urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise InvalidConfiguration(
+            f"load target {base_url!r} is not an http(s) URL with a host",
+            fix="pass a base URL like http://127.0.0.1:8080",
+        )
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(cidr) for cidr in cidrs]
+    except ValueError as exc:
+        raise InvalidConfiguration(
+            f"local_networks: {exc}", fix="give CIDRs such as 10.96.0.0/12"
+        ) from None
+
+
+def _refuse_off_machine(
+    host: str, local_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> None:
+    """Load may only go to this machine: loopback, or a local network the project made."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidConfiguration(
+            f"load target host {host!r} does not resolve: {exc}",
+            fix="use an IP address such as 127.0.0.1, or a name in /etc/hosts",
+        ) from None
+    for address in {info[4][0] for info in infos}:
+        ip = ipaddress.ip_address(address)
+        if ip.is_loopback or any(ip in network for network in local_networks):
+            continue
+        route = _route(address)
+        default_dev = {r.get("dev") for r in _routes_default()}
+        if "gateway" in route or route.get("dev") in default_dev:
+            raise InvalidConfiguration(
+                f"load target {host} ({address}) is routed off this machine "
+                f"(via {route.get('gateway') or route.get('dev')})",
+                fix="target 127.0.0.1 (e.g. through `kubectl port-forward`), an address on a "
+                "network the harness created (the local cluster's bridge), or name a range "
+                "that stays local in local_networks",
+            )
+
+
+def _route(address: str) -> dict[str, Any]:
+    try:
+        routes = json.loads(run_command(["ip", "-j", "route", "get", address], timeout=5))
+    except (CommandFailed, json.JSONDecodeError) as exc:
+        raise InvalidConfiguration(
+            f"cannot tell whether load target {address} is on this machine: {exc}",
+            fix="target 127.0.0.1, or make sure `ip route get` works (package iproute2)",
+        ) from None
+    return routes[0] if routes else {}
+
+
+def _routes_default() -> list[dict[str, Any]]:
+    try:
+        return json.loads(run_command(["ip", "-j", "route", "show", "default"], timeout=5) or "[]")
+    except (CommandFailed, json.JSONDecodeError):
+        return []
+
+
+def _probe(base_url: str, host: str, port: int) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            pass
+    except OSError as exc:
+        raise TargetUnreachable(
+            f"load target {base_url} is unreachable: connecting to {host}:{port} failed "
+            f"({exc.strerror or exc})",
+            fix="start the service (or `kubectl port-forward` to it) and check host and port; "
+            "the harness probes before starting Locust",
+        ) from None
