@@ -1,0 +1,505 @@
+"""Reusable behaviour checks: HPA, self-healing, probes and rollouts, judged from the record.
+
+Each check is a pure function of the timeline (harness.observe) and the load record
+(harness.load) and returns a `Check`: a verdict with its measured value and limit, plus the
+time window and kinds of timeline entries that explain it. `Evidence.assert_all()` turns failed
+checks into one `BehaviourViolation` that shows those slices, and failed requests inside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.load import LoadResult, Verdict
+from harness.observe import Entry, Timeline
+
+INF = float("inf")
+
+
+class BehaviourViolation(AssertionError):
+    """A promise of the resilience spec was not kept; the message shows why."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A verdict and the slice of the record that explains it."""
+
+    verdict: Verdict
+    since: float
+    until: float
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+
+def _verdict(
+    name: str, measured: float | None, limit: float, unit: str, ok: bool, note: str = ""
+) -> Verdict:
+    return Verdict(name, measured, limit, unit, "pass" if ok else "fail", note)
+
+
+def _owned_by(entry_state: dict[str, Any], deployment: str) -> bool:
+    # Pods are owned by ReplicaSets named <deployment>-<pod-template-hash>.
+    owner = entry_state.get("owner") or ""
+    return owner.rsplit("-", 1)[0] == deployment
+
+
+def ready_pods(timeline: Timeline, deployment: str, at: float) -> set[str]:
+    """Pods of `deployment` that are Ready and not terminating at `at`."""
+    return {
+        name
+        for name, state in timeline.states_at("Pod", at).items()
+        if _owned_by(state, deployment) and state.get("ready") and not state.get("deleting")
+    }
+
+
+def _moments(timeline: Timeline, kinds: Iterable[str], since: float, until: float) -> list[float]:
+    kinds = tuple(kinds)
+    return [e.t for e in timeline.entries if e.kind in kinds and since <= e.t <= until]
+
+
+def _first(entries: Iterable[Entry], predicate) -> Entry | None:
+    return next((e for e in entries if predicate(e)), None)
+
+
+# ---------------------------------------------------------------- HPA
+
+
+def hpa_scaled_up(
+    timeline: Timeline, *, deployment: str, to: int, load_started: float, within_s: float
+) -> Check:
+    """Ready pods reach `to` within `within_s` of the load starting."""
+    reached = _first(
+        (e for e in timeline.of("Deployment", since=load_started) if e.name == deployment),
+        lambda e: (e.state.get("ready") or 0) >= to,
+    )
+    took = reached.t - load_started if reached else None
+    verdict = _verdict(
+        f"HPA scaled {deployment} to >= {to} ready pods",
+        took,
+        within_s,
+        "s",
+        took is not None and took <= within_s,
+        "" if reached else f"never reached {to} ready pods",
+    )
+    return Check(
+        verdict,
+        load_started,
+        load_started + within_s,
+        ("HorizontalPodAutoscaler", "Deployment", "Mark"),
+    )
+
+
+def hpa_within_bounds(
+    timeline: Timeline,
+    *,
+    hpa: str,
+    deployment: str,
+    maximum: int,
+    since: float = 0,
+    until: float = INF,
+) -> Check:
+    """Neither the HPA's desired count nor the Deployment's replicas ever exceed `maximum`."""
+    seen = [
+        e.state.get("desired") or 0
+        for e in timeline.of("HorizontalPodAutoscaler", since=since, until=until)
+        if e.name == hpa
+    ]
+    seen += [
+        e.state.get("replicas") or 0
+        for e in timeline.of("Deployment", since=since, until=until)
+        if e.name == deployment
+    ]
+    peak = max(seen, default=0)
+    return Check(
+        _verdict(
+            f"replicas of {deployment} never above {maximum}",
+            peak,
+            maximum,
+            "replicas",
+            peak <= maximum,
+        ),
+        since,
+        until,
+        ("HorizontalPodAutoscaler", "Deployment"),
+    )
+
+
+def hpa_scaled_down(
+    timeline: Timeline, *, deployment: str, to: int, load_stopped: float, within_s: float
+) -> Check:
+    """The Deployment is back at `to` replicas (all Ready) within `within_s` of the load stop."""
+    back = _first(
+        (e for e in timeline.of("Deployment", since=load_stopped) if e.name == deployment),
+        lambda e: e.state.get("replicas") == to and (e.state.get("ready") or 0) == to,
+    )
+    took = back.t - load_stopped if back else None
+    verdict = _verdict(
+        f"{deployment} back to {to} replicas after the load",
+        took,
+        within_s,
+        "s",
+        took is not None and took <= within_s,
+        "" if back else f"still above {to} replicas at the end",
+    )
+    return Check(
+        verdict,
+        load_stopped,
+        load_stopped + within_s,
+        ("HorizontalPodAutoscaler", "Deployment", "Mark"),
+    )
+
+
+def hpa_direction_changes(
+    timeline: Timeline, *, hpa: str, maximum: int, since: float = 0, until: float = INF
+) -> Check:
+    """The HPA's desired replica count reverses direction at most `maximum` times (no flapping)."""
+    desired = [
+        e.state.get("desired")
+        for e in timeline.of("HorizontalPodAutoscaler", since=since, until=until)
+        if e.name == hpa and e.state.get("desired") is not None
+    ]
+    changes, direction, previous = 0, 0, None
+    for value in desired:
+        if previous is not None and value != previous:
+            step = 1 if value > previous else -1
+            changes += direction not in (0, step)
+            direction = step
+        previous = value
+    return Check(
+        _verdict(f"HPA {hpa} direction changes", changes, maximum, "reversals", changes <= maximum),
+        since,
+        until,
+        ("HorizontalPodAutoscaler",),
+    )
+
+
+# ---------------------------------------------------------------- self-healing and probes
+
+
+def recovered(
+    timeline: Timeline,
+    *,
+    deployment: str,
+    replicas: int,
+    fault_at: float,
+    within_s: float,
+    what: str,
+) -> Check:
+    """After a fault at `fault_at`, `replicas` pods of `deployment` are Ready again in time.
+
+    Recovery is measured from the fault to the first moment after it at which the full count
+    is Ready again with at least one pod that was not Ready at the fault (the replacement or
+    the restarted container).
+    """
+    before = ready_pods(timeline, deployment, fault_at)
+    for t in _moments(timeline, ("Pod",), fault_at, INF):
+        now = ready_pods(timeline, deployment, t)
+        if len(now) >= replicas and (now != before or _restarted_since(timeline, now, fault_at, t)):
+            took = t - fault_at
+            return Check(
+                _verdict(
+                    f"{what}: {replicas} pods Ready again", took, within_s, "s", took <= within_s
+                ),
+                fault_at,
+                t + 1,
+                ("Pod", "Event", "Mark"),
+            )
+    return Check(
+        _verdict(
+            f"{what}: {replicas} pods Ready again",
+            None,
+            within_s,
+            "s",
+            False,
+            "never recovered while recorded",
+        ),
+        fault_at,
+        fault_at + within_s,
+        ("Pod", "Event", "Mark"),
+    )
+
+
+def _restarted_since(timeline: Timeline, pods: set[str], since: float, at: float) -> bool:
+    def restarts(when: float) -> dict[str, int]:
+        states = timeline.states_at("Pod", when)
+        return {
+            p: sum(c["restarts"] for c in states.get(p, {}).get("containers", [])) for p in pods
+        }
+
+    return restarts(at) != restarts(since)
+
+
+def container_restarted(
+    timeline: Timeline, *, pod: str, since: float, within_s: float, what: str
+) -> Check:
+    """The restart count of `pod` goes up within `within_s` of `since`."""
+    start = sum(
+        c["restarts"] for c in timeline.states_at("Pod", since).get(pod, {}).get("containers", [])
+    )
+    bumped = _first(
+        (e for e in timeline.of("Pod", since=since) if e.name == pod and e.type != "DELETED"),
+        lambda e: sum(c["restarts"] for c in e.state.get("containers", [])) > start,
+    )
+    took = bumped.t - since if bumped else None
+    return Check(
+        _verdict(
+            f"{what}: container of {pod} restarted",
+            took,
+            within_s,
+            "s",
+            took is not None and took <= within_s,
+            "" if bumped else "restart count never moved",
+        ),
+        since,
+        since + within_s,
+        ("Pod", "Event", "Mark"),
+    )
+
+
+def ready_endpoint_pods(timeline: Timeline, at: float) -> set[str]:
+    """Pods that are a ready endpoint of any Service in the namespace at `at`."""
+    return {
+        ep["pod"]
+        for state in timeline.states_at("EndpointSlice", at).values()
+        for ep in state.get("endpoints", [])
+        if ep.get("ready") and ep.get("pod")
+    }
+
+
+def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: float) -> Check:
+    """`pod` stops being a ready endpoint of every Service within `within_s` of `since`."""
+    gone_at = next(
+        (
+            t
+            for t in _moments(timeline, ("EndpointSlice",), since, INF)
+            if pod not in ready_endpoint_pods(timeline, t)
+        ),
+        None,
+    )
+    took = gone_at - since if gone_at is not None else None
+    return Check(
+        _verdict(
+            f"{pod} left the Service endpoints",
+            took,
+            within_s,
+            "s",
+            took is not None and took <= within_s,
+            "" if took is not None else "still a ready endpoint",
+        ),
+        since,
+        since + within_s,
+        ("EndpointSlice", "Pod", "Mark"),
+    )
+
+
+def no_traffic_to(load: LoadResult, *, pod: str, after: float) -> Check:
+    """No request was answered by `pod` in any whole second after `after`."""
+    later = [p for p in load.series if p.t >= after]
+    served = sum(p.pods.get(pod, 0) for p in later)
+    return Check(
+        _verdict(
+            f"requests answered by {pod} after it left the endpoints",
+            served,
+            0,
+            "requests",
+            served == 0,
+        ),
+        after,
+        later[-1].t + 1 if later else after,
+        ("EndpointSlice", "Pod", "Mark"),
+    )
+
+
+# ---------------------------------------------------------------- load
+
+
+def availability(
+    load: LoadResult, *, since: float, until: float, max_error_rate: float, what: str
+) -> Check:
+    """The share of failed requests between `since` and `until` stays within the limit."""
+    rate = load.error_rate_between(since, until)
+    return Check(
+        _verdict(f"{what}: error rate", rate, max_error_rate, "ratio", rate <= max_error_rate),
+        since,
+        until,
+        ("Pod", "EndpointSlice", "Mark"),
+    )
+
+
+def failed_requests(
+    load: LoadResult, *, since: float, until: float, budget: int, what: str
+) -> Check:
+    failed = len(load.failures_between(since, until))
+    return Check(
+        _verdict(f"{what}: failed requests", failed, budget, "requests", failed <= budget),
+        since,
+        until,
+        ("Pod", "EndpointSlice", "Mark"),
+    )
+
+
+# ---------------------------------------------------------------- rollouts
+
+
+def rollout_completed(
+    timeline: Timeline,
+    *,
+    deployment: str,
+    image: str,
+    replicas: int,
+    started: float,
+    within_s: float,
+) -> Check:
+    """Every replica runs `image` and is available, within `within_s` of `started`."""
+    done = _first(
+        (e for e in timeline.of("Deployment", since=started) if e.name == deployment),
+        lambda e: (
+            e.state.get("image") == image
+            and e.state.get("updated") == e.state.get("replicas") == e.state.get("available")
+            and (e.state.get("replicas") or 0) >= replicas
+            and not e.state.get("unavailable")
+            and (e.state.get("observed") or 0) >= (e.state.get("generation") or 0)
+        ),
+    )
+    took = done.t - started if done else None
+    return Check(
+        _verdict(
+            f"rollout of {deployment} to {image} complete",
+            took,
+            within_s,
+            "s",
+            took is not None and took <= within_s,
+            "" if done else "not complete while recorded",
+        ),
+        started,
+        started + within_s,
+        ("Deployment", "ReplicaSet", "Pod", "Mark"),
+    )
+
+
+def max_unavailable_respected(
+    timeline: Timeline,
+    *,
+    deployment: str,
+    replicas: int,
+    max_unavailable: int,
+    since: float,
+    until: float,
+) -> Check:
+    """At every observed moment, at least `replicas - max_unavailable` pods were Ready."""
+    floor = replicas - max_unavailable
+    worst, worst_at = replicas, since
+    for t in _moments(timeline, ("Pod",), since, until):
+        count = len(ready_pods(timeline, deployment, t))
+        if count < worst:
+            worst, worst_at = count, t
+    return Check(
+        _verdict(
+            f"ready pods of {deployment} during the rollout (minimum)",
+            worst,
+            floor,
+            "pods",
+            worst >= floor,
+        ),
+        worst_at - 5,
+        worst_at + 5,
+        ("Pod", "ReplicaSet", "Mark"),
+    )
+
+
+def rollout_stuck_detected(
+    timeline: Timeline, *, deployment: str, started: float, within_s: float
+) -> Check:
+    """The Deployment reports ProgressDeadlineExceeded within `within_s` of `started`."""
+    stuck = _first(
+        (e for e in timeline.of("Deployment", since=started) if e.name == deployment),
+        lambda e: (
+            e.state.get("conditions", {}).get("Progressing", "") == "False:ProgressDeadlineExceeded"
+        ),
+    )
+    took = stuck.t - started if stuck else None
+    return Check(
+        _verdict(
+            f"stuck rollout of {deployment} detected",
+            took,
+            within_s,
+            "s",
+            took is not None and took <= within_s,
+            "" if stuck else "Progressing never became ProgressDeadlineExceeded",
+        ),
+        started,
+        started + within_s,
+        ("Deployment", "Pod", "Event", "Mark"),
+    )
+
+
+# ---------------------------------------------------------------- evidence
+
+
+@dataclass
+class Evidence:
+    """What one scenario recorded and judged; written as result.json, asserted at the end."""
+
+    scenario: str
+    timeline: Timeline
+    loads: list[LoadResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    measurements: dict[str, float | None] = field(default_factory=dict)
+
+    def add(self, *checks: Check) -> None:
+        self.checks.extend(checks)
+
+    def explain(self, check: Check) -> str:
+        slice_ = (
+            self.timeline.render(since=check.since - 2, until=check.until + 2, kinds=check.kinds)
+            or "  (nothing recorded)"
+        )
+        failed = [f for load in self.loads for f in load.failures_between(check.since, check.until)]
+        lines = [
+            f"FAILED {check.verdict}",
+            "  timeline:",
+            *("    " + ln for ln in slice_.splitlines()[-40:]),
+        ]
+        if failed:
+            lines.append(f"  failed requests in this window ({len(failed)}):")
+            lines += [
+                f"    {f.t:.3f} {f.method} {f.name} {f.error} (pod {f.pod})" for f in failed[:15]
+            ]
+        return "\n".join(lines)
+
+    def assert_all(self) -> None:
+        bad = [c for c in self.checks if not c.passed]
+        if bad:
+            raise BehaviourViolation(
+                f"{self.scenario}: {len(bad)} promise(s) not kept\n"
+                + "\n\n".join(self.explain(c) for c in bad)
+            )
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "result.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "schema": 1,
+                    "scenario": self.scenario,
+                    "passed": all(c.passed for c in self.checks),
+                    "verdicts": [
+                        asdict(c.verdict) | {"since": c.since, "until": c.until}
+                        for c in self.checks
+                    ],
+                    "measurements": self.measurements,
+                    "loads": [load.summary() for load in self.loads],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return path

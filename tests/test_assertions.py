@@ -1,0 +1,175 @@
+"""Behaviour checks on recorded timelines and load records (pure logic, no cluster)."""
+
+from pathlib import Path
+
+import pytest
+
+from harness import assertions as a
+from harness.load import LoadResult
+from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
+from harness.observe import Entry, Timeline
+
+
+def pod(t, name, *, ready=True, deleting=False, restarts=0, owner="demo-abc", type_="MODIFIED"):
+    state = {
+        "ready": ready,
+        "deleting": deleting,
+        "owner": owner,
+        "containers": [{"name": "demo", "ready": ready, "restarts": restarts, "state": "running"}],
+    }
+    return Entry(t, type_, "Pod", name, state)
+
+
+def deployment(t, **state):
+    base = {
+        "replicas": 2,
+        "ready": 2,
+        "available": 2,
+        "updated": 2,
+        "unavailable": 0,
+        "generation": 1,
+        "observed": 1,
+        "image": "img:v1",
+        "conditions": {},
+    }
+    return Entry(t, "MODIFIED", "Deployment", "demo", base | state)
+
+
+def hpa(t, desired):
+    return Entry(t, "MODIFIED", "HorizontalPodAutoscaler", "demo", {"desired": desired})
+
+
+def load_result(series=(), failures=()):
+    stats = EndpointStats(None, "Aggregated", 0, 0, 0, None, 0, None, None, None, 0)
+    return LoadResult(
+        "http://127.0.0.1:1",
+        0,
+        100,
+        stats,
+        [],
+        list(series),
+        list(failures),
+        {},
+        {},
+        [],
+        0,
+        None,
+        Path("."),
+    )
+
+
+def test_hpa_scale_up_measures_time_to_ready_pods():
+    timeline = Timeline([deployment(10, ready=2), deployment(40, replicas=3, ready=3)])
+    check = a.hpa_scaled_up(timeline, deployment="demo", to=3, load_started=10, within_s=60)
+    assert check.passed and check.verdict.measured == 30
+    late = a.hpa_scaled_up(timeline, deployment="demo", to=3, load_started=10, within_s=20)
+    assert not late.passed
+
+
+def test_hpa_bounds_and_scale_down():
+    timeline = Timeline([hpa(1, 2), hpa(5, 6), deployment(50, replicas=2, ready=2)])
+    assert not a.hpa_within_bounds(timeline, hpa="demo", deployment="demo", maximum=5).passed
+    down = a.hpa_scaled_down(timeline, deployment="demo", to=2, load_stopped=20, within_s=40)
+    assert down.passed and down.verdict.measured == 30
+
+
+def test_direction_changes_count_reversals_only():
+    steady_climb = Timeline([hpa(t, d) for t, d in enumerate([2, 3, 4, 5, 5, 4, 3, 2])])
+    assert a.hpa_direction_changes(steady_climb, hpa="demo", maximum=1).verdict.measured == 1
+    flapping = Timeline([hpa(t, d) for t, d in enumerate([2, 3, 2, 3, 2, 3])])
+    check = a.hpa_direction_changes(flapping, hpa="demo", maximum=2)
+    assert check.verdict.measured == 4 and not check.passed
+
+
+def test_recovery_after_a_deleted_pod():
+    timeline = Timeline(
+        [
+            pod(0, "a"),
+            pod(0, "b"),
+            pod(10, "a", deleting=True),
+            pod(11, "c", ready=False),
+            pod(12, "a", type_="DELETED"),
+            pod(17, "c"),
+        ]
+    )
+    check = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=10, within_s=30, what="pod deleted"
+    )
+    assert check.passed and check.verdict.measured == 7
+
+
+def test_recovery_after_a_container_restart_in_place():
+    timeline = Timeline(
+        [pod(0, "a"), pod(0, "b"), pod(10, "a", ready=False), pod(14, "a", ready=True, restarts=1)]
+    )
+    check = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=9, within_s=30, what="container killed"
+    )
+    assert check.passed and check.verdict.measured == 5
+    restarted = a.container_restarted(timeline, pod="a", since=9, within_s=30, what="liveness")
+    assert restarted.passed and restarted.verdict.measured == 5
+
+
+def test_left_endpoints_and_no_traffic_after():
+    def slice_(t, ready_a):
+        return Entry(
+            t,
+            "MODIFIED",
+            "EndpointSlice",
+            "demo-x",
+            {"endpoints": [{"pod": "a", "ready": ready_a}, {"pod": "b", "ready": True}]},
+        )
+
+    timeline = Timeline([slice_(0, True), slice_(13, False)])
+    check = a.left_endpoints(timeline, pod="a", since=10, within_s=5)
+    assert check.passed and check.verdict.measured == 3
+    load = load_result(
+        series=[SeriesPoint(t, 10, 0, 2, 1, 2, 3, pods={"a": 5, "b": 5}) for t in (12, 13)]
+        + [SeriesPoint(14, 10, 0, 2, 1, 2, 3, pods={"b": 10})]
+    )
+    assert a.no_traffic_to(load, pod="a", after=14).passed
+    assert not a.no_traffic_to(load, pod="a", after=13).passed
+
+
+def test_rollout_checks():
+    timeline = Timeline(
+        [
+            pod(0, "a"),
+            pod(0, "b"),
+            pod(5, "n1", owner="demo-new", ready=False),
+            pod(8, "n1", owner="demo-new"),
+            pod(9, "a", deleting=True),
+            pod(10, "n2", owner="demo-new", ready=False),
+            pod(12, "n2", owner="demo-new"),
+            pod(13, "b", deleting=True),
+            deployment(14, image="img:v2", generation=2, observed=2),
+        ]
+    )
+    done = a.rollout_completed(
+        timeline, deployment="demo", image="img:v2", replicas=2, started=4, within_s=60
+    )
+    assert done.passed and done.verdict.measured == 10
+    floor = a.max_unavailable_respected(
+        timeline, deployment="demo", replicas=2, max_unavailable=0, since=4, until=20
+    )
+    assert floor.passed and floor.verdict.measured == 2
+
+
+def test_a_broken_promise_explains_itself_with_timeline_and_failures(tmp_path):
+    timeline = Timeline([pod(0, "a"), pod(0, "b"), pod(10, "a", deleting=True)])
+    load = load_result(failures=[FailedRequest(11.0, 11.1, "GET", "/", "ConnectionRefused", None)])
+    evidence = a.Evidence("self-healing", timeline, loads=[load])
+    evidence.add(
+        a.recovered(
+            timeline, deployment="demo", replicas=2, fault_at=10, within_s=5, what="pod deleted"
+        ),
+        a.failed_requests(load, since=10, until=20, budget=0, what="pod deleted"),
+    )
+    with pytest.raises(a.BehaviourViolation) as caught:
+        evidence.assert_all()
+    text = str(caught.value)
+    assert "2 promise(s) not kept" in text
+    assert "never recovered while recorded" in text
+    assert "Pod/a" in text and "ConnectionRefused" in text
+    result = evidence.write(tmp_path)
+    assert '"passed": false' in result.read_text()
