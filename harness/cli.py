@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import doctor
-from harness.cluster import CHOICES, ClusterOptions, make_provider, select_provider
+from harness.cluster import CHOICES, ClusterOptions, build, make_provider, select_provider
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import DEFAULT_CLUSTER_NAME, ClusterProvider
 from harness.errors import HarnessError, InvalidConfiguration
@@ -98,6 +98,11 @@ def cmd_cluster_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_build(args: argparse.Namespace) -> int:
+    build.build_all(args.components or None)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="kube-harness: clusters and checks for Kubernetes services"
@@ -120,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--dest", type=Path, default=Path("reports/cluster-logs"))
             sub.add_argument("--dest-only", action="store_true", help="print file names only")
             sub.add_argument("--tail-bytes", type=int, default=4000)
+
+    text = "build (or find) the pinned Kubernetes components, cached under ~/.cache/kube-harness"
+    builder = actions.add_parser("build", help=text, description=text)
+    builder.add_argument("components", nargs="*", help="component names (default: all)")
+    builder.set_defaults(func=cmd_cluster_build)
 
     check = commands.add_parser("doctor", help="check this machine's prerequisites per provider")
     check.add_argument("--provider", choices=CHOICES, default="auto")
