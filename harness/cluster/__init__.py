@@ -17,6 +17,7 @@ from harness.cluster.provider import (
     ClusterOptions,
     ClusterProvider,
     NodeLifecycle,
+    NodeShell,
     Probe,
     Timings,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "ClusterOptions",
     "ClusterProvider",
     "NodeLifecycle",
+    "NodeShell",
     "Probe",
     "Selection",
     "Timings",

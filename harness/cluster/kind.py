@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,9 @@ class KindProvider:
 
     def start_node(self, node: str) -> None:
         run(["docker", "start", node])
+
+    def node_exec(self, node: str, argv: Sequence[str]) -> str:
+        return run(["docker", "exec", node, *argv])
 
     def _kind(self, *args: str) -> str:
         return run([self.kind_path, *args], fix="run `harness doctor` to check kind and Docker")

@@ -7,6 +7,7 @@ and skip with the reason when the provider lacks one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -162,4 +163,13 @@ class NodeLifecycle(Protocol):
 
     def start_node(self, node: str) -> None:
         """Bring a stopped node back."""
+        ...
+
+
+@runtime_checkable
+class NodeShell(Protocol):
+    """Optional: run a command on a node, with `crictl` talking to that node's runtime."""
+
+    def node_exec(self, node: str, argv: Sequence[str]) -> str:
+        """Run `argv` on `node` (the host for local, the node container for kind); stdout."""
         ...
