@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.load import LoadResult, Verdict
+from harness.kube import Kube
+from harness.load import SLO, LoadResult, Verdict
 from harness.observe import Entry, Timeline
 
 INF = float("inf")
@@ -317,6 +318,58 @@ def no_traffic_to(load: LoadResult, *, pod: str, after: float) -> Check:
     )
 
 
+def startup_protected(
+    timeline: Timeline, *, deployment: str, since: float, delay_s: float
+) -> list[Check]:
+    """Pods created after `since` (slow starters) became Ready no sooner than `delay_s` after
+    they appeared, and were never restarted: the startup probe held liveness off."""
+    pods = {
+        e.name
+        for e in timeline.of("Pod", since=since)
+        if e.type == "ADDED" and _owned_by(e.state, deployment)
+    }
+    ready_after: dict[str, float | None] = {}
+    restarts: dict[str, int] = {}
+    for pod in sorted(pods):
+        states = [e for e in timeline.of("Pod", since=since) if e.name == pod]
+        ready = next((e.t for e in states if e.state.get("ready")), None)
+        ready_after[pod] = round(ready - states[0].t, 2) if ready is not None else None
+        restarts[pod] = max(
+            sum(c["restarts"] for c in e.state.get("containers", [])) for e in states
+        )
+    until = timeline.entries[-1].t if timeline.entries else since
+    kinds = ("Pod", "Event", "Mark")
+    slowest = max((t for t in ready_after.values() if t is not None), default=None)
+    return [
+        Check(
+            _verdict(
+                "restarts of slow starters",
+                sum(restarts.values()),
+                0,
+                "restarts",
+                bool(pods) and not any(restarts.values()),
+                f"per pod: {restarts}",
+            ),
+            since,
+            until,
+            kinds,
+        ),
+        Check(
+            _verdict(
+                "slow starters Ready only after their delay (slowest)",
+                slowest,
+                delay_s,
+                "s",
+                bool(pods) and all(t is not None and t >= delay_s for t in ready_after.values()),
+                f"per pod: {ready_after}",
+            ),
+            since,
+            until,
+            kinds,
+        ),
+    ]
+
+
 # ---------------------------------------------------------------- load
 
 
@@ -343,6 +396,20 @@ def failed_requests(
         until,
         ("Pod", "EndpointSlice", "Mark"),
     )
+
+
+def slo_checks(slo: SLO, load: LoadResult, *, what: str) -> list[Check]:
+    """The spec's SLO over one load run, as checks (verdicts inconclusive when the generator
+    saturated are kept as they are: they fail the check, and say why)."""
+    return [
+        Check(
+            Verdict(f"{what}: {v.name}", v.measured, v.limit, v.unit, v.status, v.note),
+            load.started,
+            load.ended,
+            ("Pod", "EndpointSlice", "Mark"),
+        )
+        for v in slo.evaluate(load)
+    ]
 
 
 # ---------------------------------------------------------------- rollouts
@@ -437,6 +504,32 @@ def rollout_stuck_detected(
         started,
         started + within_s,
         ("Deployment", "Pod", "Event", "Mark"),
+    )
+
+
+def all_pods_run(kube: Kube, namespace: str, *, deployment: str, image: str, at: float) -> Check:
+    """Every live pod of `deployment` runs `image` now (asked of the API at the end)."""
+    pods = [
+        p
+        for p in kube.core.list_namespaced_pod(namespace).items
+        if not p.metadata.deletion_timestamp
+        and (p.metadata.owner_references or [None])[0] is not None
+        and p.metadata.owner_references[0].name.rsplit("-", 1)[0] == deployment
+    ]
+    on_image = [p for p in pods if any(c.image == image for c in p.spec.containers)]
+    others = sorted({p.metadata.name for p in pods} - {p.metadata.name for p in on_image})
+    return Check(
+        _verdict(
+            f"pods of {deployment} running {image}",
+            len(on_image),
+            len(pods),
+            "pods",
+            bool(pods) and not others,
+            f"not on it: {', '.join(others)}" if others else "",
+        ),
+        at - 5,
+        at + 1,
+        ("Pod", "ReplicaSet", "Mark"),
     )
 
 

@@ -20,17 +20,23 @@ from harness.cluster import (
 )
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import CACHE_DIR, DEFAULT_CLUSTER_NAME
+from harness.deploy import Deployed, deploy
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
 from harness.kube import Kube
+from harness.kubectl import kubectl_path
 from harness.load import Load
 from harness.locks import exclusive_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
+from harness.observe import TimelineRecorder
 from harness.run import Run
+from harness.scenario import provide_images, read_spec
+from harness.spec import ResilienceSpec, ServiceSpec
 
 RUN_KEY = pytest.StashKey[Run]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
+SPEC_KEY = pytest.StashKey[ResilienceSpec]()
 # pytest-kind owns --cluster-name; its default names its own clusters, not ours.
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 
@@ -73,6 +79,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--reports-dir", default="reports", help="folder for reports/<run-id>/ (default: reports)"
     )
     group.addoption("--run-id", default=None, help="run id (default: generated)")
+    group.addoption(
+        "--resilience-spec",
+        default=None,
+        help="the services and promises the scenarios check (default: "
+        "scenarios/demo-service.spec.yaml under the rootdir)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,6 +99,19 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # xdist: every worker shares the controller's run
     node.workerinput["harness_run_id"] = node.config.stash[RUN_KEY].run_id
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Scenarios asking for `service_spec` run once per service of the resilience spec."""
+    if "service_spec" in metafunc.fixturenames:
+        spec = _resilience_spec(metafunc.config)
+        metafunc.parametrize("service_spec", spec.services, ids=[s.name for s in spec.services])
+
+
+def _resilience_spec(config: pytest.Config) -> ResilienceSpec:
+    if SPEC_KEY not in config.stash:  # validated once, at collection, before anything runs
+        config.stash[SPEC_KEY] = read_spec(config.getoption("resilience_spec"), config.rootpath)
+    return config.stash[SPEC_KEY]
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -266,3 +291,52 @@ def namespace(
         request.config.stash[DIAGNOSTICS_KEY].append(dest)
     if not (failed and request.config.getoption("keep_failed_namespaces")):
         delete_namespace(kube, name)
+
+
+@pytest.fixture(scope="session")
+def resilience_spec(request: pytest.FixtureRequest) -> ResilienceSpec:
+    """The validated resilience spec (--resilience-spec, default: the demo service's)."""
+    return _resilience_spec(request.config)
+
+
+@pytest.fixture(scope="session")
+def service_images(cluster: ClusterProvider, resilience_spec: ResilienceSpec) -> list[Path]:
+    """The images the spec asks the harness to build, built and loaded into the cluster."""
+    try:
+        return provide_images(cluster, resilience_spec)
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+        raise
+
+
+@pytest.fixture
+def timeline(kube: Kube, namespace: str, test_report_dir: Path) -> Iterator[TimelineRecorder]:
+    """Records the test namespace's pods, workloads, HPAs, endpoints, events and the nodes to
+    reports/<run-id>/<test-id>/timeline.jsonl; `timeline.mark(...)` adds the test's own events."""
+    with TimelineRecorder(kube, namespace, test_report_dir / "timeline.jsonl") as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def deployed(
+    kube: Kube,
+    namespace: str,
+    service_spec: ServiceSpec,
+    service_images: list[Path],
+    timeline: TimelineRecorder,
+) -> Iterator[Deployed]:
+    """The spec's service deployed into the test namespace and rolled out; removed afterwards."""
+    try:
+        service = deploy(
+            kube,
+            namespace,
+            service_spec.manifests,
+            images=service_spec.image_override("current"),
+            kubectl=kubectl_path(),
+        )
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+        raise
+    timeline.mark("deployed", base_url=service.base_url)
+    yield service
+    service.teardown()

@@ -68,6 +68,22 @@ def _text(raw: Any) -> str:
     return raw
 
 
+def _positive(raw: Any) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        raise ValueError(f"must be a number > 0, not {raw!r}")
+    return float(raw)
+
+
+# Image builders of the harness a spec may ask for (`build: demo`), run before deploying.
+IMAGE_BUILDERS = ("demo",)
+
+
+def _builder(raw: Any) -> str:
+    if raw not in IMAGE_BUILDERS:
+        raise ValueError(f"{raw!r} is not an image builder; known: {', '.join(IMAGE_BUILDERS)}")
+    return raw
+
+
 def _url_path(raw: Any) -> str:
     if not _text(raw).startswith("/"):
         raise ValueError(f"must be a URL path starting with '/', not {raw!r}")
@@ -160,14 +176,18 @@ class AdminHooks:
     fail_readiness: str
     fail_liveness: str
     crash: str
+    startup_delay_env: str | None = None  # environment variable that delays start-up
 
 
 @dataclass(frozen=True)
 class LoadSpec:
+    """Steady load (`users` on `path`) and the CPU load that drives the HPA; `rps` per user."""
+
     path: str
     users: int
     cpu_path: str
     cpu_users: int
+    rps: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +204,17 @@ class ServiceSpec:
     probes: ProbeExpectation | None
     rollout: RolloutExpectation | None
     admin: AdminHooks | None = None
+    build: str | None = None
+
+    @property
+    def image_name(self) -> str:
+        """The image the manifests name, i.e. `images.current` without its tag."""
+        head, _, tag = self.images["current"].rpartition(":")
+        return head if head and "/" not in tag else self.images["current"]
+
+    def image_override(self, version: str) -> dict[str, str]:
+        """The `deploy(images=...)` mapping that runs image version `version`."""
+        return {self.image_name: self.images[version]}
 
 
 @dataclass(frozen=True)
@@ -226,6 +257,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
         container=r.get("container", _text),
         images=r.get("images", _images),
         slo=r.get("slo", slo),
+        build=r.get("build", _builder, None),
     )
     if (load := r.section("load")) is not None:
         service["load"] = LoadSpec(
@@ -233,6 +265,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             users=load.get("users", _count(1)),
             cpu_path=load.get("cpu_path", _url_path),
             cpu_users=load.get("cpu_users", _count(1)),
+            rps=load.get("rps", _positive, 5.0),
         )
         load.done()
     if (admin := r.section("admin", required=False)) is not None:
@@ -242,6 +275,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             fail_readiness=admin.get("fail_readiness", _url_path),
             fail_liveness=admin.get("fail_liveness", _url_path),
             crash=admin.get("crash", _url_path),
+            startup_delay_env=admin.get("startup_delay_env", _text, None),
         )
         admin.done()
     expect = r.section("expect")

@@ -1,0 +1,144 @@
+"""What the scenario fixtures need: the spec, the service's images, and judging the evidence."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.assertions import Check, Evidence
+from harness.cluster.provider import CACHE_DIR, ClusterProvider
+from harness.deploy import Deployed
+from harness.errors import InvalidConfiguration, WaitTimeout
+from harness.kube import Kube
+from harness.kubectl import port_forward
+from harness.load import Constant, Load, LoadRun
+from harness.locks import exclusive_lock
+from harness.spec import ResilienceSpec, ServiceSpec, load_spec
+from harness.wait import Pending, wait_for
+
+DEFAULT_SPEC = Path("scenarios") / "demo-service.spec.yaml"
+
+
+def spec_path(option: str | None, rootdir: Path) -> Path:
+    """`--resilience-spec`, else the demo service's spec in the project."""
+    return Path(option) if option else rootdir / DEFAULT_SPEC
+
+
+def read_spec(option: str | None, rootdir: Path) -> ResilienceSpec:
+    return load_spec(spec_path(option, rootdir))
+
+
+def build_service_images(service: ServiceSpec) -> list[Path]:
+    """Image archives the harness builds for `service` (its `build:`), in spec order."""
+    if service.build == "demo":
+        from harness.images.demo import build_demo_images
+
+        versions = [ref.rpartition(":")[2] for ref in service.images.values()]
+        return build_demo_images(versions)
+    return []
+
+
+def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]:
+    """Build every service's images and load them into the cluster, once per cluster.
+
+    Parallel workers take a lock so that one builds and loads while the others wait.
+    """
+    archives = []
+    with exclusive_lock(CACHE_DIR / "locks" / f"images-{cluster.options.name}.lock"):
+        for service in spec.services:
+            for archive in build_service_images(service):
+                cluster.load_image(archive)
+                archives.append(archive)
+    return archives
+
+
+def judge(evidence: Evidence, report_dir: Path) -> None:
+    """Write the scenario's result.json, then fail with the explanation of any broken promise."""
+    evidence.write(report_dir)
+    evidence.assert_all()
+
+
+PATHS_LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtests" / "paths.py"
+
+
+def steady_load(
+    load: Load, service: ServiceSpec, base_url: str, *, seconds: float, cpu: bool = False
+) -> LoadRun:
+    """Start the spec's steady load (or, with `cpu`, the load that drives the HPA).
+
+    The run lasts at most `seconds`; leaving its `with` block earlier ends it gracefully.
+    """
+    users = service.load.cpu_users if cpu else service.load.users
+    path = service.load.cpu_path if cpu else service.load.path
+    return load.run(
+        base_url,
+        Constant(users=users, seconds=seconds),
+        locustfile=PATHS_LOCUSTFILE,
+        env={"LOAD_PATH": path, "LOAD_USER_RPS": f"{service.load.rps:g}"},
+    )
+
+
+def wait_for_check(make_check: Callable[[], Check], *, timeout: float, what: str) -> Check:
+    """Re-evaluate a check until it passes or `timeout` passes; return its last verdict.
+
+    The wait never raises on a failing check: the scenario judges it with the others, so
+    the report shows every promise, kept or not.
+    """
+    last: list[Check] = []
+
+    def passed() -> Check | Pending:
+        last[:] = [make_check()]
+        return last[0] if last[0].passed else Pending(str(last[0].verdict))
+
+    try:
+        return wait_for(passed, what=what, timeout=timeout, interval=1)
+    except WaitTimeout:
+        return last[0]
+
+
+def container_port(kube: Kube, namespace: str, pod: str, container: str) -> int:
+    spec = kube.core.read_namespaced_pod(pod, namespace).spec
+    for c in spec.containers:
+        if c.name == container and c.ports:
+            return c.ports[0].container_port
+    raise InvalidConfiguration(
+        f"container {container} of pod {pod} declares no port",
+        fix="declare the service port in the container's `ports`",
+    )
+
+
+def admin_call(kube: Kube, deployed: Deployed, service: ServiceSpec, pod: str, path: str) -> int:
+    """POST an admin action of the spec to one pod (through a port-forward); its HTTP status."""
+    if service.admin is None:
+        raise InvalidConfiguration(
+            f"{service.name}: the spec names no admin hooks",
+            fix="add an `admin:` section to the service in the spec",
+        )
+    token = deployed.secret_value(service.admin.token_secret, service.admin.token_key)
+    port = container_port(kube, deployed.namespace, pod, service.container)
+    with port_forward(kube.kubeconfig, deployed.namespace, f"pod/{pod}", port) as local:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{local}{path}",
+            method="POST",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, ConnectionError):
+            return 0  # a crash action may close the connection before answering
+
+
+def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, int]:
+    """A Deployment's replicas and how many of them its rolling update may take down."""
+    spec = kube.apps.read_namespaced_deployment(deployment, namespace).spec
+    rolling = spec.strategy.rolling_update if spec.strategy else None
+    raw = rolling.max_unavailable if rolling and rolling.max_unavailable is not None else "25%"
+    replicas = spec.replicas or 1
+    if isinstance(raw, str) and raw.endswith("%"):
+        return replicas, int(replicas * int(raw[:-1]) / 100)  # Kubernetes rounds this down
+    return replicas, int(raw)

@@ -1,0 +1,26 @@
+"""Locustfile for any HTTP service: every user requests one path at a steady rate.
+
+The scenario suite uses it with the paths a resilience spec names (`load.path` for steady
+load, `load.cpu_path` for the load that drives the HPA).
+
+Environment (read once at start):
+    LOAD_PATH       the path to request, with its query (default /)
+    LOAD_USER_RPS   requests per second per user (default 5; 0 = no pause)
+"""
+
+import os
+
+from locust import FastHttpUser, constant, constant_throughput, task
+
+PATH = os.environ.get("LOAD_PATH", "/")
+USER_RPS = float(os.environ.get("LOAD_USER_RPS", "5"))
+
+
+class PathUser(FastHttpUser):
+    """Requests PATH; the request name drops the query so stats group by endpoint."""
+
+    wait_time = constant_throughput(USER_RPS) if USER_RPS > 0 else constant(0)
+
+    @task
+    def request(self) -> None:
+        self.client.get(PATH, name=PATH.split("?", 1)[0])

@@ -1,0 +1,105 @@
+"""HPA: under CPU load the service scales from its minimum to at least N within T, never above
+its maximum, returns to the minimum within T once the load stops, and does not flap."""
+
+import time
+
+import pytest
+
+from harness.assertions import (
+    Evidence,
+    availability,
+    hpa_direction_changes,
+    hpa_scaled_down,
+    hpa_scaled_up,
+    hpa_within_bounds,
+)
+from harness.scenario import judge, steady_load, wait_for_check
+
+HOLD_S = 20  # load kept after scaling up: long enough for an overshoot above max to show
+
+
+def test_hpa_scales_up_under_cpu_load_and_back_down(
+    service_spec, deployed, timeline, load, test_report_dir
+):
+    expect = service_spec.hpa
+    if expect is None:
+        pytest.skip(f"{service_spec.name}: the spec promises no HPA behaviour")
+    deployment = service_spec.deployment
+
+    def up(started):
+        return hpa_scaled_up(
+            timeline.timeline(),
+            deployment=deployment,
+            to=expect.scale_up_to,
+            load_started=started,
+            within_s=expect.scale_up_within_s,
+        )
+
+    with steady_load(
+        load,
+        service_spec,
+        deployed.base_url,
+        cpu=True,
+        seconds=expect.scale_up_within_s + HOLD_S + 30,
+    ) as run:
+        started = timeline.mark("cpu load starts").t
+        scaled = wait_for_check(
+            lambda: up(started),
+            timeout=expect.scale_up_within_s + 5,
+            what=f"{deployment} to scale up",
+        )
+        timeline.mark("holding load", ready=scaled.verdict.measured)
+        time.sleep(HOLD_S)
+    result = run.result()
+    stopped = timeline.mark("cpu load stopped").t
+
+    def down():
+        return hpa_scaled_down(
+            timeline.timeline(),
+            deployment=deployment,
+            to=expect.min,
+            load_stopped=stopped,
+            within_s=expect.scale_down_within_s,
+        )
+
+    wait_for_check(
+        down, timeout=expect.scale_down_within_s + 5, what=f"{deployment} to scale back down"
+    )
+    record = timeline.timeline()
+    evidence = Evidence("hpa scaling", record, loads=[result])
+    checks = [
+        hpa_scaled_up(
+            record,
+            deployment=deployment,
+            to=expect.scale_up_to,
+            load_started=started,
+            within_s=expect.scale_up_within_s,
+        ),
+        hpa_within_bounds(record, hpa=expect.name, deployment=deployment, maximum=expect.max),
+        hpa_scaled_down(
+            record,
+            deployment=deployment,
+            to=expect.min,
+            load_stopped=stopped,
+            within_s=expect.scale_down_within_s,
+        ),
+        hpa_direction_changes(
+            record, hpa=expect.name, maximum=expect.max_direction_changes, since=started
+        ),
+        availability(
+            result,
+            since=result.started,
+            until=result.ended,
+            max_error_rate=service_spec.slo.max_error_rate or 0.0,
+            what="cpu load",
+        ),
+    ]
+    evidence.add(*checks)
+    evidence.measurements.update(
+        {
+            "seconds to scale up": checks[0].verdict.measured,
+            "peak replicas": checks[1].verdict.measured,
+            "seconds to scale down": checks[2].verdict.measured,
+        }
+    )
+    judge(evidence, test_report_dir)

@@ -1,0 +1,136 @@
+"""Probes: a pod whose readiness fails leaves the endpoints and gets no more requests; a failing
+liveness probe restarts its container; a slow starter is protected by its startup probe."""
+
+import time
+
+import pytest
+
+from harness.assertions import (
+    Evidence,
+    container_restarted,
+    left_endpoints,
+    no_traffic_to,
+    recovered,
+    slo_checks,
+    startup_protected,
+)
+from harness.deploy import wait_rolled_out
+from harness.scenario import admin_call, judge, steady_load, wait_for_check
+
+WARM_UP_S = 5
+# kube-proxy rewrites its rules after the endpoint change; requests already routed may land.
+PROXY_SYNC_S = 2
+QUIET_S = 8  # load observed after the pod left, to show it gets nothing
+
+
+def probes_of(service):
+    if service.probes is None or service.admin is None:
+        pytest.skip(f"{service.name}: the spec names no probe expectations or admin hooks")
+    return service.probes
+
+
+def test_failing_readiness_removes_the_pod_from_traffic(
+    service_spec, deployed, kube, timeline, load, test_report_dir
+):
+    expect = probes_of(service_spec)
+    budget = WARM_UP_S + expect.readiness_leaves_endpoints_within_s + PROXY_SYNC_S + QUIET_S + 30
+    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+        time.sleep(WARM_UP_S)
+        victim = deployed.pods()[0]
+        failed_at = timeline.mark("readiness made to fail", pod=victim).t
+        admin_call(kube, deployed, service_spec, victim, service_spec.admin.fail_readiness)
+        left = wait_for_check(
+            lambda: left_endpoints(
+                timeline.timeline(),
+                pod=victim,
+                since=failed_at,
+                within_s=expect.readiness_leaves_endpoints_within_s,
+            ),
+            timeout=expect.readiness_leaves_endpoints_within_s + 5,
+            what=f"{victim} to leave",
+        )
+        time.sleep(PROXY_SYNC_S + QUIET_S)
+    result = run.result()
+    gone_at = failed_at + (left.verdict.measured or 0)
+    evidence = Evidence("readiness probe", timeline.timeline(), loads=[result])
+    evidence.add(
+        left,
+        no_traffic_to(result, pod=victim, after=gone_at + PROXY_SYNC_S),
+        *slo_checks(service_spec.slo, result, what="readiness failure"),
+    )
+    evidence.measurements["seconds to leave the endpoints"] = left.verdict.measured
+    judge(evidence, test_report_dir)
+
+
+def test_failing_liveness_restarts_the_container(
+    service_spec, deployed, kube, timeline, test_report_dir
+):
+    expect = probes_of(service_spec)
+    replicas = len(deployed.pods())
+    victim = deployed.pods()[0]
+    failed_at = timeline.mark("liveness made to fail", pod=victim).t
+    admin_call(kube, deployed, service_spec, victim, service_spec.admin.fail_liveness)
+    restarted = wait_for_check(
+        lambda: container_restarted(
+            timeline.timeline(),
+            pod=victim,
+            since=failed_at,
+            within_s=expect.liveness_restarts_within_s,
+            what="liveness failure",
+        ),
+        timeout=expect.liveness_restarts_within_s + 5,
+        what=f"{victim} to restart",
+    )
+    ready_again = wait_for_check(
+        lambda: recovered(
+            timeline.timeline(),
+            deployment=service_spec.deployment,
+            replicas=replicas,
+            fault_at=failed_at,
+            within_s=60,
+            what="liveness failure",
+        ),
+        timeout=65,
+        what=f"{victim} to be Ready again",
+    )
+    evidence = Evidence("liveness probe", timeline.timeline())
+    evidence.add(restarted, ready_again)
+    evidence.measurements["seconds to restart"] = restarted.verdict.measured
+    judge(evidence, test_report_dir)
+
+
+def test_slow_starter_is_protected_by_its_startup_probe(
+    service_spec, deployed, kube, timeline, test_report_dir
+):
+    expect = probes_of(service_spec)
+    variable = service_spec.admin.startup_delay_env
+    if variable is None:
+        pytest.skip(f"{service_spec.name}: the spec names no way to slow the start-up")
+    delay = expect.startup_delay_s
+    started = timeline.mark("slow start-up rolled out", delay_s=delay).t
+    kube.apps.patch_namespaced_deployment(
+        service_spec.deployment,
+        deployed.namespace,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": service_spec.container,
+                                "env": [{"name": variable, "value": f"{delay:g}"}],
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+    )
+    wait_rolled_out(kube, deployed.namespace, [service_spec.deployment], timeout=delay * 4 + 60)
+    evidence = Evidence("startup probe", timeline.timeline())
+    evidence.add(
+        *startup_protected(
+            timeline.timeline(), deployment=service_spec.deployment, since=started, delay_s=delay
+        )
+    )
+    judge(evidence, test_report_dir)

@@ -1,0 +1,180 @@
+"""Rollouts under constant load: a new version rolls out within T with failed requests within
+the budget and maxUnavailable held at every observed moment; a broken image is detected as
+stuck while the old version keeps serving, and rolling back restores it."""
+
+import time
+
+import pytest
+
+from harness.assertions import (
+    Evidence,
+    all_pods_run,
+    failed_requests,
+    max_unavailable_respected,
+    rollout_completed,
+    rollout_stuck_detected,
+    slo_checks,
+)
+from harness.deploy import wait_rolled_out
+from harness.scenario import judge, max_unavailable, steady_load, wait_for_check
+
+WARM_UP_S = 5
+SETTLE_S = 5
+BROKEN_TAG = "kube-harness-no-such-tag"
+
+
+def rollout_of(service):
+    if service.rollout is None or "next" not in service.images:
+        pytest.skip(f"{service.name}: the spec names no rollout expectation or `next` image")
+    return service.rollout
+
+
+def test_new_version_rolls_out_without_failed_requests(
+    service_spec, deployed, kube, timeline, load, test_report_dir
+):
+    expect = rollout_of(service_spec)
+    deployment = service_spec.deployment
+    replicas, allowed = max_unavailable(kube, deployed.namespace, deployment)
+    budget = WARM_UP_S + expect.complete_within_s + SETTLE_S + 30
+    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+        time.sleep(WARM_UP_S)
+        started = timeline.mark("rollout starts", image=service_spec.images["next"]).t
+        deployed.rollout(service_spec.image_override("next"), timeout=expect.complete_within_s + 30)
+        finished = timeline.mark("rollout finished").t
+        time.sleep(SETTLE_S)
+    result = run.result()
+    record = timeline.timeline()
+    evidence = Evidence("rollout", record, loads=[result])
+    completed = rollout_completed(
+        record,
+        deployment=deployment,
+        image=service_spec.images["next"],
+        replicas=replicas,
+        started=started,
+        within_s=expect.complete_within_s,
+    )
+    evidence.add(
+        completed,
+        failed_requests(
+            result,
+            since=started,
+            until=finished + SETTLE_S,
+            budget=expect.max_failed_requests,
+            what="rollout",
+        ),
+        max_unavailable_respected(
+            record,
+            deployment=deployment,
+            replicas=replicas,
+            max_unavailable=allowed,
+            since=started,
+            until=finished,
+        ),
+        all_pods_run(
+            kube,
+            deployed.namespace,
+            deployment=deployment,
+            image=service_spec.images["next"],
+            at=finished,
+        ),
+        *slo_checks(service_spec.slo, result, what="rollout"),
+    )
+    evidence.measurements["rollout seconds"] = completed.verdict.measured
+    evidence.measurements["requests per version"] = result.versions
+    judge(evidence, test_report_dir)
+
+
+def test_broken_image_is_detected_and_rolled_back(
+    service_spec, deployed, kube, timeline, load, test_report_dir
+):
+    expect = rollout_of(service_spec)
+    deployment = service_spec.deployment
+    replicas, allowed = max_unavailable(kube, deployed.namespace, deployment)
+    broken = f"{service_spec.image_name}:{BROKEN_TAG}"
+    budget = WARM_UP_S + expect.stuck_detected_within_s + expect.complete_within_s + 60
+    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+        time.sleep(WARM_UP_S)
+        started = timeline.mark("rollout to a broken image", image=broken).t
+        kube.apps.patch_namespaced_deployment(
+            deployment,
+            deployed.namespace,
+            {
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": service_spec.container, "image": broken}]}
+                    }
+                }
+            },
+        )
+        stuck = wait_for_check(
+            lambda: rollout_stuck_detected(
+                timeline.timeline(),
+                deployment=deployment,
+                started=started,
+                within_s=expect.stuck_detected_within_s,
+            ),
+            timeout=expect.stuck_detected_within_s + 5,
+            what=f"{deployment} to be stuck",
+        )
+        rolled_back = timeline.mark("rollback").t
+        kube.apps.patch_namespaced_deployment(
+            deployment,
+            deployed.namespace,
+            {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": service_spec.container,
+                                    "image": service_spec.images["current"],
+                                }
+                            ]
+                        }
+                    }
+                }
+            },
+        )
+        wait_rolled_out(
+            kube, deployed.namespace, [deployment], timeout=expect.complete_within_s + 30
+        )
+        restored = timeline.mark("rollback finished").t
+        time.sleep(SETTLE_S)
+    result = run.result()
+    record = timeline.timeline()
+    evidence = Evidence("broken rollout", record, loads=[result])
+    evidence.add(
+        stuck,
+        failed_requests(
+            result,
+            since=started,
+            until=restored + SETTLE_S,
+            budget=expect.max_failed_requests,
+            what="broken rollout and rollback",
+        ),
+        max_unavailable_respected(
+            record,
+            deployment=deployment,
+            replicas=replicas,
+            max_unavailable=allowed,
+            since=started,
+            until=restored,
+        ),
+        rollout_completed(
+            record,
+            deployment=deployment,
+            image=service_spec.images["current"],
+            replicas=replicas,
+            started=rolled_back,
+            within_s=expect.complete_within_s,
+        ),
+        all_pods_run(
+            kube,
+            deployed.namespace,
+            deployment=deployment,
+            image=service_spec.images["current"],
+            at=restored,
+        ),
+    )
+    evidence.measurements["seconds until stuck was reported"] = stuck.verdict.measured
+    judge(evidence, test_report_dir)
