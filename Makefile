@@ -23,7 +23,7 @@ run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
 test: lint
-	$(call pytest,tests)
+	$(call pytest,tests scenarios)
 
 lint: deps
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Root conftest: a checkout works without `pip install -e .`.
+"""Root conftest: a checkout works without `pip install -e .`, and destructive tests go last.
 
 The plugin normally loads through its `pytest11` entry point; from a bare checkout it is
 loaded from here instead (never twice).
@@ -6,5 +6,13 @@ loaded from here instead (never twice).
 
 from importlib.metadata import entry_points
 
+import pytest
+
 _installed = any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
 pytest_plugins = [] if _installed else ["harness.plugin"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take this machine's one local cluster down and up again run after every
+    test that shares the run's cluster (a stable sort keeps the rest in order)."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)

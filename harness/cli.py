@@ -103,6 +103,42 @@ def cmd_cluster_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _active_provider() -> ClusterProvider:
+    remembered = active_cluster.read()
+    if remembered is None:
+        raise InvalidConfiguration(
+            "no active cluster to load images into",
+            fix="run `harness cluster up` first (or pass --no-load to only build)",
+        )
+    options = ClusterOptions(name=remembered.name, kubeconfig=Path(remembered.kubeconfig))
+    return make_provider(remembered.provider, options)
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from harness.images.demo import DEMO_VERSIONS, build_demo_images
+
+    archives = build_demo_images(args.versions or DEMO_VERSIONS)
+    provider = None if args.no_load else _active_provider()
+    for archive in archives:
+        print(archive)
+        if provider is not None:
+            provider.load_image(archive)
+    return 0
+
+
+def cmd_images_load(args: argparse.Namespace) -> int:
+    provider = _active_provider()
+    for archive in args.archives:
+        if not archive.is_file():
+            raise InvalidConfiguration(
+                f"image archive {archive} does not exist",
+                fix="give the path of an OCI or docker archive (.tar)",
+            )
+    for archive in args.archives:
+        provider.load_image(archive)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="kube-harness: clusters and checks for Kubernetes services"
@@ -130,6 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
     builder = actions.add_parser("build", help=text, description=text)
     builder.add_argument("components", nargs="*", help="component names (default: all)")
     builder.set_defaults(func=cmd_cluster_build)
+
+    images = commands.add_parser("images", help="build images offline and load them")
+    image_actions = images.add_subparsers(dest="action", required=True)
+    text = "build the demo service's images (OCI archives, cached) and load them"
+    build_images = image_actions.add_parser("build", help=text, description=text)
+    build_images.add_argument("name", choices=["demo"])
+    build_images.add_argument(
+        "--version",
+        dest="versions",
+        action="append",
+        help="image version (repeatable; default: v1 and v2)",
+    )
+    build_images.add_argument(
+        "--no-load", action="store_true", help="only build; do not load into the active cluster"
+    )
+    build_images.set_defaults(func=cmd_images_build)
+    text = "load image archives into the active cluster (local: containerd; kind: kind load)"
+    load_images = image_actions.add_parser("load", help=text, description=text)
+    load_images.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE")
+    load_images.set_defaults(func=cmd_images_load)
 
     check = commands.add_parser("doctor", help="check this machine's prerequisites per provider")
     check.add_argument("--provider", choices=CHOICES, default="auto")

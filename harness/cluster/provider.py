@@ -32,7 +32,7 @@ class Timings:
     not_ready_toleration_s: int = 20
     unreachable_toleration_s: int = 20
     kubelet_node_status_update_s: int = 4
-    metric_resolution_s: int = 15
+    metric_resolution_s: int = 10  # the smallest metrics-server accepts
 
     def controller_manager_flags(self) -> dict[str, str]:
         return {

@@ -1,0 +1,824 @@
+"""Deploying a kustomization into a test namespace, and knowing within seconds when it cannot work.
+
+`deploy()` renders the kustomization (`kubectl kustomize`, with the provider's images and the
+test namespace), checks it against the cluster before creating anything (every kind served,
+a server-side dry run), gives each NodePort Service a free port from the harness's range,
+applies everything with server-side apply and waits, through `wait_for`, until every
+Deployment has rolled out. Pod states that waiting cannot fix (image pulls, crash loops,
+missing config) abort the wait at once, naming the resource, the reason and the last state;
+a timeout names the probe that has not passed. A failed deploy deletes what it created.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from harness.cluster.provider import DEFAULT_NODE_PORTS
+from harness.commands import run
+from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
+from harness.kube import API_NOT_UP, Kube
+from harness.progress import step
+from harness.wait import Pending, wait_for
+
+FIELD_MANAGER = "kube-harness"
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+DEFAULT_ROLLOUT_TIMEOUT = 180.0
+DEFAULT_TEARDOWN_TIMEOUT = 120.0
+
+# Container states that waiting does not fix: the rollout is aborted when one is seen.
+FATAL_WAITING_REASONS = {
+    "ErrImagePull": "the image cannot be pulled",
+    "ImagePullBackOff": "the image cannot be pulled",
+    "ErrImageNeverPull": "the image is not on the node and imagePullPolicy is Never",
+    "InvalidImageName": "the image reference is not valid",
+    "CrashLoopBackOff": "the container keeps exiting",
+    "CreateContainerConfigError": "a ConfigMap, Secret or key the container refers to is missing",
+    "CreateContainerError": "the runtime cannot create the container",
+    "RunContainerError": "the runtime cannot start the container",
+}
+# ...except with these messages, which the kubelet's retries fix (its caches lag behind).
+PASSING_MESSAGES = ("failed to sync configmap cache", "failed to sync secret cache")
+FIXES = {
+    "ErrImagePull": "build and load the image into the cluster (`harness images build demo`), "
+    "or fix the image name given to deploy(images=...)",
+    "InvalidImageName": "fix the image reference in the manifests or in deploy(images=...)",
+    "CrashLoopBackOff": "read the container log above (kubectl logs --previous) and fix the crash",
+    "CreateContainerConfigError": "create the missing ConfigMap/Secret, or fix the reference",
+    "FailedCreate": "the API server refused the pods: check admission, quotas and security",
+    "ProgressDeadlineExceeded": "see the pod states above; raise progressDeadlineSeconds if slow",
+}
+FIXES["ImagePullBackOff"] = FIXES["ErrImageNeverPull"] = FIXES["ErrImagePull"]
+FIXES["CreateContainerError"] = FIXES["RunContainerError"] = (
+    "read the runtime's error above; the node's containerd log has the rest"
+)
+
+Object = dict[str, Any]
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind namespace/name` of a manifest object, for messages."""
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def image_override(name: str, ref: str) -> dict[str, str]:
+    """A kustomize `images:` entry that makes image `name` become `ref`.
+
+    Example:
+        >>> image_override("demo", "localhost:5000/demo:v2")
+        {'name': 'demo', 'newName': 'localhost:5000/demo', 'newTag': 'v2'}
+    """
+    if not name or not ref:
+        raise InvalidConfiguration(
+            f"image override {name!r} -> {ref!r} is incomplete",
+            fix="map an image name of the manifests to a full reference, e.g. "
+            "{'localhost/kube-harness/demo-service': 'localhost/kube-harness/demo-service:v2'}",
+        )
+    repository, at, digest = ref.partition("@")
+    if at:
+        return {"name": name, "newName": repository, "digest": digest}
+    head, colon, tag = ref.rpartition(":")
+    if colon and "/" not in tag:
+        return {"name": name, "newName": head, "newTag": tag}
+    return {"name": name, "newName": ref}
+
+
+def _kustomize_error(message: str) -> str:
+    """The `err="..."` part of kubectl's failure lines, or the whole message."""
+    found = re.findall(r'err="(.*)"\s*$', message, flags=re.MULTILINE)
+    return "; ".join(found) if found else message
+
+
+def render(
+    kustomization_dir: Path,
+    *,
+    namespace: str | None = None,
+    images: Mapping[str, str] | None = None,
+    kubectl: str | Path = "kubectl",
+) -> list[Object]:
+    """Build a kustomization with `kubectl kustomize` and return its objects as dicts.
+
+    The directory is not modified: a throw-away kustomization on top of it sets the
+    namespace and the image overrides.
+
+    Args:
+        kustomization_dir: a kustomize base or overlay directory.
+        namespace: namespace for every namespaced object.
+        images: image name in the manifests -> reference to use instead.
+        kubectl: the kubectl binary (its built-in kustomize renders).
+
+    Raises:
+        InvalidConfiguration: no kustomization there, kubectl missing, the kustomization does
+            not build (invalid YAML, a missing file, ...), or the output is not objects.
+
+    Example:
+        >>> render(Path("manifests/overlays/ci"), namespace="t1")[0]["kind"]  # doctest: +SKIP
+        'ConfigMap'
+    """
+    directory = Path(kustomization_dir).resolve()
+    if not any((directory / name).is_file() for name in KUSTOMIZATION_FILES):
+        raise InvalidConfiguration(
+            f"{directory} holds no kustomization.yaml",
+            fix="point at a kustomize base or overlay, e.g. manifests/overlays/ci",
+        )
+    if shutil.which(str(kubectl)) is None:
+        raise InvalidConfiguration(
+            f"{kubectl} is needed to render kustomizations and was not found",
+            fix="install kubectl (it includes kustomize) or pass its path as kubectl=",
+        )
+    wrapper: Object = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    if namespace:
+        wrapper["namespace"] = namespace
+    if images:
+        wrapper["images"] = [image_override(name, ref) for name, ref in images.items()]
+    with tempfile.TemporaryDirectory(prefix="kh-render-") as tmp:
+        # kustomize refuses absolute paths as resources; a relative one reaches anywhere.
+        wrapper["resources"] = [os.path.relpath(directory, tmp)]
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
+        try:
+            output = run([str(kubectl), "kustomize", tmp], timeout=120)
+        except CommandFailed as exc:
+            raise InvalidConfiguration(
+                f"kustomization {directory} does not build: {_kustomize_error(exc.message)}",
+                fix=f"run `kubectl kustomize {directory}` and fix what it reports",
+            ) from None
+    return parse_objects(output, source=str(directory))
+
+
+def parse_objects(text: str, *, source: str) -> list[Object]:
+    """Parse a multi-document YAML stream into Kubernetes objects.
+
+    Raises:
+        InvalidConfiguration: the text is not YAML, or a document lacks apiVersion, kind or
+            metadata.name.
+    """
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidConfiguration(
+            f"{source}: not valid YAML: {exc}", fix="fix the YAML syntax at the line shown"
+        ) from None
+    for number, document in enumerate(documents, start=1):
+        meta = document.get("metadata") if isinstance(document, dict) else None
+        if not (
+            isinstance(document, dict)
+            and document.get("apiVersion")
+            and document.get("kind")
+            and isinstance(meta, dict)
+            and meta.get("name")
+        ):
+            snippet = json.dumps(document)[:120]
+            raise InvalidConfiguration(
+                f"{source}: document {number} is not a Kubernetes object: {snippet}",
+                fix="every document needs apiVersion, kind and metadata.name",
+            )
+    return documents
+
+
+# --- NodePorts ------------------------------------------------------------------------------
+
+
+class NodePortPool:
+    """Hands out NodePorts from the harness's range that no Service in the cluster holds.
+
+    Args:
+        candidates: the ports the provider makes answer on 127.0.0.1.
+        taken: port -> the Service holding it ("namespace/name").
+    """
+
+    def __init__(self, candidates: Sequence[int], taken: Mapping[int, str]) -> None:
+        self.candidates = tuple(candidates)
+        self.taken = dict(taken)
+
+    def take(self, holder: str) -> int:
+        """Reserve a free port for `holder`.
+
+        Raises:
+            HarnessError: every port of the range is held; the message lists by whom.
+        """
+        for port in self.candidates:
+            if port not in self.taken:
+                self.taken[port] = holder
+                return port
+        holders = ", ".join(f"{p}: {self.taken[p]}" for p in self.candidates)
+        raise HarnessError(
+            f"no free NodePort for {holder} in {self.candidates[0]}-{self.candidates[-1]} "
+            f"({holders})",
+            fix="tear down deployments you no longer need, or pass more node_ports",
+        )
+
+    def assign(self, service: Object) -> list[int]:
+        """Give every port of a NodePort Service a free NodePort; return them."""
+        ports = service["spec"].get("ports") or []
+        for entry in ports:
+            entry["nodePort"] = self.take(describe(service))
+        return [entry["nodePort"] for entry in ports]
+
+
+def is_node_port_service(obj: Mapping[str, Any]) -> bool:
+    return obj.get("kind") == "Service" and (obj.get("spec") or {}).get("type") == "NodePort"
+
+
+def node_ports_in_use(kube: Kube) -> dict[int, str]:
+    """NodePort -> "namespace/name" of the Service holding it, over the whole cluster."""
+    taken = {}
+    for service in kube.core.list_service_for_all_namespaces(_request_timeout=30).items:
+        for entry in service.spec.ports or []:
+            if entry.node_port:
+                taken[entry.node_port] = f"{service.metadata.namespace}/{service.metadata.name}"
+    return taken
+
+
+# --- judging a rollout ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A state that waiting will not fix."""
+
+    resource: str
+    reason: str
+    detail: str
+    pod: str | None = None
+    container: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.reason}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one look at a Deployment and its pods says about its rollout."""
+
+    complete: bool
+    state: str
+    problem: Problem | None = None
+
+
+def _conditions(status: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c["type"]: c for c in status.get("conditions") or []}
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    return (
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def last_probe_failure(pod_name: str, events: Iterable[Mapping[str, Any]]) -> str | None:
+    """The latest "<Kind> probe failed: ..." event of a pod, with how often probes failed."""
+    failures = [
+        e
+        for e in events
+        if e.get("reason") == "Unhealthy"
+        and (e.get("involvedObject") or {}).get("name") == pod_name
+    ]
+    if not failures:
+        return None
+    latest = max(failures, key=_event_time)
+    kind = latest.get("message", "").partition(":")[0]
+    times = sum(e.get("count") or 1 for e in failures if e.get("message", "").startswith(kind))
+    return f"{latest.get('message', '').strip()} ({times}x)"
+
+
+def _last_exit(container_status: Mapping[str, Any]) -> str | None:
+    terminated = (container_status.get("lastState") or {}).get("terminated")
+    if not terminated:
+        return None
+    text = f"last exit {terminated.get('exitCode')} ({terminated.get('reason', 'unknown')})"
+    if terminated.get("message"):
+        text += f": {terminated['message'].strip()}"
+    return text
+
+
+def _history(container: Mapping[str, Any]) -> list[str]:
+    """How the container ended last time and how often it restarted."""
+    facts = []
+    if last_exit := _last_exit(container):
+        facts.append(last_exit)
+    if restarts := container.get("restartCount"):
+        facts.append(f"{restarts} restarts")
+    return facts
+
+
+def _stuck(pod: str, container: Mapping[str, Any], probe: str | None) -> Problem | None:
+    """The problem of a container in a state waiting does not fix, else None."""
+    waiting = (container.get("state") or {}).get("waiting") or {}
+    reason = waiting.get("reason")
+    message = waiting.get("message") or ""
+    if reason not in FATAL_WAITING_REASONS or any(m in message for m in PASSING_MESSAGES):
+        return None
+    parts = [
+        FATAL_WAITING_REASONS[reason],
+        (waiting.get("message") or "").strip(),
+        *_history(container),
+        f"last probe failure: {probe}" if probe else "",
+    ]
+    detail = "; ".join(part for part in parts if part)
+    name = container["name"]
+    return Problem(f"pod {pod} container {name}", reason, detail, pod, name)
+
+
+def _progress(container: Mapping[str, Any]) -> list[str]:
+    """Where a container that is not stuck stands on its way to Ready."""
+    name = container["name"]
+    state = container.get("state") or {}
+    if waiting := state.get("waiting"):
+        message = f" ({waiting['message']})" if waiting.get("message") else ""
+        notes = [f"{name} waiting: {waiting.get('reason', 'unknown')}{message}"]
+    elif state.get("running") and not container.get("started", True):
+        notes = [f"{name} running, startup probe not passed yet"]
+    elif state.get("running") and not container.get("ready"):
+        notes = [f"{name} running, readiness probe not passed yet"]
+    elif state.get("terminated"):
+        notes = [f"{name} terminated: {state['terminated'].get('reason')}"]
+    else:
+        notes = []
+    return notes + [f"{name} {fact}" for fact in _history(container)]
+
+
+def pod_verdict(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Verdict:
+    """Judge one pod: Ready (complete), on its way (state) or stuck (problem)."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    phase = status.get("phase", "Unknown")
+    conditions = _conditions(status)
+    if phase == "Failed":
+        # Its ReplicaSet replaces a failed (e.g. evicted) pod, so this alone is not hopeless.
+        reason = status.get("reason") or "Failed"
+        return Verdict(False, f"pod {name}: {reason}: {status.get('message', 'failed')}")
+    scheduled = conditions.get("PodScheduled") or {}
+    if scheduled.get("status") == "False":
+        why = f"{scheduled.get('reason')}: {scheduled.get('message')}"
+        return Verdict(False, f"pod {name}: not scheduled: {why}")
+    if (conditions.get("Ready") or {}).get("status") == "True":
+        return Verdict(True, f"pod {name}: Ready")
+    probe = last_probe_failure(name, events)
+    containers = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
+    notes = []
+    for container in containers:
+        if problem := _stuck(name, container, probe):
+            return Verdict(False, f"pod {name}: {problem.reason}", problem)
+        notes += _progress(container)
+    if probe:
+        notes.append(f"last probe failure: {probe}")
+    detail = "; ".join(notes) or "no container status yet"
+    return Verdict(False, f"pod {name}: {phase}, not Ready ({detail})")
+
+
+def rollout_verdict(
+    deployment: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    events: Sequence[Mapping[str, Any]],
+) -> Verdict:
+    """Judge a Deployment's rollout from its status, its pods and the namespace's events.
+
+    Complete means what `kubectl rollout status` means: the controller saw the latest spec,
+    every replica runs the new template, the old ones are gone, and the new ones are
+    available.
+    """
+    meta = deployment["metadata"]
+    name = describe({"kind": "deployment", "metadata": meta})
+    spec_replicas = (deployment.get("spec") or {}).get("replicas", 1)
+    status = deployment.get("status") or {}
+    conditions = _conditions(status)
+    live_pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    pod_verdicts = [pod_verdict(p, events) for p in live_pods]
+    problems = [v.problem for v in pod_verdicts if v.problem]
+    if problems:
+        return Verdict(False, problems[0].resource, problems[0])
+    pod_states = "; ".join(v.state for v in pod_verdicts) or "no pods yet"
+    failure = conditions.get("ReplicaFailure")
+    if failure and failure.get("status") == "True":
+        reason = failure.get("reason") or "ReplicaFailure"
+        return Verdict(False, name, Problem(name, reason, failure.get("message", "")))
+    progressing = conditions.get("Progressing") or {}
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        detail = f"{progressing.get('message', '')}; {pod_states}"
+        return Verdict(False, name, Problem(name, "ProgressDeadlineExceeded", detail))
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    seen = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    summary = f"{name}: {updated}/{spec_replicas} updated, {available} available"
+    if total > updated:
+        summary += f", {total - updated} old"
+    complete = seen and updated >= spec_replicas and total == updated and available >= updated
+    return Verdict(complete, f"{summary}; {pod_states}")
+
+
+# --- applying and waiting -------------------------------------------------------------------
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.body or exc.reason)
+
+
+def _plain(kube: Kube, model: object) -> Object:
+    """A client model as the API's own JSON shape (camelCase keys, like kubectl -o json)."""
+    return kube.api_client.sanitize_for_serialization(model)
+
+
+def deployment_and_pods(kube: Kube, namespace: str, name: str) -> tuple[Object, list[Object]]:
+    """A Deployment and the pods its selector matches, as plain API dicts."""
+    deployment = _plain(kube, kube.apps.read_namespaced_deployment(name, namespace))
+    labels = deployment["spec"]["selector"].get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    pods = kube.core.list_namespaced_pod(namespace, label_selector=selector).items
+    return deployment, [_plain(kube, p) for p in pods]
+
+
+def _previous_log(kube: Kube, namespace: str, pod: str, container: str) -> str:
+    """The last lines the crashed container wrote, or "" when there are none."""
+    try:
+        text = kube.core.read_namespaced_pod_log(
+            pod, namespace, container=container, previous=True, tail_lines=8, _request_timeout=10
+        )
+    except ApiException:
+        return ""
+    return "\n      ".join(line for line in (text or "").splitlines() if line.strip())
+
+
+def wait_rolled_out(
+    kube: Kube,
+    namespace: str,
+    deployments: Sequence[str],
+    *,
+    timeout: float = DEFAULT_ROLLOUT_TIMEOUT,
+    interval: float = 1.0,
+) -> None:
+    """Wait until every named Deployment has rolled out completely.
+
+    Raises:
+        WaitAborted: within seconds, when a pod is in a state waiting cannot fix
+            (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError, ...)
+            or the Deployment reports ReplicaFailure/ProgressDeadlineExceeded; the message
+            names the resource, the reason and the last state (with the crashed
+            container's last log lines).
+        WaitTimeout: the rollout did not finish; the last state names pods that are not
+            Ready and the probe that last failed.
+    """
+
+    def rolled_out() -> bool | Pending:
+        events = [_plain(kube, e) for e in kube.core.list_namespaced_event(namespace).items]
+        states = []
+        for name in deployments:
+            deployment, pods = deployment_and_pods(kube, namespace, name)
+            verdict = rollout_verdict(deployment, pods, events)
+            if verdict.problem:
+                raise _aborted(kube, namespace, name, verdict.problem)
+            if not verdict.complete:
+                states.append(verdict.state)
+        return Pending(" | ".join(states)) if states else True
+
+    names = ", ".join(deployments)
+    wait_for(
+        rolled_out,
+        what=f"deployment {names} in namespace {namespace} to roll out",
+        timeout=timeout,
+        interval=interval,
+        transient=API_NOT_UP,
+    )
+
+
+def wait_node_ports_answer(ports: Sequence[int], *, timeout: float = 30) -> None:
+    """Wait until each NodePort accepts connections on 127.0.0.1.
+
+    Pods can be Ready a moment before kube-proxy has written the NodePort's rules; until
+    then a connection is refused.
+
+    Raises:
+        WaitTimeout: a port still refuses connections; the last error is in the message.
+    """
+
+    def all_answer() -> bool:
+        for port in ports:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
+        return True
+
+    wait_for(
+        all_answer,
+        what=f"NodePort {', '.join(map(str, ports))} to answer on 127.0.0.1",
+        timeout=timeout,
+        interval=0.25,
+        transient=(OSError,),
+    )
+
+
+def _aborted(kube: Kube, namespace: str, deployment: str, problem: Problem) -> WaitAborted:
+    message = f"deployment {namespace}/{deployment} cannot roll out: {problem}"
+    if problem.reason == "CrashLoopBackOff" and problem.pod and problem.container:
+        log = _previous_log(kube, namespace, problem.pod, problem.container)
+        if log:
+            message += f"\n    last log lines of {problem.container}:\n      {log}"
+    return WaitAborted(message, fix=FIXES.get(problem.reason))
+
+
+class Applier:
+    """Server-side apply, dry runs and deletion of manifest objects in one cluster."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.dynamic = DynamicClient(kube.api_client)
+
+    def resource(self, obj: Mapping[str, Any]) -> Any:
+        """The API resource serving `obj`'s kind.
+
+        Raises:
+            InvalidConfiguration: the cluster does not serve that kind (a typo, or a CRD that
+                is not installed).
+        """
+        try:
+            return self.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            raise InvalidConfiguration(
+                f"{describe(obj)}: kind {obj['kind']!r} of {obj['apiVersion']!r} is not served "
+                "by this cluster",
+                fix="check the spelling of kind and apiVersion, or install the CRD first",
+            ) from None
+
+    def apply(self, obj: Object, *, dry_run: bool = False) -> None:
+        """Server-side apply `obj` as the harness's field manager, fields checked strictly.
+
+        Raises:
+            ApiException: the API server refused it.
+        """
+        extra = {"dry_run": "All"} if dry_run else {}
+        self.dynamic.server_side_apply(
+            self.resource(obj),
+            body=obj,
+            namespace=obj["metadata"].get("namespace"),
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+            query_params=[("fieldValidation", "Strict")],
+            **extra,
+        )
+
+    def exists(self, obj: Mapping[str, Any]) -> bool:
+        try:
+            self.dynamic.get(
+                self.resource(obj),
+                name=obj["metadata"]["name"],
+                namespace=obj["metadata"].get("namespace"),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def delete(self, objects: Sequence[Object], *, timeout: float) -> None:
+        """Delete objects (dependents first, pods included) and wait until they are gone."""
+        for obj in reversed(objects):
+            try:
+                self.dynamic.delete(
+                    self.resource(obj),
+                    name=obj["metadata"]["name"],
+                    namespace=obj["metadata"].get("namespace"),
+                    propagation_policy="Foreground",
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+        def all_gone() -> bool | Pending:
+            left = [describe(o) for o in objects if self.exists(o)]
+            return Pending("still there: " + ", ".join(left)) if left else True
+
+        wait_for(
+            all_gone,
+            what="deleted objects to disappear",
+            timeout=timeout,
+            interval=1,
+            transient=API_NOT_UP,
+        )
+
+
+def _port_taken(exc: ApiException) -> bool:
+    return exc.status == 422 and "already allocated" in _api_message(exc)
+
+
+def _rejected(obj: Mapping[str, Any], exc: ApiException) -> InvalidConfiguration:
+    return InvalidConfiguration(
+        f"{describe(obj)} is refused by the API server ({exc.status}): {_api_message(exc)}",
+        fix="fix the manifest field named above",
+    )
+
+
+def apply_all(
+    applier: Applier, objects: Sequence[Object], pool: NodePortPool, *, dry_run: bool
+) -> None:
+    """Apply objects in order; a NodePort taken meanwhile is swapped for another free one.
+
+    Raises:
+        InvalidConfiguration: the API server refused an object.
+    """
+    for obj in objects:
+        while True:
+            try:
+                applier.apply(obj, dry_run=dry_run)
+                break
+            except ApiException as exc:
+                if is_node_port_service(obj) and _port_taken(exc):
+                    pool.assign(obj)  # another deploy won the race for that port
+                elif 400 <= (exc.status or 0) < 500:
+                    raise _rejected(obj, exc) from None
+                else:
+                    raise
+
+
+@dataclass
+class Deployed:
+    """A kustomization deployed into a namespace; `teardown()` removes it again.
+
+    Attributes:
+        namespace: where it runs.
+        base_url: http://127.0.0.1:<nodePort> of its first NodePort Service; it answers
+            when deploy() returns, though kube-proxy may add the last Ready pods to its
+            rules a moment later.
+        node_ports: NodePort Service name -> the NodePort it got.
+        objects: the objects as applied.
+    """
+
+    kube: Kube
+    namespace: str
+    source: Path
+    objects: list[Object]
+    base_url: str
+    node_ports: dict[str, int]
+    applier: Applier
+    kubectl: str | Path = "kubectl"
+
+    @property
+    def deployments(self) -> list[str]:
+        return [o["metadata"]["name"] for o in self.objects if o["kind"] == "Deployment"]
+
+    def pods(self) -> list[str]:
+        """Names of the Ready pods of its Deployments."""
+        names = []
+        for name in self.deployments:
+            _, pods = deployment_and_pods(self.kube, self.namespace, name)
+            names += [
+                p["metadata"]["name"]
+                for p in pods
+                if not p["metadata"].get("deletionTimestamp") and pod_verdict(p, []).complete
+            ]
+        return sorted(names)
+
+    def secret_value(self, name: str, key: str) -> str:
+        """A value of a Secret as deployed (e.g. the demo's admin token)."""
+        secret = self.kube.core.read_namespaced_secret(name, self.namespace)
+        return base64.b64decode((secret.data or {})[key]).decode()
+
+    def rollout(
+        self, images: Mapping[str, str], *, timeout: float = DEFAULT_ROLLOUT_TIMEOUT
+    ) -> None:
+        """Re-apply the same kustomization with other images and wait for the rollout.
+
+        NodePorts stay, and each Deployment keeps its current replica count (an HPA may
+        have changed it).
+        """
+        objects = render(self.source, namespace=self.namespace, images=images, kubectl=self.kubectl)
+        for obj in objects:
+            if is_node_port_service(obj):
+                obj["spec"]["ports"] = _find(self.objects, obj)["spec"]["ports"]
+            if obj["kind"] == "Deployment":
+                live = self.kube.apps.read_namespaced_deployment(
+                    obj["metadata"]["name"], self.namespace
+                )
+                obj["spec"]["replicas"] = live.spec.replicas
+        # The Services keep their ports; should one be taken meanwhile, that is an error.
+        pool = NodePortPool(list(self.node_ports.values()), {})
+        with step(f"rolling out {self.source.name} in {self.namespace}"):
+            apply_all(self.applier, objects, pool, dry_run=False)
+            self.objects = objects
+            wait_rolled_out(self.kube, self.namespace, self.deployments, timeout=timeout)
+
+    def teardown(self, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT) -> None:
+        """Delete every object (and the pods) and wait until they are gone."""
+        with step(f"removing {self.source.name} from {self.namespace}"):
+            self.applier.delete(self.objects, timeout=timeout)
+
+
+def _find(objects: Sequence[Object], like: Mapping[str, Any]) -> Object:
+    return next(
+        o
+        for o in objects
+        if o["kind"] == like["kind"] and o["metadata"]["name"] == like["metadata"]["name"]
+    )
+
+
+def deploy(
+    kube: Kube,
+    namespace: str,
+    kustomization_dir: Path,
+    *,
+    images: Mapping[str, str] | None = None,
+    node_ports: Sequence[int] = DEFAULT_NODE_PORTS,
+    timeout: float = DEFAULT_ROLLOUT_TIMEOUT,
+    kubectl: str | Path = "kubectl",
+    keep_on_failure: bool = False,
+) -> Deployed:
+    """Render, check, apply and wait: the kustomization runs in `namespace` when this returns.
+
+    Args:
+        kube: the cluster.
+        namespace: an existing namespace (the test's).
+        kustomization_dir: base or overlay, e.g. manifests/overlays/ci.
+        images: image name in the manifests -> the provider's reference for it.
+        node_ports: NodePorts answering on 127.0.0.1; each NodePort Service gets a free one.
+        timeout: seconds for the rollout.
+        kubectl: kubectl binary used to render.
+        keep_on_failure: leave the objects in place when the rollout fails (for debugging).
+
+    Returns:
+        A handle with the base URL on 127.0.0.1 (answering by then), the pods and
+        `teardown()`.
+
+    Raises:
+        InvalidConfiguration: found before anything is created: the namespace is missing,
+            the kustomization does not build, a kind is unknown, the API server refuses an
+            object, or there is no NodePort Service.
+        WaitAborted: a pod is stuck (image pull, crash loop, config error); objects deleted.
+        WaitTimeout: the rollout did not finish in time; objects deleted.
+
+    Example:
+        >>> demo = deploy(kube, "t-1", Path("manifests/overlays/ci"))  # doctest: +SKIP
+        >>> requests.get(demo.base_url + "/version")                   # doctest: +SKIP
+        >>> demo.teardown()                                            # doctest: +SKIP
+    """
+    try:
+        kube.core.read_namespace(namespace, _request_timeout=30)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        raise InvalidConfiguration(
+            f"namespace {namespace} does not exist", fix="create it first (the test fixture does)"
+        ) from None
+    source = Path(kustomization_dir)
+    objects = render(source, namespace=namespace, images=images, kubectl=kubectl)
+    services = [o for o in objects if is_node_port_service(o)]
+    if not services:
+        raise InvalidConfiguration(
+            f"{source} has no NodePort Service, so nothing answers on 127.0.0.1",
+            fix="add a Service of type NodePort (see manifests/base/service-nodeport.yaml)",
+        )
+    applier = Applier(kube)
+    for obj in objects:
+        applier.resource(obj)  # unknown kinds fail here, before anything exists
+    pool = NodePortPool(node_ports, node_ports_in_use(kube))
+    for service in services:
+        pool.assign(service)
+    with step(f"deploying {source} into {namespace}"):
+        apply_all(applier, objects, pool, dry_run=True)
+        try:
+            apply_all(applier, objects, pool, dry_run=False)
+            deployed = Deployed(
+                kube=kube,
+                namespace=namespace,
+                source=source,
+                objects=objects,
+                base_url=f"http://127.0.0.1:{services[0]['spec']['ports'][0]['nodePort']}",
+                node_ports={
+                    s["metadata"]["name"]: s["spec"]["ports"][0]["nodePort"] for s in services
+                },
+                kubectl=kubectl,
+                applier=applier,
+            )
+            wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)
+            wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
+        except BaseException:
+            # Interrupted or failed: leave nothing behind unless asked to.
+            if not keep_on_failure:
+                applier.delete(objects, timeout=DEFAULT_TEARDOWN_TIMEOUT)
+            raise
+    return deployed

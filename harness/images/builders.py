@@ -1,0 +1,107 @@
+"""The images the harness builds itself: the pod sandbox (pause), addons, a busybox test image.
+
+Each is one layer of static binaries from this machine, so no registry is ever needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.commands import run
+from harness.errors import InvalidConfiguration
+from harness.images.cache import IMAGES_DIR, cached
+from harness.images.layers import files_layer
+from harness.images.oci import file_digest, write_oci_archive
+
+PAUSE_SOURCE = Path(__file__).with_name("pause.c")
+PAUSE_REF = "localhost/kube-harness/pause:1.0"
+BUSYBOX_REF = "localhost/kube-harness/busybox:1.35"
+BUSYBOX = Path("/bin/busybox")
+# Applets the test images call; busybox picks the applet from argv[0].
+BUSYBOX_APPLETS = (
+    "sh", "httpd", "wget", "nslookup", "sleep", "cat", "echo", "ls", "ps", "kill", "nc",
+    "hostname", "env", "true", "false", "dd", "yes", "timeout", "ip", "grep", "ssl_client",
+)  # fmt: skip
+
+
+def _short_digest(path: Path) -> str:
+    return file_digest(path)[0].removeprefix("sha256:")[:12]
+
+
+def _single_layer_image(
+    dest: Path, *, ref: str, files: dict[str, Path], symlinks: dict[str, str], entrypoint: list[str]
+) -> Path:
+    with tempfile.TemporaryDirectory(prefix="kh-layer-") as tmp:
+        layer = files_layer(Path(tmp) / "layer.tar", files=files, symlinks=symlinks)
+        return write_oci_archive(dest, ref=ref, layers=[layer], entrypoint=entrypoint)
+
+
+def pause_image() -> tuple[Path, str]:
+    """Archive and reference of the pod sandbox image, compiled from pause.c with gcc -static.
+
+    Raises:
+        InvalidConfiguration: gcc (or static libc) is missing.
+    """
+    key = _short_digest(PAUSE_SOURCE)
+
+    def build(dest: Path) -> Path:
+        if not shutil.which("gcc"):
+            raise InvalidConfiguration(
+                "gcc is needed to build the pause image", fix="apt-get install gcc libc6-dev"
+            )
+        with tempfile.TemporaryDirectory(prefix="kh-pause-") as tmp:
+            binary = Path(tmp) / "pause"
+            run(
+                ["gcc", "-static", "-Os", "-o", binary, PAUSE_SOURCE],
+                fix="apt-get install gcc libc6-dev (static libc comes with libc6-dev)",
+            )
+            run(["strip", binary])
+            return _single_layer_image(
+                dest, ref=PAUSE_REF, files={"pause": binary}, symlinks={}, entrypoint=["/pause"]
+            )
+
+    return cached(IMAGES_DIR / f"pause-{key}.tar", build), PAUSE_REF
+
+
+def static_binary_image(name: str, binary: Path) -> tuple[Path, str]:
+    """Archive and reference of an image holding one static binary as its entrypoint.
+
+    The tag is derived from the binary's content, so a rebuilt binary gives a new image.
+    """
+    tag = _short_digest(binary)
+    ref = f"localhost/kube-harness/{name}:{tag}"
+
+    def build(dest: Path) -> Path:
+        return _single_layer_image(
+            dest, ref=ref, files={name: binary}, symlinks={}, entrypoint=[f"/{name}"]
+        )
+
+    return cached(IMAGES_DIR / f"{name}-{tag}.tar", build), ref
+
+
+def busybox_image() -> tuple[Path, str]:
+    """Archive and reference of a busybox image (Debian's busybox-static) for tests and demos.
+
+    Raises:
+        InvalidConfiguration: busybox-static is not installed.
+    """
+    if not BUSYBOX.is_file():
+        raise InvalidConfiguration(f"{BUSYBOX} is missing", fix="apt-get install busybox-static")
+    # The key covers the applet list too: a new applet must give a new cache entry.
+    applets = ",".join(BUSYBOX_APPLETS).encode()
+    key = hashlib.sha256(_short_digest(BUSYBOX).encode() + applets).hexdigest()[:12]
+
+    def build(dest: Path) -> Path:
+        links = {f"bin/{applet}": "/bin/busybox" for applet in BUSYBOX_APPLETS}
+        return _single_layer_image(
+            dest,
+            ref=BUSYBOX_REF,
+            files={"bin/busybox": BUSYBOX},
+            symlinks=links,
+            entrypoint=["/bin/sh"],
+        )
+
+    return cached(IMAGES_DIR / f"busybox-{key}.tar", build), BUSYBOX_REF

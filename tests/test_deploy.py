@@ -1,0 +1,445 @@
+"""Rendering, NodePort choice and rollout verdicts of harness.deploy, without a cluster."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from harness.cluster.provider import ClusterProvider
+from harness.deploy import (
+    FATAL_WAITING_REASONS,
+    FIXES,
+    NodePortPool,
+    _kustomize_error,
+    apply_all,
+    deploy,
+    image_override,
+    last_probe_failure,
+    parse_objects,
+    render,
+    rollout_verdict,
+)
+from harness.errors import HarnessError, InvalidConfiguration, WaitAborted, WaitTimeout
+from harness.images.demo import DEMO_REPOSITORY, build_demo_images, demo_image_ref
+from harness.kube import Kube
+from harness.namespaces import create_namespace, delete_namespace, namespace_name
+from harness.run import Run
+from harness.wait import Pending, wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_OVERLAY = ROOT / "manifests" / "overlays" / "ci"
+STATUS_DATA = sorted((Path(__file__).parent / "data" / "deploy").glob("status-*.yaml"))
+BAD_MANIFESTS = Path(__file__).parent / "data" / "manifests"
+
+
+# --- verdicts on recorded status data -------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", STATUS_DATA, ids=lambda p: p.stem)
+def test_rollout_verdict_on_recorded_status(path: Path) -> None:
+    scenario = yaml.safe_load(path.read_text())
+    expect = scenario["expect"]
+    verdict = rollout_verdict(scenario["deployment"], scenario["pods"], scenario["events"])
+    assert verdict.complete is expect["complete"]
+    if expect["reason"] is None:
+        assert verdict.problem is None
+        told = verdict.state
+    else:
+        assert verdict.problem is not None, verdict.state
+        assert verdict.problem.reason == expect["reason"]
+        told = str(verdict.problem)
+    for phrase in expect["mentions"]:
+        assert phrase in told
+
+
+def test_every_reason_that_aborts_the_wait_comes_with_a_fix() -> None:
+    assert set(FATAL_WAITING_REASONS) <= set(FIXES)
+
+
+def test_last_probe_failure_counts_only_that_pod_and_probe() -> None:
+    def event(pod: str, message: str, count: int, at: str) -> dict[str, Any]:
+        return {
+            "involvedObject": {"name": pod},
+            "reason": "Unhealthy",
+            "message": message,
+            "count": count,
+            "lastTimestamp": at,
+        }
+
+    events = [
+        event("a", "Liveness probe failed: timeout", 2, "2026-11-23T01:00:01Z"),
+        event("a", "Readiness probe failed: HTTP probe failed with statuscode: 503", 4, "T02"),
+        event("a", "Readiness probe failed: HTTP probe failed with statuscode: 503", 1, "T03"),
+        event("b", "Readiness probe failed: connection refused", 9, "T09"),
+    ]
+    assert last_probe_failure("a", events) == (
+        "Readiness probe failed: HTTP probe failed with statuscode: 503 (5x)"
+    )
+    assert last_probe_failure("c", events) is None
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "entry"),
+    [
+        ("demo:v2", {"newName": "demo", "newTag": "v2"}),
+        ("localhost:5000/demo:v2", {"newName": "localhost:5000/demo", "newTag": "v2"}),
+        ("localhost:5000/demo", {"newName": "localhost:5000/demo"}),
+        ("demo@sha256:abc", {"newName": "demo", "digest": "sha256:abc"}),
+    ],
+)
+def test_image_override(ref: str, entry: dict[str, str]) -> None:
+    assert image_override("x", ref) == {"name": "x", **entry}
+
+
+def test_image_override_needs_both_sides() -> None:
+    with pytest.raises(InvalidConfiguration, match="incomplete"):
+        image_override("demo", "")
+
+
+def test_render_sets_namespace_and_images_without_touching_the_overlay() -> None:
+    before = (CI_OVERLAY / "kustomization.yaml").read_text()
+    objects = render(
+        CI_OVERLAY,
+        namespace="t-42",
+        images={"localhost/kube-harness/demo-service": "127.0.0.1:1/other:v9"},
+    )
+    assert (CI_OVERLAY / "kustomization.yaml").read_text() == before
+    assert {o["metadata"].get("namespace") for o in objects} == {"t-42"}
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "127.0.0.1:1/other:v9"
+    )
+
+
+def test_render_refuses_a_directory_without_kustomization(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfiguration, match=r"holds no kustomization\.yaml"):
+        render(tmp_path)
+
+
+def test_render_names_the_broken_file_and_line() -> None:
+    with pytest.raises(InvalidConfiguration) as caught:
+        render(BAD_MANIFESTS / "invalid-yaml")
+    message = str(caught.value)
+    assert "does not build" in message
+    assert "broken.yaml" in message
+    assert "line 4" in message
+    assert "run.go" not in message  # kubectl's log prefix is stripped
+    assert "kubectl kustomize" in (caught.value.fix or "")
+
+
+def test_render_names_a_missing_resource() -> None:
+    with pytest.raises(InvalidConfiguration, match=r"not-there\.yaml"):
+        render(BAD_MANIFESTS / "invalid-missing-resource")
+
+
+def test_render_passes_unknown_kinds_on_to_the_cluster_check() -> None:
+    kinds = [o["kind"] for o in render(BAD_MANIFESTS / "invalid-unknown-kind")]
+    assert "Deploymnet" in kinds
+
+
+def test_render_without_kubectl(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfiguration, match="kubectl-nope"):
+        render(CI_OVERLAY, kubectl=tmp_path / "kubectl-nope")
+
+
+def test_kustomize_error_keeps_only_the_error_text() -> None:
+    stderr = (
+        'kubectl kustomize /tmp/x exited 1:\n    E1123 01:00:00.1 2146 run.go:72] "command failed" '
+        'err="accumulating resources: boom"'
+    )
+    assert _kustomize_error(stderr) == "accumulating resources: boom"
+    assert _kustomize_error("plain failure") == "plain failure"
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("a: [", "not valid YAML"),
+        ("- just\n- a list\n", "document 1 is not a Kubernetes object"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "document 1 is not"),
+        ("apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\nkind: B\n", "document 2 is not"),
+    ],
+)
+def test_parse_objects_refuses_what_is_not_an_object(text: str, complaint: str) -> None:
+    with pytest.raises(InvalidConfiguration, match=complaint):
+        parse_objects(text, source="test")
+
+
+# --- NodePorts ------------------------------------------------------------------------------
+
+
+def node_port_service(name: str, ports: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "t1"},
+        "spec": {"type": "NodePort", "ports": [{"port": 80 + i} for i in range(ports)]},
+    }
+
+
+def test_pool_skips_ports_held_elsewhere() -> None:
+    pool = NodePortPool(range(30080, 30090), {30080: "a/web", 30081: "b/web"})
+    service = node_port_service("demo-nodeport", ports=2)
+    assert pool.assign(service) == [30082, 30083]
+    assert [p["nodePort"] for p in service["spec"]["ports"]] == [30082, 30083]
+
+
+def test_pool_exhausted_names_who_holds_the_ports() -> None:
+    pool = NodePortPool([30080, 30081], {30080: "a/web", 30081: "b/web"})
+    with pytest.raises(HarnessError) as caught:
+        pool.take("Service t1/demo")
+    assert "30080: a/web" in str(caught.value)
+    assert "30081: b/web" in str(caught.value)
+    assert caught.value.fix
+
+
+class RecordingApplier:
+    """Stands in for the API server: refuses given NodePorts as already allocated."""
+
+    def __init__(self, allocated: set[int], refuse: str | None = None) -> None:
+        self.allocated = allocated
+        self.refuse = refuse
+        self.applied: list[tuple[str, bool, list[int]]] = []
+
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> None:
+        ports = [p.get("nodePort") for p in obj.get("spec", {}).get("ports", [])]
+        if any(p in self.allocated for p in ports):
+            raise api_error(422, f"spec.ports[0].nodePort: Invalid value: {ports[0]}: "
+                            "provided port is already allocated")  # fmt: skip
+        if obj["metadata"]["name"] == self.refuse:
+            raise api_error(422, 'Deployment.apps "demo" is invalid: .spec.foo: field not declared')
+        self.applied.append((obj["metadata"]["name"], dry_run, ports))
+
+
+def api_error(status: int, message: str) -> ApiException:
+    error = ApiException(status=status, reason="Unprocessable Entity")
+    error.body = json.dumps({"kind": "Status", "message": message})
+    return error
+
+
+def test_apply_all_moves_to_another_port_when_one_was_taken_meanwhile() -> None:
+    pool = NodePortPool(range(30080, 30083), {})
+    service = node_port_service("demo-nodeport")
+    pool.assign(service)  # 30080, which another deploy takes before we apply
+    applier = RecordingApplier(allocated={30080})
+    apply_all(applier, [service], pool, dry_run=True)  # type: ignore[arg-type]
+    assert applier.applied == [("demo-nodeport", True, [30081])]
+
+
+def test_apply_all_reports_a_refused_object_by_name_and_reason() -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "demo"}}
+    applier = RecordingApplier(allocated=set(), refuse="demo")
+    with pytest.raises(InvalidConfiguration) as caught:
+        apply_all(applier, [deployment], NodePortPool([], {}), dry_run=True)  # type: ignore[arg-type]
+    assert "Deployment demo is refused by the API server (422)" in str(caught.value)
+    assert "field not declared" in str(caught.value)
+
+
+# --- end to end, on the real cluster --------------------------------------------------------
+
+DEMO_OVERLAY = CI_OVERLAY
+
+
+@pytest.fixture(scope="module")
+def demo_images(cluster: ClusterProvider) -> dict[str, str]:
+    """The demo images built offline and loaded into the cluster; the mapping for deploy()."""
+    for archive in build_demo_images(["v1", "v2"]):
+        cluster.load_image(archive)
+    return {DEMO_REPOSITORY: demo_image_ref("v1")}
+
+
+def leftovers(kube: Kube, namespace: str) -> list[str]:
+    """Everything a deploy could have created that is still in the namespace."""
+    found = [
+        f"Deployment {d.metadata.name}"
+        for d in kube.apps.list_namespaced_deployment(namespace).items
+    ]
+    found += [f"Pod {p.metadata.name}" for p in kube.core.list_namespaced_pod(namespace).items]
+    found += [
+        f"Service {s.metadata.name}" for s in kube.core.list_namespaced_service(namespace).items
+    ]
+    found += [
+        f"ConfigMap {c.metadata.name}"
+        for c in kube.core.list_namespaced_config_map(namespace).items
+        if c.metadata.name != "kube-root-ca.crt"  # every namespace has it
+    ]
+    found += [
+        f"Secret {s.metadata.name}" for s in kube.core.list_namespaced_secret(namespace).items
+    ]
+    found += [
+        f"HPA {h.metadata.name}"
+        for h in kube.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items
+    ]
+    found += [
+        f"PDB {p.metadata.name}"
+        for p in kube.policy.list_namespaced_pod_disruption_budget(namespace).items
+    ]
+    return found
+
+
+def pods_answering(base_url: str, requests: int) -> dict[str, int]:
+    """Send `requests` GET /version, each on its own connection; count answers per pod."""
+    url = urlsplit(base_url)
+    counts: dict[str, int] = {}
+    for _ in range(requests):
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+        try:
+            connection.request("GET", "/version")
+            response = connection.getresponse()
+            body = json.loads(response.read())
+        finally:
+            connection.close()
+        assert response.status == 200
+        assert body["pod"] == response.getheader("X-Pod-Name")
+        counts[body["pod"]] = counts.get(body["pod"], 0) + 1
+    return counts
+
+
+@pytest.mark.e2e
+def test_ci_overlay_rolls_out_and_answers_on_localhost(
+    kube: Kube, namespace: str, demo_images: dict[str, str]
+) -> None:
+    demo = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+    try:
+        assert demo.base_url.startswith("http://127.0.0.1:300")
+        pods = demo.pods()
+        assert len(pods) == 2
+        # kube-proxy may add the last endpoint to its rules a moment after the pod is Ready.
+        wait_for(
+            lambda: set(pods_answering(demo.base_url, 10)) == set(pods) or Pending("one pod"),
+            what="both pods to answer through the NodePort",
+            timeout=20,
+        )
+        counts = pods_answering(demo.base_url, 40)
+        assert set(counts) == set(pods), counts  # kube-proxy spreads the connections
+        token = demo.secret_value("demo-admin", "token")  # the Secret reached the pods
+        assert admin_status(demo.base_url, "/admin/recover", token) == 200
+        assert admin_status(demo.base_url, "/admin/recover", token + "x") == 403
+    finally:
+        demo.teardown()
+    assert leftovers(kube, namespace) == []
+
+
+@pytest.mark.e2e
+def test_rollout_to_v2_keeps_the_nodeport(
+    kube: Kube, namespace: str, demo_images: dict[str, str]
+) -> None:
+    demo = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+    try:
+        before = demo.base_url
+        demo.rollout({DEMO_REPOSITORY: demo_image_ref("v2")}, timeout=120)
+        assert demo.base_url == before
+        status, headers, body = version_of(demo.base_url)
+        assert (status, body["version"], headers["X-App-Version"]) == (200, "v2", "v2")
+    finally:
+        demo.teardown()
+
+
+def admin_status(base_url: str, path: str, token: str) -> int:
+    request = urllib.request.Request(
+        base_url + path, method="POST", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def version_of(base_url: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    with urllib.request.urlopen(base_url + "/version", timeout=5) as response:
+        return response.status, dict(response.headers), json.loads(response.read())
+
+
+@pytest.mark.e2e
+def test_two_namespaces_get_different_nodeports(
+    kube: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
+) -> None:
+    other = namespace_name(harness_run.run_id)
+    create_namespace(kube, other, run_id=harness_run.run_id, test="second-namespace")
+    try:
+        first = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+        second = deploy(kube, other, DEMO_OVERLAY, images=demo_images, timeout=120)
+        assert first.base_url != second.base_url
+        assert version_of(first.base_url)[2]["pod"] in first.pods()
+        assert version_of(second.base_url)[2]["pod"] in second.pods()
+        first.teardown()
+        second.teardown()
+    finally:
+        delete_namespace(kube, other)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("case", "error", "phrases"),
+    [
+        ("invalid-yaml", InvalidConfiguration, ["broken.yaml", "line 4"]),
+        ("invalid-unknown-kind", InvalidConfiguration, ["Deploymnet", "demo-typo", "not served"]),
+        (
+            "invalid-missing-secret",
+            WaitAborted,
+            ["CreateContainerConfigError", 'secret "demo-admin" not found'],
+        ),
+        ("invalid-crash-loop", WaitAborted, ["CrashLoopBackOff", "refusing to start"]),
+    ],
+)
+def test_bad_input_fails_fast_names_the_cause_and_leaves_nothing(
+    kube: Kube,
+    namespace: str,
+    demo_images: dict[str, str],
+    case: str,
+    error: type[Exception],
+    phrases: list[str],
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(error) as caught:
+        deploy(kube, namespace, BAD_MANIFESTS / case, images=demo_images, timeout=120)
+    assert time.monotonic() - started < 90  # well before the timeout, teardown included
+    for phrase in phrases:
+        assert phrase in str(caught.value)
+    assert leftovers(kube, namespace) == []
+
+
+@pytest.mark.e2e
+def test_missing_image_is_named_within_seconds(kube: Kube, namespace: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(WaitAborted) as caught:
+        deploy(
+            kube, namespace, DEMO_OVERLAY, images={DEMO_REPOSITORY: f"{DEMO_REPOSITORY}:v0-missing"}
+        )
+    assert time.monotonic() - started < 60
+    message = str(caught.value)
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message
+    assert "demo-service:v0-missing" in message
+    assert leftovers(kube, namespace) == []
+
+
+@pytest.mark.e2e
+def test_readiness_that_never_passes_is_named_at_the_timeout(
+    kube: Kube, namespace: str, demo_images: dict[str, str]
+) -> None:
+    with pytest.raises(WaitTimeout) as caught:
+        deploy(
+            kube,
+            namespace,
+            BAD_MANIFESTS / "invalid-readiness-never-passes",
+            images=demo_images,
+            timeout=20,
+        )
+    message = str(caught.value)
+    assert "Readiness probe failed" in message
+    assert "404" in message
+    assert leftovers(kube, namespace) == []

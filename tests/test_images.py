@@ -1,0 +1,146 @@
+"""Image archives built on this machine: their format, the build cache, the root filesystem."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness.errors import CommandFailed, InvalidConfiguration
+from harness.images import builders, debian_rootfs, write_oci_archive
+from harness.images.cache import cached
+from harness.images.layers import files_layer
+from harness.images.oci import archive_ref, file_digest, normalize_ref
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("busybox:1.35", "docker.io/library/busybox:1.35"),
+        ("demo/app:0.1", "docker.io/demo/app:0.1"),
+        ("localhost/kube-harness/pause:1.0", "localhost/kube-harness/pause:1.0"),
+        ("registry.example:5000/a/b:2", "registry.example:5000/a/b:2"),
+    ],
+)
+def test_references_are_spelled_as_the_cri_looks_them_up(ref: str, expected: str) -> None:
+    assert normalize_ref(ref) == expected
+
+
+@pytest.mark.parametrize("ref", ["demo/app", "demo/app:latest", "localhost:5000/app"])
+def test_references_without_a_pinned_tag_are_refused(ref: str) -> None:
+    with pytest.raises(InvalidConfiguration, match="tag"):
+        normalize_ref(ref)
+
+
+@pytest.fixture
+def layer(tmp_path: Path) -> Path:
+    hello = tmp_path / "hello"
+    hello.write_text("#!/bin/sh\necho hello\n")
+    return files_layer(
+        tmp_path / "layer.tar", files={"bin/hello": hello}, symlinks={"hi": "/bin/hello"}
+    )
+
+
+def test_archive_is_an_oci_layout_with_a_docker_manifest(tmp_path: Path, layer: Path) -> None:
+    archive = write_oci_archive(
+        tmp_path / "app.tar", ref="demo/app:0.1", layers=[layer], entrypoint=["/bin/hello"],
+        cmd=["--loud"], env={"MODE": "test"}, workdir="/srv", user="65534",
+    )  # fmt: skip
+    with tarfile.open(archive) as tar:
+
+        def doc(name: str) -> dict | list:
+            member = tar.extractfile(name)
+            assert member is not None, name
+            return json.load(member)
+
+        assert doc("oci-layout") == {"imageLayoutVersion": "1.0.0"}
+        (entry,) = doc("index.json")["manifests"]
+        assert entry["annotations"] == {
+            "io.containerd.image.name": "docker.io/demo/app:0.1",
+            "org.opencontainers.image.ref.name": "0.1",
+        }
+        manifest = doc("blobs/sha256/" + entry["digest"].removeprefix("sha256:"))
+        config = doc("blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:"))
+        (docker,) = doc("manifest.json")
+    layer_digest, layer_size = file_digest(layer)
+    assert manifest["layers"] == [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
+         "size": layer_size}
+    ]  # fmt: skip
+    assert config["rootfs"]["diff_ids"] == [layer_digest]
+    assert config["config"] == {
+        "Entrypoint": ["/bin/hello"], "Cmd": ["--loud"], "Env": ["MODE=test"],
+        "WorkingDir": "/srv", "User": "65534",
+    }  # fmt: skip
+    assert docker["RepoTags"] == ["demo/app:0.1"]
+    assert archive_ref(archive) == "docker.io/demo/app:0.1"
+
+
+def test_layers_are_reproducible(tmp_path: Path, layer: Path) -> None:
+    again = files_layer(
+        tmp_path / "again.tar",
+        files={"bin/hello": tmp_path / "hello"},
+        symlinks={"hi": "/bin/hello"},
+    )
+    assert file_digest(again) == file_digest(layer)
+
+
+def test_missing_layer_and_unreadable_archive_are_named(tmp_path: Path) -> None:
+    with pytest.raises(InvalidConfiguration, match=r"nope\.tar"):
+        write_oci_archive(tmp_path / "x.tar", ref="a/b:1", layers=[tmp_path / "nope.tar"],
+                          entrypoint=["/x"])  # fmt: skip
+    junk = tmp_path / "junk.tar"
+    junk.write_bytes(b"this is not a tar file")
+    with pytest.raises(InvalidConfiguration, match="not a readable image archive"):
+        archive_ref(junk)
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_cache_builds_once_and_detects_a_damaged_entry(tmp_path: Path) -> None:
+    builds = []
+
+    def build(dest: Path) -> Path:
+        builds.append(dest)
+        dest.write_text("content")
+        return dest
+
+    entry = tmp_path / "thing.tar"
+    assert cached(entry, build) == entry
+    assert cached(entry, build) == entry
+    assert len(builds) == 1
+    entry.write_text("damaged")
+    with pytest.raises(InvalidConfiguration, match=re.escape(f"cache entry {entry} is corrupted")):
+        cached(entry, build)
+
+
+def test_pause_and_busybox_images_are_built_from_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(builders, "IMAGES_DIR", tmp_path)
+    pause, pause_ref = builders.pause_image()
+    busybox, busybox_ref = builders.busybox_image()
+    assert archive_ref(pause) == pause_ref
+    assert archive_ref(busybox) == busybox_ref
+    with tarfile.open(pause) as tar:
+        names = tar.getnames()
+    assert len([n for n in names if n.startswith("blobs/")]) == 3
+
+
+def test_debian_rootfs_is_built_once_and_reused(tmp_path: Path) -> None:
+    rootfs = builders.IMAGES_DIR / "rootfs-test-essential.tar"
+    built = debian_rootfs(rootfs, include=[])
+    stamp = built.stat().st_mtime
+    with tarfile.open(built) as tar:
+        names = tar.getnames()
+    assert "./usr/bin/sh" in names or "./bin/sh" in names
+    assert not any(n.startswith("./usr/share/man/") and n.count("/") > 4 for n in names)
+    assert debian_rootfs(rootfs, include=[]).stat().st_mtime == stamp
+
+
+def test_debian_rootfs_with_an_unknown_package_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(CommandFailed, match="mmdebstrap"):
+        debian_rootfs(tmp_path / "bad.tar", include=["no-such-package-kh"])
+    assert not (tmp_path / "bad.tar").exists()
