@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from harness.errors import WaitTimeout
 from harness.kube import API_NOT_UP, Kube
 
 # A watch returns this often so that stop() is honoured promptly.
@@ -230,6 +231,7 @@ class TimelineRecorder:
         self.watched = watched
         self.clock = clock
         self._entries: list[Entry] = []
+        self._last_state: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -252,7 +254,15 @@ class TimelineRecorder:
             )
             thread.start()
             self._threads.append(thread)
-        self._synced.wait(timeout)
+        try:
+            self._synced.wait(timeout)
+        except threading.BrokenBarrierError:
+            self.stop()
+            raise WaitTimeout(
+                f"the timeline watches of {self.namespace} to list",
+                timeout,
+                "the API server did not answer every list",
+            ) from None
 
     def stop(self) -> None:
         self._stop.set()
@@ -269,6 +279,10 @@ class TimelineRecorder:
 
     def _record(self, entry: Entry) -> Entry:
         with self._lock:
+            key = (entry.kind, entry.name)
+            if entry.type == "MODIFIED" and self._last_state.get(key) == entry.state:
+                return entry  # a change outside what the summary keeps (heartbeats, counters)
+            self._last_state[key] = entry.state
             self._entries.append(entry)
             with self.path.open("a") as out:
                 out.write(entry.to_json() + "\n")
@@ -288,10 +302,12 @@ class TimelineRecorder:
             except ApiException as exc:
                 if exc.status != 410:  # 410 Gone: our version expired, relist below
                     self._pause_after(spec, f"{exc.status} {exc.reason}")
-            except API_NOT_UP as exc:
-                self._pause_after(spec, f"{type(exc).__name__}: {exc}")
             except threading.BrokenBarrierError:
                 pass
+            except (*API_NOT_UP, KeyError, ValueError) as exc:
+                # Disconnects, and the client's own failure to parse an expired watch's
+                # ERROR event: note it on the timeline, then relist (a resync).
+                self._pause_after(spec, f"{type(exc).__name__}: {exc}")
 
     def _pause_after(self, spec: Watched, problem: str) -> None:
         self._record(Entry(self.clock(), "WATCH-ERROR", spec.kind, "", {"error": problem}))
@@ -320,7 +336,7 @@ class TimelineRecorder:
                 deserialize=False,
             )
             for event in stream:
-                obj = event["raw_object"]
+                obj = event["object"]
                 if event["type"] == "ERROR":
                     raise ApiException(status=obj.get("code"), reason=obj.get("message"))
                 version = obj["metadata"]["resourceVersion"]

@@ -34,7 +34,9 @@ class Run:
     @classmethod
     def from_environment(cls, reports_root: Path, run_id: str | None = None) -> Run:
         """Reuse the run id a parent process chose (xdist workers), else make one."""
-        return cls(run_id or os.environ.get(RUN_ID_ENV) or new_run_id(), reports_root)
+        run_id = run_id or os.environ.get(RUN_ID_ENV) or new_run_id()
+        # Absolute: child processes (Locust) write into it from their own working directory.
+        return cls(run_id, reports_root.resolve())
 
     @property
     def directory(self) -> Path:

@@ -142,3 +142,11 @@ def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, i
     if isinstance(raw, str) and raw.endswith("%"):
         return replicas, int(replicas * int(raw[:-1]) / 100)  # Kubernetes rounds this down
     return replicas, int(raw)
+
+
+def set_image(kube: Kube, namespace: str, deployment: str, container: str, image: str) -> None:
+    """Change one container's image in a Deployment (starting a rollout)."""
+    containers = [{"name": container, "image": image}]
+    kube.apps.patch_namespaced_deployment(
+        deployment, namespace, {"spec": {"template": {"spec": {"containers": containers}}}}
+    )

@@ -147,10 +147,12 @@ class HpaExpectation:
 
 @dataclass(frozen=True)
 class SelfHealingExpectation:
-    """A deleted pod, a killed container or a crashed process is Ready again in time."""
+    """A deleted pod, a killed container or a crashed process is Ready again in time, and the
+    error rate over the `window_s` after the fault stays within `max_error_rate`."""
 
     ready_within_s: float
     max_error_rate: float
+    window_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
         out["self_healing"] = SelfHealingExpectation(
             ready_within_s=s.get("ready_within", parse_seconds),
             max_error_rate=s.get("max_error_rate", parse_fraction),
+            window_s=s.get("window", parse_seconds, 20.0),
         )
         s.done()
     if (p := expect.section("probes", required=False)) is not None:

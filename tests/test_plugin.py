@@ -87,8 +87,8 @@ def test_run_id_and_test_report_dir(pytester):
     result = pytester.runpytest("-s", "--run-id=fixed-run", "--reports-dir=out")
     result.stdout.fnmatch_lines(
         [
-            "kube-harness: run fixed-run, reports in out/fixed-run",
-            "*DIR out/fixed-run/test_run_id_and_test_report_dir.py__test_where",
+            "kube-harness: run fixed-run, reports in */out/fixed-run",
+            "*DIR */out/fixed-run/test_run_id_and_test_report_dir.py__test_where",
         ]
     )
 

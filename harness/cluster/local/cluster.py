@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ KUBE_BINARIES = (
     "kubectl",
     "coredns",
     "metrics-server",
+    "crictl",
 )
 ADDON_DEPLOYMENTS = ("coredns", "metrics-server")
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -239,6 +240,17 @@ class LocalProvider:
         self._check_node(node)
         for component in NODE_COMPONENTS:
             self.start_component(component)
+
+    def node_exec(self, node: str, argv: Sequence[str]) -> str:
+        """Run a command on the node, which is this host; `crictl` talks to its containerd."""
+        self._check_node(node)
+        tools = {"crictl": str(self.binaries()["crictl"])}
+        endpoint = f"unix://{self.layout.containerd_socket}"
+        return run(
+            [tools.get(argv[0], argv[0]), *argv[1:]],
+            env={**os.environ, "CONTAINER_RUNTIME_ENDPOINT": endpoint},
+            timeout=60,
+        )
 
     def stop_component(self, component: str) -> None:
         """Stop one component (e.g. "kubelet"); the supervisor keeps it stopped."""
