@@ -447,3 +447,26 @@ def test_cli_load_run_prints_the_result_and_judges_the_slo(server, tmp_path, cap
     assert "served by: other-demo-0=" in out.out
     assert "load: 2 users" in out.err
     assert (tmp_path / "r" / "locust.html").exists()
+
+
+# -- end to end: the demo service on the real cluster ---------------------------------------
+
+
+@pytest.mark.e2e
+def test_load_against_the_demo_service_on_the_cluster(deployed, load):
+    """Locust through the NodePort on 127.0.0.1: every request counted, per pod and version."""
+    with load.run(
+        deployed.base_url,
+        Constant(users=4, seconds=8),
+        env={"DEMO_USER_RPS": "5", "DEMO_WORK_MS": "5"},
+    ) as run:
+        run.wait()
+    result = run.result()
+    assert result.requests > 100
+    assert result.failures == []
+    assert set(result.pods) == set(deployed.pods())  # both replicas served
+    assert sum(result.pods.values()) == result.requests
+    assert result.versions == {"v1": result.requests}
+    assert {e.name for e in result.endpoints} == {"/", "/work", "/version"}
+    assert all(v.passed for v in SLO(max_error_rate=0, min_rps=10).evaluate(result))
+    assert (result.report_dir / "locust_stats.csv").is_file()
