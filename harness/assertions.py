@@ -424,12 +424,16 @@ def rollout_completed(
     started: float,
     within_s: float,
 ) -> Check:
-    """Every replica runs `image` and is available, within `within_s` of `started`."""
+    """Every replica runs `image` and is available and no other pod is left, within
+    `within_s` of `started`."""
     done = _first(
         (e for e in timeline.of("Deployment", since=started) if e.name == deployment),
         lambda e: (
             e.state.get("image") == image
-            and e.state.get("updated") == e.state.get("replicas") == e.state.get("available")
+            and e.state.get("updated")
+            == e.state.get("replicas")
+            == e.state.get("available")
+            == e.state.get("total", e.state.get("replicas"))
             and (e.state.get("replicas") or 0) >= replicas
             and not e.state.get("unavailable")
             and (e.state.get("observed") or 0) >= (e.state.get("generation") or 0)

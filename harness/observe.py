@@ -68,6 +68,7 @@ def summarize_deployment(obj: dict[str, Any]) -> dict[str, Any]:
     containers = spec.get("template", {}).get("spec", {}).get("containers") or [{}]
     return {
         "replicas": spec.get("replicas"),
+        "total": status.get("replicas", 0),  # pods of every ReplicaSet, old ones included
         "updated": status.get("updatedReplicas", 0),
         "ready": status.get("readyReplicas", 0),
         "available": status.get("availableReplicas", 0),
