@@ -9,7 +9,7 @@ checks into one `BehaviourViolation` that shows those slices, and failed request
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,31 +69,40 @@ def _first(entries: Iterable[Entry], predicate) -> Entry | None:
     return next((e for e in entries if predicate(e)), None)
 
 
-# ---------------------------------------------------------------- HPA
+def _time_until(
+    entries: Iterable[Entry],
+    predicate: Callable[[Entry], bool],
+    *,
+    since: float,
+    within_s: float,
+    name: str,
+    missing: str,
+    kinds: tuple[str, ...],
+) -> Check:
+    """How long after `since` the first entry satisfying `predicate` came, against `within_s`."""
+    found = _first(entries, predicate)
+    took = found.t - since if found else None
+    ok = took is not None and took <= within_s
+    verdict = _verdict(name, took, within_s, "s", ok, "" if found else missing)
+    return Check(verdict, since, since + within_s, kinds)
+
+
+def _deployment_entries(timeline: Timeline, deployment: str, since: float) -> Iterator[Entry]:
+    return (e for e in timeline.of("Deployment", since=since) if e.name == deployment)
 
 
 def hpa_scaled_up(
     timeline: Timeline, *, deployment: str, to: int, load_started: float, within_s: float
 ) -> Check:
     """Ready pods reach `to` within `within_s` of the load starting."""
-    reached = _first(
-        (e for e in timeline.of("Deployment", since=load_started) if e.name == deployment),
+    return _time_until(
+        _deployment_entries(timeline, deployment, load_started),
         lambda e: (e.state.get("ready") or 0) >= to,
-    )
-    took = reached.t - load_started if reached else None
-    verdict = _verdict(
-        f"HPA scaled {deployment} to >= {to} ready pods",
-        took,
-        within_s,
-        "s",
-        took is not None and took <= within_s,
-        "" if reached else f"never reached {to} ready pods",
-    )
-    return Check(
-        verdict,
-        load_started,
-        load_started + within_s,
-        ("HorizontalPodAutoscaler", "Deployment", "Mark"),
+        since=load_started,
+        within_s=within_s,
+        name=f"HPA scaled {deployment} to >= {to} ready pods",
+        missing=f"never reached {to} ready pods",
+        kinds=("HorizontalPodAutoscaler", "Deployment", "Mark"),
     )
 
 
@@ -136,24 +145,14 @@ def hpa_scaled_down(
     timeline: Timeline, *, deployment: str, to: int, load_stopped: float, within_s: float
 ) -> Check:
     """The Deployment is back at `to` replicas (all Ready) within `within_s` of the load stop."""
-    back = _first(
-        (e for e in timeline.of("Deployment", since=load_stopped) if e.name == deployment),
+    return _time_until(
+        _deployment_entries(timeline, deployment, load_stopped),
         lambda e: e.state.get("replicas") == to and (e.state.get("ready") or 0) == to,
-    )
-    took = back.t - load_stopped if back else None
-    verdict = _verdict(
-        f"{deployment} back to {to} replicas after the load",
-        took,
-        within_s,
-        "s",
-        took is not None and took <= within_s,
-        "" if back else f"still above {to} replicas at the end",
-    )
-    return Check(
-        verdict,
-        load_stopped,
-        load_stopped + within_s,
-        ("HorizontalPodAutoscaler", "Deployment", "Mark"),
+        since=load_stopped,
+        within_s=within_s,
+        name=f"{deployment} back to {to} replicas after the load",
+        missing=f"still above {to} replicas at the end",
+        kinds=("HorizontalPodAutoscaler", "Deployment", "Mark"),
     )
 
 
@@ -241,26 +240,19 @@ def container_restarted(
     timeline: Timeline, *, pod: str, since: float, within_s: float, what: str
 ) -> Check:
     """The restart count of `pod` goes up within `within_s` of `since`."""
-    start = sum(
-        c["restarts"] for c in timeline.states_at("Pod", since).get(pod, {}).get("containers", [])
-    )
-    bumped = _first(
+
+    def restarts(state: dict[str, Any]) -> int:
+        return sum(c["restarts"] for c in state.get("containers", []))
+
+    start = restarts(timeline.states_at("Pod", since).get(pod, {}))
+    return _time_until(
         (e for e in timeline.of("Pod", since=since) if e.name == pod and e.type != "DELETED"),
-        lambda e: sum(c["restarts"] for c in e.state.get("containers", [])) > start,
-    )
-    took = bumped.t - since if bumped else None
-    return Check(
-        _verdict(
-            f"{what}: container of {pod} restarted",
-            took,
-            within_s,
-            "s",
-            took is not None and took <= within_s,
-            "" if bumped else "restart count never moved",
-        ),
-        since,
-        since + within_s,
-        ("Pod", "Event", "Mark"),
+        lambda e: restarts(e.state) > start,
+        since=since,
+        within_s=within_s,
+        name=f"{what}: container of {pod} restarted",
+        missing="restart count never moved",
+        kinds=("Pod", "Event", "Mark"),
     )
 
 
@@ -426,32 +418,28 @@ def rollout_completed(
 ) -> Check:
     """Every replica runs `image` and is available and no other pod is left, within
     `within_s` of `started`."""
-    done = _first(
-        (e for e in timeline.of("Deployment", since=started) if e.name == deployment),
-        lambda e: (
-            e.state.get("image") == image
-            and e.state.get("updated")
-            == e.state.get("replicas")
-            == e.state.get("available")
-            == e.state.get("total", e.state.get("replicas"))
-            and (e.state.get("replicas") or 0) >= replicas
-            and not e.state.get("unavailable")
-            and (e.state.get("observed") or 0) >= (e.state.get("generation") or 0)
-        ),
-    )
-    took = done.t - started if done else None
-    return Check(
-        _verdict(
-            f"rollout of {deployment} to {image} complete",
-            took,
-            within_s,
-            "s",
-            took is not None and took <= within_s,
-            "" if done else "not complete while recorded",
-        ),
-        started,
-        started + within_s,
-        ("Deployment", "ReplicaSet", "Pod", "Mark"),
+
+    def complete(e: Entry) -> bool:
+        state = e.state
+        return (
+            state.get("image") == image
+            and state.get("updated")
+            == state.get("replicas")
+            == state.get("available")
+            == state.get("total", state.get("replicas"))
+            and (state.get("replicas") or 0) >= replicas
+            and not state.get("unavailable")
+            and (state.get("observed") or 0) >= (state.get("generation") or 0)
+        )
+
+    return _time_until(
+        _deployment_entries(timeline, deployment, started),
+        complete,
+        since=started,
+        within_s=within_s,
+        name=f"rollout of {deployment} to {image} complete",
+        missing="not complete while recorded",
+        kinds=("Deployment", "ReplicaSet", "Pod", "Mark"),
     )
 
 
@@ -489,25 +477,16 @@ def rollout_stuck_detected(
     timeline: Timeline, *, deployment: str, started: float, within_s: float
 ) -> Check:
     """The Deployment reports ProgressDeadlineExceeded within `within_s` of `started`."""
-    stuck = _first(
-        (e for e in timeline.of("Deployment", since=started) if e.name == deployment),
+    return _time_until(
+        _deployment_entries(timeline, deployment, started),
         lambda e: (
-            e.state.get("conditions", {}).get("Progressing", "") == "False:ProgressDeadlineExceeded"
+            e.state.get("conditions", {}).get("Progressing") == "False:ProgressDeadlineExceeded"
         ),
-    )
-    took = stuck.t - started if stuck else None
-    return Check(
-        _verdict(
-            f"stuck rollout of {deployment} detected",
-            took,
-            within_s,
-            "s",
-            took is not None and took <= within_s,
-            "" if stuck else "Progressing never became ProgressDeadlineExceeded",
-        ),
-        started,
-        started + within_s,
-        ("Deployment", "Pod", "Event", "Mark"),
+        since=started,
+        within_s=within_s,
+        name=f"stuck rollout of {deployment} detected",
+        missing="Progressing never became ProgressDeadlineExceeded",
+        kinds=("Deployment", "Pod", "Event", "Mark"),
     )
 
 
