@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -509,11 +510,19 @@ def wait_rolled_out(
     )
 
 
+# Where the NodePort probe connects from. A SYN that arrives before kube-proxy has written
+# the NodePort's rules leaves an un-NATed conntrack entry for 120 s, and kube-proxy does not
+# flush TCP entries (kubernetes/kubernetes#48719). A later connection that reuses that source
+# address and port is then refused, although the Service answers. The load connects from
+# 127.0.0.1, so probing from another loopback address keeps those entries out of its way.
+PROBE_SOURCE_ADDRESS = "127.0.0.2" if sys.platform.startswith("linux") else ""
+
+
 def wait_node_ports_answer(ports: Sequence[int], *, timeout: float = 30) -> None:
     """Wait until each NodePort accepts connections on 127.0.0.1.
 
     Pods can be Ready a moment before kube-proxy has written the NodePort's rules; until
-    then a connection is refused.
+    then a connection is refused. The probe connects from PROBE_SOURCE_ADDRESS (see there).
 
     Raises:
         WaitTimeout: a port still refuses connections; the last error is in the message.
@@ -521,7 +530,9 @@ def wait_node_ports_answer(ports: Sequence[int], *, timeout: float = 30) -> None
 
     def all_answer() -> bool:
         for port in ports:
-            with socket.create_connection(("127.0.0.1", port), timeout=2):
+            with socket.create_connection(
+                ("127.0.0.1", port), timeout=2, source_address=(PROBE_SOURCE_ADDRESS, 0)
+            ):
                 pass
         return True
 

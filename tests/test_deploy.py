@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +30,7 @@ from harness.deploy import (
     parse_objects,
     render,
     rollout_verdict,
+    wait_node_ports_answer,
 )
 from harness.errors import HarnessError, InvalidConfiguration, WaitAborted, WaitTimeout
 from harness.images.demo import DEMO_REPOSITORY, build_demo_images, demo_image_ref
@@ -228,6 +231,18 @@ def api_error(status: int, message: str) -> ApiException:
     error = ApiException(status=status, reason="Unprocessable Entity")
     error.body = json.dumps({"kind": "Status", "message": message})
     return error
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="127.0.0.2 is Linux-only")
+def test_node_port_probe_never_comes_from_the_loads_address() -> None:
+    """A refused probe leaves a conntrack entry that would later refuse the load's connection
+    from the same address and port (kubernetes#48719); the probe must use another address."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        wait_node_ports_answer([port], timeout=5)
+        connection, peer = server.accept()
+        connection.close()
+    assert peer[0] == "127.0.0.2"
 
 
 def test_apply_all_moves_to_another_port_when_one_was_taken_meanwhile() -> None:
