@@ -9,6 +9,10 @@ BIN := $(VENV)/bin
 APT_PACKAGES := $(shell sed -e 's/\#.*//' harness/system-packages.txt)
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k kind -x"`.
 PYTEST_ARGS ?=
+# actionlint checks .github/workflows in the tests; built from the Go module proxy (GitHub
+# release downloads, which its PyPI wrapper needs, are not reachable everywhere), cached.
+ACTIONLINT_VERSION := v1.7.12
+export ACTIONLINT := $(HOME)/.cache/kube-harness/tools/actionlint-$(ACTIONLINT_VERSION)/actionlint
 
 # pytest exits 5 when it collected nothing: for these targets that is a failure, said plainly.
 define pytest
@@ -17,12 +21,12 @@ define pytest
 	exit $$rc
 endef
 
-.PHONY: run test lint deps system-packages
+.PHONY: run test lint deps system-packages tools
 
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
-test: lint
+test: lint tools
 	$(call pytest,tests scenarios)
 
 lint: deps
@@ -30,6 +34,13 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 deps: system-packages $(VENV)/.installed
+
+tools: $(ACTIONLINT)
+
+$(ACTIONLINT):
+	PATH="$$PATH:/usr/local/go/bin" GOTOOLCHAIN=local GOBIN="$(@D)" \
+	  GOMODCACHE="$(HOME)/.cache/kube-harness/go/mod" GOCACHE="$(HOME)/.cache/kube-harness/go/build" \
+	  go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do \

@@ -1,0 +1,56 @@
+"""The nightly workflow users copy into their repositories: valid for GitHub, and wired to
+the report the harness writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+WORKFLOW = Path(__file__).resolve().parents[1] / ".github" / "workflows" / "nightly.yml"
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> str:
+    path = os.environ.get("ACTIONLINT") or shutil.which("actionlint")
+    if not path or not Path(path).is_file():
+        pytest.fail(
+            "actionlint not found: run `make tools` (builds it into ~/.cache/kube-harness/tools) "
+            "or set ACTIONLINT to its path"
+        )
+    return path
+
+
+def test_nightly_workflow_passes_actionlint(actionlint: str) -> None:
+    result = subprocess.run(
+        [actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(actionlint: str, tmp_path: Path) -> None:
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(WORKFLOW.read_text().replace("runs-on: ubuntu-latest", "runs-on: [}"))
+    result = subprocess.run(
+        [actionlint, "-no-color", str(broken)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+
+
+def test_nightly_runs_on_kind_and_keeps_the_runs_report() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    assert workflow[True]["schedule"], "nightly needs a schedule"  # YAML 1.1 reads `on` as True
+    steps = workflow["jobs"]["scenarios"]["steps"]
+    run_step = next(s for s in steps if "pytest" in s.get("run", ""))
+    assert "--cluster-provider=kind" in run_step["run"]
+    assert '--run-id="$RUN_ID"' in run_step["run"]
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["path"] == "reports/${{ env.RUN_ID }}/"
+    assert upload["if"] == "always()"
+    summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
+    assert "summary.md" in summary["run"] and summary["if"] == "always()"
