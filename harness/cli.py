@@ -103,14 +103,18 @@ def cmd_cluster_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _active_provider() -> ClusterProvider:
+def _active_provider(
+    what: str = "to load images into",
+    fix: str = "run `harness cluster up` first (or pass --no-load to only build)",
+    *,
+    allow_chaos: bool = False,
+) -> ClusterProvider:
     remembered = active_cluster.read()
     if remembered is None:
-        raise InvalidConfiguration(
-            "no active cluster to load images into",
-            fix="run `harness cluster up` first (or pass --no-load to only build)",
-        )
-    options = ClusterOptions(name=remembered.name, kubeconfig=Path(remembered.kubeconfig))
+        raise InvalidConfiguration(f"no active cluster {what}", fix=fix)
+    options = ClusterOptions(
+        name=remembered.name, kubeconfig=Path(remembered.kubeconfig), allow_chaos=allow_chaos
+    )
     return make_provider(remembered.provider, options)
 
 
@@ -137,6 +141,107 @@ def cmd_images_load(args: argparse.Namespace) -> int:
     for archive in args.archives:
         provider.load_image(archive)
     return 0
+
+
+def cmd_chaos_run(args: argparse.Namespace) -> int:
+    """Validate, then run one experiment on the active cluster; 1 when a verdict failed."""
+    from harness.assertions import BehaviourViolation
+    from harness.chaos.experiment import (
+        experiment_service,
+        load_experiment,
+        run_in_fresh_namespace,
+        validate_experiment,
+    )
+    from harness.kube import Kube
+    from harness.scenario import judge, read_spec
+
+    experiment = load_experiment(args.file)
+    settings = validate_experiment(experiment, args.file)
+    spec = read_spec(str(args.spec) if args.spec else None, Path.cwd())
+    service = experiment_service(spec, settings, args.service)
+    provider = _active_provider(
+        "to run the experiment on",
+        fix="run `harness cluster up` first",
+        allow_chaos=args.allow_chaos_on_existing,
+    )
+    kube = Kube(provider.kubeconfig(), provider.options.context)
+    try:
+        evidence, report_dir = run_in_fresh_namespace(
+            experiment,
+            name=args.file.stem,
+            cluster=provider,
+            kube=kube,
+            spec=spec,
+            service=service,
+            reports_dir=args.reports_dir,
+        )
+    finally:
+        kube.close()
+    say(f"report: {report_dir}")
+    try:
+        judge(evidence, report_dir)
+    except BehaviourViolation as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.file}: every promise kept ({len(evidence.checks)} verdicts)")
+    return 0
+
+
+def cmd_chaos_revert(args: argparse.Namespace) -> int:
+    """Revert every pending fault of the active cluster; 1 when something of ours is left."""
+    from harness.chaos.faults import leftovers, revert_all
+    from harness.kube import Kube
+
+    provider = _active_provider("to revert faults on", fix="nothing to revert without a cluster")
+    kube = Kube(provider.kubeconfig(), provider.options.context)
+    try:
+        for injected in revert_all(provider, kube):
+            print(f"reverted {injected.describe()}")
+        left = leftovers(provider, kube)
+    finally:
+        kube.close()
+    for line in left:
+        print(f"still in place: {line}", file=sys.stderr)
+    return 1 if left else 0
+
+
+def _register_chaos(commands: argparse._SubParsersAction) -> None:
+    chaos = commands.add_parser("chaos", help="run chaos experiments and revert their faults")
+    actions = chaos.add_subparsers(dest="action", required=True)
+    text = (
+        "run a Chaos Toolkit experiment against the spec's service on the active cluster, "
+        "in a fresh namespace, under steady load; exit 1 when a verdict fails, 2 when the "
+        "experiment is invalid"
+    )
+    run = actions.add_parser("run", help=text, description=text)
+    run.add_argument("file", type=Path, metavar="FILE", help="experiment (.yaml, .yml, .json)")
+    run.add_argument(
+        "--service",
+        default=None,
+        help="service of the spec (default: the experiment's kube-harness extension, "
+        "else the spec's first)",
+    )
+    run.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="resilience spec (default: scenarios/demo-service.spec.yaml)",
+    )
+    run.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=Path("reports"),
+        help="reports go to DIR/<run-id>/chaos-<experiment>-<service>/ (default: reports)",
+    )
+    run.add_argument(
+        "--allow-chaos-on-existing",
+        action="store_true",
+        help="allow faults when the active cluster is an existing one (harness namespace only)",
+    )
+    run.set_defaults(func=cmd_chaos_run)
+    text = "revert every fault still pending on the active cluster and list what is left"
+    revert = actions.add_parser("revert", help=text, description=text)
+    revert.set_defaults(func=cmd_chaos_revert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=doctor.cmd_doctor)
 
     load_cli.register(commands)
+    _register_chaos(commands)
     return parser
 
 

@@ -30,13 +30,15 @@ from harness.locks import exclusive_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.run import Run
-from harness.scenario import provide_images, read_spec
+from harness.scenario import judge, provide_images, read_spec
 from harness.spec import ResilienceSpec, ServiceSpec
 
 RUN_KEY = pytest.StashKey[Run]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
 SPEC_KEY = pytest.StashKey[ResilienceSpec]()
+EXPERIMENT_KEY = pytest.StashKey[dict]()
+SERVICE_MARKER = "harness_service"
 # pytest-kind owns --cluster-name; its default names its own clusters, not ours.
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 
@@ -88,6 +90,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SERVICE_MARKER}(name): the spec's service a test without parametrization runs "
+        "against (chaos experiment items)",
+    )
     worker_input = getattr(config, "workerinput", {})
     config.stash[RUN_KEY] = Run.from_environment(
         Path(config.getoption("reports_dir")),
@@ -106,6 +113,87 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "service_spec" in metafunc.fixturenames:
         spec = _resilience_spec(metafunc.config)
         metafunc.parametrize("service_spec", spec.services, ids=[s.name for s in spec.services])
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Chaos Toolkit experiments under scenarios/**/experiments/ (or under a folder named
+    `experiments` given on the command line) become test items."""
+    if not _in_experiments_folder(file_path, parent.config):
+        return None
+    # Imported here: chaoslib is only loaded by runs that collect experiments.
+    from harness.chaos.experiment import SUFFIXES
+
+    return (
+        ExperimentFile.from_parent(parent, path=file_path) if file_path.suffix in SUFFIXES else None
+    )
+
+
+def _in_experiments_folder(path: Path, config: pytest.Config) -> bool:
+    folders = [folder for folder in path.parents if folder.name == "experiments"]
+    if not folders:
+        return False
+    scenarios = config.rootpath / "scenarios"
+    given = {(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args}
+    return any(folder.is_relative_to(scenarios) or folder in given for folder in folders)
+
+
+class ExperimentFile(pytest.File):
+    """One experiment file: validated at collection, one item for the service it targets."""
+
+    def collect(self) -> list[pytest.Item]:
+        from harness.chaos.experiment import (
+            experiment_service,
+            load_experiment,
+            validate_experiment,
+        )
+
+        try:
+            experiment = load_experiment(self.path)
+            settings = validate_experiment(experiment, self.path)
+            service = experiment_service(_resilience_spec(self.config), settings)
+        except HarnessError as exc:
+            raise self.CollectError(f"kube-harness: {exc}") from None
+        item = ExperimentItem.from_parent(
+            self, name=f"{self.path.stem}[{service.name}]", callobj=_run_experiment
+        )
+        item.add_marker(getattr(pytest.mark, SERVICE_MARKER)(service.name))
+        item.stash[EXPERIMENT_KEY] = experiment
+        return [item]
+
+
+class ExperimentItem(pytest.Function):
+    """An experiment run through the normal fixtures; reported as the experiment file."""
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"chaos experiment {self.name}"
+
+
+def _run_experiment(
+    request: pytest.FixtureRequest,
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service_spec: ServiceSpec,
+    load: Load,
+    timeline: TimelineRecorder,
+    test_report_dir: Path,
+) -> None:
+    from harness.chaos.experiment import run_under_load
+
+    try:
+        evidence = run_under_load(
+            request.node.stash[EXPERIMENT_KEY],
+            cluster=cluster,
+            kube=kube,
+            deployed=deployed,
+            service=service_spec,
+            load=load,
+            timeline=timeline,
+            report_dir=test_report_dir,
+        )
+    except HarnessError as exc:
+        _fail_on_harness_error(exc)
+    judge(evidence, test_report_dir)
 
 
 def _resilience_spec(config: pytest.Config) -> ResilienceSpec:
@@ -297,6 +385,17 @@ def namespace(
 def resilience_spec(request: pytest.FixtureRequest) -> ResilienceSpec:
     """The validated resilience spec (--resilience-spec, default: the demo service's)."""
     return _resilience_spec(request.config)
+
+
+@pytest.fixture
+def service_spec(request: pytest.FixtureRequest, resilience_spec: ResilienceSpec) -> ServiceSpec:
+    """The service named by the test's `harness_service` marker, else the spec's first.
+
+    Scenario functions that ask for `service_spec` are parametrized with every service
+    instead (pytest_generate_tests), which takes precedence over this fixture.
+    """
+    marker = request.node.get_closest_marker(SERVICE_MARKER)
+    return resilience_spec.service(marker.args[0]) if marker else resilience_spec.services[0]
 
 
 @pytest.fixture(scope="session")

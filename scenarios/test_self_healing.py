@@ -7,7 +7,7 @@ import time
 import pytest
 
 from harness.assertions import Evidence, availability, container_restarted, recovered
-from harness.chaos import kill_container
+from harness.chaos import Target, kill_container
 from harness.scenario import admin_call, judge, steady_load, wait_for_check
 
 WARM_UP_S = 5  # steady load before the fault, so the baseline is in the record
@@ -95,7 +95,7 @@ def test_killed_container_is_restarted(
     service_spec, deployed, kube, cluster, timeline, load, test_report_dir
 ):
     def kill(pod):
-        kill_container(cluster, kube, deployed.namespace, pod, service_spec.container)
+        kill_container(Target.of(cluster, kube, deployed.namespace), pod, service_spec.container)
 
     heal(
         "container killed",

@@ -55,3 +55,87 @@ def test_doctor_reports_every_provider_with_fixes(provider, capsys):
         assert check.ok or check.fix, f"{provider}/{check.name} is missing but says no fix"
     assert main(["doctor"]) in (0, 1)
     assert f"{provider}: " in capsys.readouterr().out
+
+
+CHAOS_EXPERIMENT = """
+title: t
+description: d
+method:
+  - type: action
+    name: kill
+    provider:
+      type: python
+      module: chaosk8s.pod.actions
+      func: terminate_pods
+      arguments: {label_selector: app=demo, ns: "%s"}
+"""
+
+
+def test_chaos_commands_are_listed():
+    assert "chaos" in harness("--help").stdout
+    done = harness("chaos", "--help")
+    assert "run" in done.stdout and "revert" in done.stdout
+    run = harness("chaos", "run", "--help").stdout
+    for option in ("--service", "--spec", "--reports-dir"):
+        assert option in run
+
+
+@pytest.mark.parametrize(
+    ("namespace", "module", "message"),
+    [
+        ("default", "chaosk8s.pod.actions", "sets ns='default', not ${harness_namespace}"),
+        ("${harness_namespace}", "khx.nowhere", "could not find Python module 'khx.nowhere'"),
+    ],
+)
+def test_chaos_run_refuses_a_bad_experiment_before_anything_runs(
+    tmp_path, capsys, monkeypatch, namespace, module, message
+):
+    from harness.cluster import active
+
+    monkeypatch.setattr(active, "read", lambda *a: pytest.fail("the cluster was looked up"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(CHAOS_EXPERIMENT.replace("chaosk8s.pod.actions", module) % namespace)
+    assert main(["chaos", "run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness: error: experiment {path}")
+    assert message in err and "fix:" in err
+
+
+def test_chaos_run_needs_an_active_cluster(tmp_path, capsys, monkeypatch):
+    from harness.cluster import active
+
+    monkeypatch.setattr(active, "read", lambda *a: None)
+    path = tmp_path / "good.yaml"
+    path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")
+    assert main(["chaos", "run", str(path), "--spec", "scenarios/demo-service.spec.yaml"]) == 2
+    assert "no active cluster to run the experiment on" in capsys.readouterr().err
+
+
+def test_chaos_run_names_an_unknown_service(tmp_path, capsys):
+    path = tmp_path / "good.yaml"
+    path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")
+    spec = "scenarios/demo-service.spec.yaml"
+    assert main(["chaos", "run", str(path), "--spec", spec, "--service", "nope"]) == 2
+    assert "no service named 'nope'" in capsys.readouterr().err
+
+
+def test_chaos_revert_prints_each_fault_and_what_is_left(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from harness import cli, kube
+    from harness.chaos import faults
+    from harness.chaos.ledger import Injected
+
+    provider = SimpleNamespace(
+        kubeconfig=lambda: "kubeconfig", options=SimpleNamespace(context=None)
+    )
+    monkeypatch.setattr(cli, "_active_provider", lambda *a, **k: provider)
+    monkeypatch.setattr(kube, "Kube", lambda *a: SimpleNamespace(close=lambda: None))
+    gone = Injected("1a2b3c", "cordon", "kube-harness", "kh-1", "node-1", "node-1")
+    monkeypatch.setattr(faults, "revert_all", lambda cluster, api: [gone])
+    monkeypatch.setattr(faults, "leftovers", lambda cluster, api: [])
+    assert main(["chaos", "revert"]) == 0
+    assert capsys.readouterr().out == f"reverted {gone.describe()}\n"
+    monkeypatch.setattr(faults, "leftovers", lambda cluster, api: ["node-1: process 42 sleep"])
+    assert main(["chaos", "revert"]) == 1
+    assert "still in place: node-1: process 42 sleep" in capsys.readouterr().err

@@ -1,5 +1,50 @@
 """Faults the harness injects, each one reverted or self-healing by design."""
 
-from harness.chaos.faults import NotInjectable, kill_container
+from harness.chaos.faults import (
+    CHAOS_MARKER,
+    DrainTimeout,
+    NotInjectable,
+    Target,
+    Usage,
+    container_usage,
+    cordon,
+    cpu_hog,
+    dns_failure,
+    drain,
+    injected,
+    kill_container,
+    kill_pods,
+    leftovers,
+    memory_pressure,
+    partition_pod,
+    restart_component,
+    revert,
+    revert_all,
+    stop_component,
+)
+from harness.chaos.ledger import Injected, Ledger
 
-__all__ = ["NotInjectable", "kill_container"]
+__all__ = [
+    "CHAOS_MARKER",
+    "DrainTimeout",
+    "Injected",
+    "Ledger",
+    "NotInjectable",
+    "Target",
+    "Usage",
+    "container_usage",
+    "cordon",
+    "cpu_hog",
+    "dns_failure",
+    "drain",
+    "injected",
+    "kill_container",
+    "kill_pods",
+    "leftovers",
+    "memory_pressure",
+    "partition_pod",
+    "restart_component",
+    "revert",
+    "revert_all",
+    "stop_component",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 DEFAULT_CLUSTER_NAME = "kube-harness"
 CACHE_DIR = Path.home() / ".cache" / "kube-harness"
@@ -172,4 +172,20 @@ class NodeShell(Protocol):
 
     def node_exec(self, node: str, argv: Sequence[str]) -> str:
         """Run `argv` on `node` (the host for local, the node container for kind); stdout."""
+        ...
+
+
+@runtime_checkable
+class ComponentControl(Protocol):
+    """Optional: stop, start and restart one cluster component (the local provider's
+    supervisor does this for kubelet, containerd, kube-proxy and the control plane)."""
+
+    def stop_component(self, component: str) -> None: ...
+
+    def start_component(self, component: str) -> None: ...
+
+    def restart_component(self, component: str) -> None: ...
+
+    def component_status(self) -> dict[str, dict[str, Any]]:
+        """Per component: pid, running, wanted, restarts, last exit code."""
         ...

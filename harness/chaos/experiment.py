@@ -1,0 +1,708 @@
+"""Chaos Toolkit experiments run by the harness: validated first, run under load, judged.
+
+An experiment file is a standard Chaos Toolkit experiment (JSON or YAML). The harness adds
+three things around `chaoslib`'s own run:
+
+- before anything runs, chaoslib's validation plus a namespace guard: an activity argument
+  named `ns`, `namespace` or `pod_namespace` must be the literal `${harness_namespace}`, so an
+  experiment can only reach the harness's own test namespace;
+- while it runs, the service's steady load (from before the hypothesis until after the
+  rollbacks), the configuration keys the harness activities read (`harness_namespace`,
+  `harness_base_url`, ...), and chaostoolkit-kubernetes pointed at the cluster's kubeconfig;
+- afterwards, the scenarios' verdicts (`Evidence`): the run completed, the steady state held
+  before and after, no activity failed, the rollbacks reverted the faults and nothing of them
+  is left, the service recovered, and the availability SLO held over the whole run. Pending
+  faults of the namespace are always reverted at the end, also on failure or Ctrl-C.
+
+Per-experiment settings live in a Chaos Toolkit extension:
+
+    extensions:
+      - name: kube-harness
+        service: demo           # default: the resilience spec's first service
+        max_error_rate: 10%     # default: the service's SLO
+        slo: {p99: 20s}         # other limits of the service's SLO this fault may exceed
+        warm_up_s: 5            # load before the steady-state hypothesis
+        settle_s: 5             # load kept after the rollbacks
+        recover_within_s: 60    # the Deployment is fully Ready again after the rollbacks
+        timeout_s: 300          # longest the run may take (the load is sized to cover it)
+        may_fail: [drain-node]  # activities whose failure is an expected outcome
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from chaoslib.exceptions import ChaosException
+from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
+from chaoslib.extension import get_extension
+from chaoslib.hypothesis import ensure_hypothesis_tolerance_is_valid, within_tolerance
+from chaoslib.run import RunEventHandler
+from kubernetes import client
+from kubernetes.config import kube_config
+
+from harness.assertions import Check, Evidence, slo_checks
+from harness.chaos.faults import leftovers, revert_all
+from harness.chaos.ledger import Ledger
+from harness.cluster.provider import ClusterProvider
+from harness.deploy import Deployed, deploy
+from harness.diagnostics import collect_diagnostics
+from harness.errors import InvalidConfiguration
+from harness.kube import Kube
+from harness.kubectl import kubectl_path
+from harness.load import SLO, Load, Verdict
+from harness.namespaces import create_namespace, delete_namespace, namespace_name
+from harness.observe import TimelineRecorder
+from harness.run import Run
+from harness.scenario import provide_images, steady_load, wait_for_check
+from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
+
+EXTENSION = "kube-harness"
+SUFFIXES = (".json", ".yaml", ".yml")
+NAMESPACE_ARGUMENTS = ("ns", "namespace", "pod_namespace")
+NAMESPACE_VALUE = "${harness_namespace}"
+# What the harness puts into every experiment's configuration (harness.chaos.actions and
+# harness.chaos.probes build their target from these).
+CONFIGURATION_KEYS = (
+    "harness_kubeconfig",
+    "harness_cluster_provider",
+    "harness_cluster_name",
+    "harness_namespace",
+    "harness_deployment",
+    "harness_selector",
+    "harness_base_url",
+    "harness_container",
+    "harness_allow_chaos",
+)
+# Rollbacks run even when the hypothesis failed: they are how an experiment reverts.
+RUN_SETTINGS: dict[str, Any] = {"runtime": {"rollbacks": {"strategy": "always"}}}
+RUN_KINDS = ("Mark", "Pod", "EndpointSlice", "Event")
+
+
+class InvalidExperiment(InvalidConfiguration):
+    """An experiment file that must not run: unreadable, invalid, or reaching outside the
+    harness's namespace."""
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    """The experiment's `kube-harness` extension: which service, and how the run is judged."""
+
+    service: str | None = None
+    max_error_rate: float | None = None
+    slo: Mapping[str, float] = field(default_factory=dict)
+    warm_up_s: float = 5.0
+    settle_s: float = 5.0
+    recover_within_s: float = 60.0
+    timeout_s: float = 300.0
+    may_fail: tuple[str, ...] = ()
+
+    def judged_slo(self, service_slo: SLO) -> SLO:
+        """The service's SLO with this experiment's limits in place of its own."""
+        changes = dict(self.slo)
+        if self.max_error_rate is not None:
+            changes["max_error_rate"] = self.max_error_rate
+        return replace(service_slo, **changes)
+
+
+def load_experiment(path: Path) -> dict[str, Any]:
+    """Read an experiment file (`.json`, `.yaml` or `.yml`).
+
+    Raises:
+        InvalidExperiment: the file is missing, not parseable, or not a mapping.
+    """
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidExperiment(
+            f"experiment {path} cannot be read: {exc.strerror}",
+            fix="give the path of a Chaos Toolkit experiment file",
+        ) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise InvalidExperiment(
+            f"experiment {path}: not valid {path.suffix[1:]}: {exc}",
+            fix="correct the syntax at the place named",
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidExperiment(
+            f"experiment {path}: must be a mapping, not {type(data).__name__}",
+            fix="see https://chaostoolkit.org/reference/api/experiment/",
+        )
+    return data
+
+
+def validate_experiment(experiment: Mapping[str, Any], path: Path) -> HarnessSettings:
+    """Refuse an experiment before anything runs; return its harness settings.
+
+    Checks chaoslib's own validation (which also imports every Python activity and binds its
+    arguments), the tolerances of method probes (the harness judges them), the `kube-harness`
+    extension, and the namespace guard.
+
+    Raises:
+        InvalidExperiment: naming the file and the problem (chaoslib's message as is).
+
+    Example:
+        >>> path = Path("scenarios/experiments/pod-kill-under-load.yaml")
+        >>> validate_experiment(load_experiment(path), path).max_error_rate   # doctest: +SKIP
+        0.0
+    """
+    placeholders = dict.fromkeys(CONFIGURATION_KEYS, "(set by the harness)")
+    try:
+        ensure_experiment_is_valid(with_configuration(experiment, placeholders))
+        for where, activity in _activities(experiment):
+            if where == "method" and "tolerance" in activity:
+                ensure_hypothesis_tolerance_is_valid(activity["tolerance"])
+    except ChaosException as exc:
+        raise InvalidExperiment(
+            f"experiment {path}: {exc}",
+            fix="correct the experiment (https://chaostoolkit.org/reference/api/experiment/)",
+        ) from None
+    settings = harness_settings(experiment, source=str(path))
+    names = {activity.get("name") for _, activity in _activities(experiment)}
+    unknown = [name for name in settings.may_fail if name not in names]
+    if unknown:
+        raise InvalidExperiment(
+            f"experiment {path}: extension {EXTENSION}: may_fail names no activity: "
+            + ", ".join(unknown),
+            fix=f"use names of its activities: {', '.join(sorted(map(str, names)))}",
+        )
+    problems = namespace_problems(experiment)
+    if problems:
+        raise InvalidExperiment(
+            f"experiment {path} could reach beyond its test namespace:\n"
+            + "\n".join(f"  - {p}" for p in problems),
+            fix=f"pass the namespace as the literal {NAMESPACE_VALUE}",
+        )
+    return settings
+
+
+def harness_settings(
+    experiment: Mapping[str, Any], *, source: str = "experiment"
+) -> HarnessSettings:
+    """Read the `kube-harness` extension (defaults when there is none).
+
+    Raises:
+        InvalidExperiment: an unknown key or a value that cannot be read, naming `source`.
+    """
+    raw = dict(get_extension(experiment, EXTENSION) or {})
+    raw.pop("name", None)
+    parsers = {
+        "service": _service_name,
+        "max_error_rate": parse_fraction,
+        "slo": _slo_limits,
+        "warm_up_s": _seconds_or_zero,
+        "settle_s": _seconds_or_zero,
+        "recover_within_s": parse_seconds,
+        "timeout_s": parse_seconds,
+        "may_fail": _names,
+    }
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in parsers:
+            raise InvalidExperiment(
+                f"{source}: extension {EXTENSION}: unknown key {key!r}",
+                fix=f"use only {', '.join(parsers)}",
+            )
+        try:
+            values[key] = parsers[key](value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidExperiment(
+                f"{source}: extension {EXTENSION}: {key}: {exc}",
+                fix="e.g. max_error_rate: 1%, slo: {p99: 5s}, settle_s: 5, may_fail: [drain-node]",
+            ) from None
+    return HarnessSettings(**values)
+
+
+def _slo_limits(raw: Any) -> dict[str, float]:
+    if isinstance(raw, Mapping) and {"error_rate", "endpoints"} & set(raw):
+        raise ValueError("p95, p99 and min_rps only (the error rate is max_error_rate)")
+    try:
+        limits = SLO.from_mapping(raw, source="limits")
+    except InvalidConfiguration as exc:
+        raise ValueError(exc.message) from None
+    return {k: v for k, v in vars(limits).items() if v is not None and k != "endpoints"}
+
+
+def _service_name(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ValueError(f"must name a service of the resilience spec, not {raw!r}")
+    return raw
+
+
+def _seconds_or_zero(raw: Any) -> float:
+    return 0.0 if raw in (0, "0", "0s") else parse_seconds(raw)
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
+        raise ValueError(f"must be a list of activity names, not {raw!r}")
+    return tuple(raw)
+
+
+def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every activity defined in the experiment (references excepted), with where it is."""
+    hypothesis = experiment.get("steady-state-hypothesis") or {}
+    for where, activities in (
+        ("steady-state-hypothesis", hypothesis.get("probes") or []),
+        ("method", experiment.get("method") or []),
+        ("rollbacks", experiment.get("rollbacks") or []),
+    ):
+        for activity in activities:
+            if "ref" not in activity:
+                yield where, activity
+
+
+def namespace_problems(experiment: Mapping[str, Any]) -> list[str]:
+    """Activities that could act outside `${harness_namespace}`.
+
+    An argument named like a namespace must be the literal placeholder; a Python activity that
+    has such a parameter must pass it (chaostoolkit-kubernetes defaults to `default`).
+    """
+    problems = []
+    for where, activity in _activities(experiment):
+        provider = activity.get("provider") or {}
+        arguments = provider.get("arguments") or {}
+        name = f"{where}: {activity.get('name')!r}"
+        for key in NAMESPACE_ARGUMENTS:
+            if key in arguments and arguments[key] != NAMESPACE_VALUE:
+                problems.append(f"{name} sets {key}={arguments[key]!r}, not {NAMESPACE_VALUE}")
+        if provider.get("type") == "python":
+            for key, parameter in _parameters(provider).items():
+                if key in NAMESPACE_ARGUMENTS and key not in arguments:
+                    problems.append(
+                        f"{name} leaves {key} at its default {parameter.default!r}; "
+                        f"pass {key}: {NAMESPACE_VALUE}"
+                    )
+    return problems
+
+
+def _parameters(provider: Mapping[str, Any]) -> Mapping[str, inspect.Parameter]:
+    # chaoslib's validation has imported the module and found the function already.
+    module = importlib.import_module(provider["module"])
+    return inspect.signature(getattr(module, provider["func"])).parameters
+
+
+def with_configuration(experiment: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `experiment` whose configuration has `values` (they win over the file's)."""
+    copied = copy.deepcopy(dict(experiment))
+    copied["configuration"] = {**(copied.get("configuration") or {}), **values}
+    return copied
+
+
+def harness_configuration(
+    *, cluster: ClusterProvider, kube: Kube, deployed: Deployed, service: ServiceSpec
+) -> dict[str, str]:
+    """The configuration keys the harness activities read, for one deployed service."""
+    spec = kube.apps.read_namespaced_deployment(service.deployment, deployed.namespace).spec
+    labels = spec.selector.match_labels or {}
+    return {
+        "harness_kubeconfig": str(cluster.kubeconfig()),
+        "harness_cluster_provider": cluster.name,
+        "harness_cluster_name": cluster.options.name,
+        "harness_namespace": deployed.namespace,
+        "harness_deployment": service.deployment,
+        "harness_selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "harness_base_url": deployed.base_url,
+        "harness_container": service.container,
+        "harness_allow_chaos": "true" if cluster.options.allow_chaos else "false",
+    }
+
+
+@contextmanager
+def chaosk8s_kubeconfig(kubeconfig: Path, context: str | None = None) -> Iterator[None]:
+    """Point chaostoolkit-kubernetes at `kubeconfig` for the block, then put everything back.
+
+    chaosk8s builds its clients with `config.load_kube_config()`, which reads `$KUBECONFIG`
+    (else ~/.kube/config) and the kubernetes library's default location - fixed when the
+    library was imported - and then replaces the library's process-wide default
+    configuration. All of these are set for the block and restored after it.
+    """
+    saved_env = {key: os.environ.get(key) for key in ("KUBECONFIG", "KUBERNETES_CONTEXT")}
+    saved_location = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    missing = object()
+    # chaosk8s sets `verify_ssl` and `debug` on the Configuration class itself.
+    saved_class = {
+        k: vars(client.Configuration).get(k, missing) for k in ("_default", "verify_ssl", "debug")
+    }
+    os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
+    if context:
+        os.environ["KUBERNETES_CONTEXT"] = context
+    else:
+        os.environ.pop("KUBERNETES_CONTEXT", None)
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        kube_config.KUBE_CONFIG_DEFAULT_LOCATION = saved_location
+        for key, value in saved_class.items():
+            if value is missing:
+                if key in vars(client.Configuration):
+                    delattr(client.Configuration, key)
+            else:
+                setattr(client.Configuration, key, value)
+
+
+class TimelineMarks(RunEventHandler):
+    """Puts the run's phases and activities on the test's timeline; it only records.
+
+    `stopped_by_signal` says whether Ctrl-C or a signal ended the run: chaoslib swallows
+    those into the journal's status.
+    """
+
+    def __init__(self, timeline: TimelineRecorder) -> None:
+        self.timeline = timeline
+        self.stopped_by_signal = False
+
+    def _mark(self, label: str, **state: Any) -> None:
+        self.timeline.mark(f"chaos: {label}", **state)
+
+    def start_hypothesis_before(self, experiment: Any) -> None:
+        self._mark("steady state before")
+
+    def hypothesis_before_completed(self, experiment: Any, state: Any, journal: Any) -> None:
+        self._mark("steady state before done", met=(state or {}).get("steady_state_met"))
+
+    def start_method(self, experiment: Any) -> None:
+        self._mark("method")
+
+    def method_completed(self, experiment: Any, state: Any = None) -> None:
+        self._mark("method done")
+
+    def start_hypothesis_after(self, experiment: Any) -> None:
+        self._mark("steady state after")
+
+    def hypothesis_after_completed(self, experiment: Any, state: Any, journal: Any) -> None:
+        self._mark("steady state after done", met=(state or {}).get("steady_state_met"))
+
+    def start_rollbacks(self, experiment: Any) -> None:
+        self._mark("rollbacks")
+
+    def rollbacks_completed(self, experiment: Any, journal: Any) -> None:
+        self._mark("rollbacks done")
+
+    def start_activity(self, activity: Any) -> None:
+        self._mark(f"{activity.get('type')} {activity.get('name')}")
+
+    def activity_completed(self, activity: Any, run: Any) -> None:
+        self._mark(
+            f"{activity.get('type')} {activity.get('name')} {run.get('status')}",
+            output=_short(run.get("output")),
+        )
+
+    def signal_exit(self) -> None:
+        self.stopped_by_signal = True
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    """An activity's output as JSON text, cut for notes and timeline marks."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def run_under_load(
+    experiment: Mapping[str, Any],
+    *,
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service: ServiceSpec,
+    load: Load,
+    timeline: TimelineRecorder,
+    report_dir: Path,
+) -> Evidence:
+    """Run a validated experiment against a deployed service under its steady load.
+
+    The load starts `warm_up_s` before the steady-state hypothesis and lasts until `settle_s`
+    after the Deployment is Ready again following the rollbacks. journal.json is written to
+    `report_dir` (the timeline and the load record are already there). Every fault still
+    pending in the namespace is reverted at the end, whatever happened.
+
+    Returns:
+        The evidence to judge (`harness.scenario.judge`).
+
+    Raises:
+        KeyboardInterrupt: the run was stopped by Ctrl-C or a signal (after the revert).
+    """
+    settings = harness_settings(experiment)
+    namespace = deployed.namespace
+    configuration = harness_configuration(
+        cluster=cluster, kube=kube, deployed=deployed, service=service
+    )
+    marks = TimelineMarks(timeline)
+    journal: dict[str, Any] = {}
+    load_seconds = (
+        settings.warm_up_s + settings.timeout_s + settings.recover_within_s + settings.settle_s
+    )
+    try:
+        with (
+            chaosk8s_kubeconfig(cluster.kubeconfig(), cluster.options.context),
+            steady_load(load, service, deployed.base_url, seconds=load_seconds) as run,
+        ):
+            time.sleep(settings.warm_up_s)  # the baseline under full load is in the record
+            started = timeline.mark("chaos: experiment", title=experiment.get("title")).t
+            journal = run_experiment(
+                with_configuration(experiment, configuration),
+                settings=copy.deepcopy(RUN_SETTINGS),
+                event_handlers=[marks],
+            )
+            ended = timeline.mark("chaos: experiment ended", status=journal.get("status")).t
+            pending = Ledger(cluster.options.name).pending(namespace=namespace)
+            if not marks.stopped_by_signal:
+                ready = ready_again(
+                    kube,
+                    namespace,
+                    service.deployment,
+                    since=ended,
+                    within_s=settings.recover_within_s,
+                )
+                time.sleep(settings.settle_s)
+        result = run.result()
+    finally:
+        revert_all(cluster, kube, namespace=namespace)
+        if journal:
+            (report_dir / "journal.json").write_text(json.dumps(journal, indent=2, default=str))
+    if marks.stopped_by_signal:
+        raise KeyboardInterrupt
+    # The cluster is shared: other namespaces' faults are not this run's to answer for.
+    left = leftovers(cluster, kube, namespace=namespace)
+    slo = settings.judged_slo(service.slo)
+    evidence = Evidence(
+        f"chaos experiment {experiment.get('title')!r} on {service.name}",
+        timeline.timeline(),
+        loads=[result],
+    )
+    evidence.add(
+        *journal_checks(journal, configuration, settings, since=started, until=ended),
+        Check(
+            Verdict(
+                "faults still pending after the rollbacks",
+                len(pending),
+                0,
+                "",
+                "pass" if not pending else "fail",
+                ", ".join(i.describe() for i in pending),
+            ),
+            started,
+            ended,
+            RUN_KINDS,
+        ),
+        Check(
+            Verdict(
+                "leftovers of its faults after the final revert",
+                len(left),
+                0,
+                "",
+                "pass" if not left else "fail",
+                "; ".join(left),
+            ),
+            started,
+            ended,
+            RUN_KINDS,
+        ),
+        ready,
+        Check(
+            Verdict(
+                "duration of the chaos run",
+                ended - started,
+                settings.timeout_s,
+                "s",
+                "pass" if ended - started <= settings.timeout_s else "fail",
+                ""
+                if ended - started <= settings.timeout_s
+                else "raise timeout_s to keep it under load",
+            ),
+            started,
+            ended,
+            RUN_KINDS,
+        ),
+        *slo_checks(slo, result, what="whole chaos run"),
+    )
+    evidence.measurements.update(
+        {
+            "chaos run: seconds": round(ended - started, 2),
+            "chaos run: failed requests": len(result.failures_between(started, ended)),
+            "seconds to Ready after the rollbacks": ready.verdict.measured,
+        }
+    )
+    return evidence
+
+
+def ready_again(
+    kube: Kube, namespace: str, deployment: str, *, since: float, within_s: float
+) -> Check:
+    """Wait until every replica of `deployment` is Ready and available; judge the time."""
+
+    def check() -> Check:
+        status = kube.apps.read_namespaced_deployment(deployment, namespace)
+        want = status.spec.replicas or 0
+        ready = status.status.ready_replicas or 0
+        ok = ready >= want and not status.status.unavailable_replicas
+        took = time.time() - since
+        return Check(
+            Verdict(
+                f"{deployment} fully Ready after the experiment",
+                took if ok else None,
+                within_s,
+                "s",
+                "pass" if ok else "fail",
+                "" if ok else f"{ready}/{want} Ready",
+            ),
+            since,
+            since + within_s,
+            ("Deployment", "Pod", "Mark"),
+        )
+
+    return wait_for_check(check, timeout=within_s, what=f"{deployment} to be fully Ready")
+
+
+def journal_checks(
+    journal: Mapping[str, Any],
+    configuration: Mapping[str, Any],
+    settings: HarnessSettings,
+    *,
+    since: float,
+    until: float,
+) -> list[Check]:
+    """The verdicts the journal holds: run status, the steady state before and after, and
+    the activities (failed, or method probes outside their declared tolerance)."""
+    status = journal.get("status")
+    checks = [
+        _count_check(
+            "chaos run not completed",
+            [] if status == "completed" else [f"status {status!r}"],
+            since,
+            until,
+        )
+    ]
+    states = journal.get("steady_states") or {}
+    for when in ("before", "after"):
+        state = states.get(when)
+        if state is None:
+            missed = ["not run (the run stopped before it)"]
+        else:
+            missed = [
+                f"{p['activity'].get('name')}: {_short(p.get('output'))}"
+                + (f" ({p.get('status')})" if p.get("status") != "succeeded" else "")
+                for p in state.get("probes", [])
+                if not p.get("tolerance_met")
+            ]
+            if not state.get("steady_state_met") and not missed:
+                missed = ["steady state not met"]
+        checks.append(
+            _count_check(f"steady-state probes not met {when} the method", missed, since, until)
+        )
+    bad = []
+    for run in [*(journal.get("run") or []), *(journal.get("rollbacks") or [])]:
+        activity = run.get("activity") or {}
+        name = activity.get("name")
+        if run.get("status") != "succeeded" and name not in settings.may_fail:
+            error = (run.get("exception") or ["failed"])[-1].strip()
+            bad.append(f"{name}: {error}")
+        elif (
+            run.get("status") == "succeeded"
+            and activity.get("type") == "probe"
+            and "tolerance" in activity
+            and not within_tolerance(
+                activity["tolerance"], run.get("output"), configuration=dict(configuration)
+            )
+        ):
+            bad.append(f"{name}: {_short(run.get('output'))} outside {activity['tolerance']!r}")
+    checks.append(_count_check("activities failed or out of tolerance", bad, since, until))
+    return checks
+
+
+def _count_check(name: str, problems: list[str], since: float, until: float) -> Check:
+    return Check(
+        Verdict(name, len(problems), 0, "", "fail" if problems else "pass", "; ".join(problems)),
+        since,
+        until,
+        RUN_KINDS,
+    )
+
+
+def experiment_service(
+    spec: ResilienceSpec, settings: HarnessSettings, name: str | None = None
+) -> ServiceSpec:
+    """The service an experiment runs against: `name`, else its extension's, else the spec's
+    first.
+
+    Raises:
+        InvalidSpec: the spec has no service of that name.
+    """
+    chosen = name or settings.service
+    return spec.service(chosen) if chosen else spec.services[0]
+
+
+def run_in_fresh_namespace(
+    experiment: Mapping[str, Any],
+    *,
+    name: str,
+    cluster: ClusterProvider,
+    kube: Kube,
+    spec: ResilienceSpec,
+    service: ServiceSpec,
+    reports_dir: Path,
+) -> tuple[Evidence, Path]:
+    """What `harness chaos run` does around `run_under_load`: deploy the service into a new
+    harness namespace, run the validated experiment, delete the namespace again.
+
+    When a verdict failed, the namespace's diagnostics are collected into the report folder
+    before it is deleted.
+
+    Returns:
+        The evidence to judge and the report folder (journal.json, timeline.jsonl, load-1/),
+        reports/<run-id>/chaos-<name>-<service>/.
+    """
+    run = Run.from_environment(reports_dir)
+    report_dir = run.directory / f"chaos-{name}-{service.name}"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    provide_images(cluster, spec)
+    namespace = namespace_name(run.run_id)
+    create_namespace(kube, namespace, run_id=run.run_id, test=f"chaos run {name}")
+    try:
+        with (
+            TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
+            Load(report_dir) as load,
+        ):
+            deployed = deploy(
+                kube,
+                namespace,
+                service.manifests,
+                images=service.image_override("current"),
+                kubectl=kubectl_path(),
+            )
+            timeline.mark("deployed", base_url=deployed.base_url)
+            try:
+                evidence = run_under_load(
+                    experiment,
+                    cluster=cluster,
+                    kube=kube,
+                    deployed=deployed,
+                    service=service,
+                    load=load,
+                    timeline=timeline,
+                    report_dir=report_dir,
+                )
+                if not all(check.passed for check in evidence.checks):
+                    collect_diagnostics(kube, namespace, report_dir / "diagnostics", cluster)
+            finally:
+                deployed.teardown()
+    finally:
+        delete_namespace(kube, namespace)
+    return evidence, report_dir

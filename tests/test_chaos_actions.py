@@ -1,0 +1,333 @@
+"""The Chaos Toolkit face: configuration keys to a Target, actions and probes over fakes, and
+an experiment's activities end to end against the deployed service."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from harness.chaos import Injected, Ledger, Target, actions, probes
+from harness.chaos.faults import CORDONED_BY
+from harness.chaos.ledger import ledger_path
+from harness.cluster.provider import Capabilities, ClusterOptions
+from harness.errors import InvalidConfiguration
+from harness.namespaces import MANAGED_BY, MANAGER
+from harness.wait import Pending, wait_for
+
+NS = "kh-t"
+CONFIG = {
+    "harness_kubeconfig": "/unused",
+    "harness_cluster_provider": "existing",
+    "harness_cluster_name": "fake",
+    "harness_namespace": NS,
+    "harness_deployment": "demo",
+    "harness_selector": "app=demo",
+    "harness_base_url": "http://127.0.0.1:1",
+    "harness_container": "demo",
+}
+
+
+def pod(name: str, *, ready: bool = True, leaving: bool = False) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=name, namespace=NS, deletion_timestamp="2024-01-01T00:00:00Z" if leaving else None
+        ),
+        spec=client.V1PodSpec(containers=[], node_name="n1"),
+        status=client.V1PodStatus(
+            phase="Running",
+            conditions=[client.V1PodCondition(type="Ready", status=str(ready))],
+        ),
+    )
+
+
+def endpoint(name: str, ready: bool) -> client.V1Endpoint:
+    return client.V1Endpoint(
+        addresses=["10.0.0.1"],
+        conditions=client.V1EndpointConditions(ready=ready),
+        target_ref=client.V1ObjectReference(kind="Pod", name=name),
+    )
+
+
+class FakeCore:
+    def __init__(self, pods: list[client.V1Pod]) -> None:
+        self.pods = pods
+        self.node = client.V1Node(
+            metadata=client.V1ObjectMeta(
+                name="n1", annotations={CORDONED_BY: "c1,c2,s1"}, resource_version="1"
+            ),
+            spec=client.V1NodeSpec(unschedulable=True),
+        )
+
+    def read_namespace(self, name: str) -> Any:
+        return SimpleNamespace(metadata=SimpleNamespace(labels={MANAGED_BY: MANAGER}))
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str | None = None) -> Any:
+        return SimpleNamespace(items=self.pods)
+
+    def read_node(self, name: str) -> client.V1Node:
+        return self.node
+
+    def patch_node(self, name: str, body: dict) -> None:
+        self.node.metadata.annotations = body["metadata"]["annotations"]
+        self.node.spec.unschedulable = body["spec"]["unschedulable"]
+
+
+class FakeProvider:
+    name = "fake"
+    options = ClusterOptions(name="fake")
+    capabilities = Capabilities(True, False, True, True, True, True)
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path: Path) -> Target:
+    """Every activity gets this Target (fake cluster and API) whatever its configuration."""
+    kube = SimpleNamespace(
+        core=FakeCore([pod("demo-a"), pod("demo-b", ready=False), pod("demo-c", leaving=True)]),
+        discovery=SimpleNamespace(list_namespaced_endpoint_slice=None),
+        apps=SimpleNamespace(read_namespaced_deployment=None),
+    )
+    target = Target(FakeProvider(), kube, NS, Ledger("fake", tmp_path / "ledger.jsonl"))
+
+    @contextmanager
+    def fake_target(configuration: Any) -> Iterator[Target]:
+        for key in actions.REQUIRED_KEYS:
+            actions.setting(configuration, key)
+        yield target
+
+    monkeypatch.setattr(actions, "harness_target", fake_target)
+    monkeypatch.setattr(probes, "harness_target", fake_target)
+    return target
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("missing", actions.REQUIRED_KEYS)
+def test_an_activity_without_the_harness_keys_says_how_to_run_it(missing):
+    configuration = {k: v for k, v in CONFIG.items() if k != missing}
+    with pytest.raises(InvalidConfiguration, match=f"has no {missing}") as refused:
+        actions.partition_one_pod(configuration=configuration)
+    assert "harness chaos run" in str(refused.value)
+
+
+def test_the_target_is_built_from_the_configuration_keys(tmp_path: Path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    config = CONFIG | {"harness_kubeconfig": str(kubeconfig), "harness_allow_chaos": True}
+    with actions.harness_target(config) as t:
+        assert (t.cluster.name, t.cluster.options.name, t.namespace) == ("existing", "fake", NS)
+        assert t.cluster.capabilities.chaos_allowed
+        assert t.ledger.path == ledger_path("fake")
+        assert t.kube.kubeconfig == kubeconfig
+    with actions.harness_target(CONFIG | {"harness_kubeconfig": str(kubeconfig)}) as t:
+        assert not t.cluster.capabilities.chaos_allowed
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+def test_kill_pods_uses_the_service_selector_and_percent_wins_over_count(fake, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        actions.faults, "kill_pods", lambda t, sel, **kw: calls.append((sel, kw)) or ["x"]
+    )
+    assert actions.kill_pods(configuration=CONFIG) == ["x"]
+    actions.kill_pods(percent=50, configuration=CONFIG)
+    actions.kill_pods(count=2, selector="tier=web", configuration=CONFIG)
+    assert calls == [
+        ("app=demo", {"count": 1, "percent": None}),
+        ("app=demo", {"count": None, "percent": 50}),
+        ("tier=web", {"count": 2, "percent": None}),
+    ]
+
+
+def test_pod_faults_hit_a_ready_pod_that_is_not_leaving(fake, monkeypatch):
+    hit = []
+
+    def partition(t, name):
+        hit.append(name)
+        return Injected("p1", "partition_pod", "fake", NS, "n1", name, {}, 0.0)
+
+    monkeypatch.setattr(actions.faults, "partition_pod", partition)
+    assert actions.partition_one_pod(configuration=CONFIG) == {"pod": "demo-a", "id": "p1"}
+    assert hit == ["demo-a"]
+
+
+def test_pod_faults_without_a_ready_pod_say_so(fake):
+    fake.kube.core.pods = [pod("demo-b", ready=False)]
+    with pytest.raises(InvalidConfiguration, match="no Ready pod of the service in kh-t"):
+        actions.cpu_hog(10, configuration=CONFIG)
+
+
+def test_revert_faults_reverts_this_namespaces_faults_of_the_kind_asked(fake):
+    for id, fault, ns in (("c1", "cordon", NS), ("c2", "cordon", "kh-other"), ("s1", "drain", NS)):
+        fake.ledger.add(Injected(id, fault, "fake", ns, "n1", "n1", {"node": "n1"}, 0.0))
+    assert actions.revert_faults(fault="cordon", configuration=CONFIG) == [
+        "cordon c1 on n1 node n1 in kh-t"
+    ]
+    assert [e.id for e in fake.ledger.pending()] == ["c2", "s1"]
+    assert actions.revert_faults(configuration=CONFIG) == ["drain s1 on n1 node n1 in kh-t"]
+    node = fake.kube.core.node
+    assert (node.metadata.annotations, node.spec.unschedulable) == ({CORDONED_BY: "c2"}, True)
+
+
+# --- probes ---------------------------------------------------------------------------------
+
+
+def test_pods_in_endpoints_are_the_services_ready_ones(fake):
+    slices = [
+        client.V1EndpointSlice(
+            address_type="IPv4",
+            endpoints=[endpoint("demo-a", True), endpoint("demo-b", False)],
+        ),
+        client.V1EndpointSlice(address_type="IPv4", endpoints=[endpoint("other-x", True)]),
+        client.V1EndpointSlice(address_type="IPv4", endpoints=None),
+    ]
+    fake.kube.discovery.list_namespaced_endpoint_slice = lambda ns: SimpleNamespace(items=slices)
+    fake.kube.core.pods.append(pod("demo-x"))
+    assert probes.pods_in_endpoints(configuration=CONFIG) == ["demo-a"]
+    assert probes.ready_pods(configuration=CONFIG) == 2
+
+    assert probes.partitioned_pod_left_endpoints(configuration=CONFIG) is False  # none cut off
+    fake.ledger.add(Injected("p1", "partition_pod", "fake", NS, "n1", "demo-b", {}, 0.0))
+    assert probes.partitioned_pod_left_endpoints(configuration=CONFIG) is True
+    fake.ledger.add(Injected("p2", "partition_pod", "fake", NS, "n1", "demo-a", {}, 0.0))
+    assert probes.partitioned_pod_left_endpoints(configuration=CONFIG) is False
+
+
+@pytest.mark.parametrize(
+    ("status", "ready"),
+    [
+        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 2}, True),
+        ({"ready_replicas": 1, "available_replicas": 1, "updated_replicas": 2}, False),
+        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 1}, False),
+        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 2,
+          "observed_generation": 1}, False),
+    ],
+)  # fmt: skip
+def test_deployment_ready_needs_every_replica_updated_ready_and_available(fake, status, ready):
+    deployment = SimpleNamespace(
+        metadata=client.V1ObjectMeta(name="demo", generation=2),
+        spec=SimpleNamespace(replicas=2),
+        status=client.V1DeploymentStatus(**({"observed_generation": 2} | status)),
+    )
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment
+    assert probes.deployment_ready(configuration=CONFIG) is ready
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/ok" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_service_answers_only_with_a_2xx(http_server):
+    config = CONFIG | {"harness_base_url": http_server + "/"}
+    assert probes.service_answers("/ok", configuration=config) is True
+    assert probes.service_answers("/broken", configuration=config) is False
+    assert probes.service_answers(configuration=CONFIG) is False  # nothing listens on port 1
+
+
+def test_no_leftovers_logs_each_one(fake, monkeypatch, caplog):
+    monkeypatch.setattr(probes, "leftovers", lambda cluster, kube, **kw: ["node n1 cordoned"])
+    assert probes.no_leftovers(configuration=CONFIG) is False
+    assert "chaos leftover: node n1 cordoned" in caplog.text
+    monkeypatch.setattr(probes, "leftovers", lambda cluster, kube, **kw: [])
+    assert probes.no_leftovers(configuration=CONFIG) is True
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_experiment_activities_on_the_deployed_service(cluster, kube, deployed, service_spec):
+    """What an experiment does, activity by activity: steady state, a partition, its
+    rollback, and the steady state again with nothing left behind."""
+    labels = kube.apps.read_namespaced_deployment(
+        service_spec.deployment, deployed.namespace
+    ).spec.selector.match_labels
+    config = {
+        "harness_kubeconfig": str(cluster.kubeconfig()),
+        "harness_cluster_provider": cluster.name,
+        "harness_cluster_name": cluster.options.name,
+        "harness_namespace": deployed.namespace,
+        "harness_deployment": service_spec.deployment,
+        "harness_selector": ",".join(f"{k}={v}" for k, v in labels.items()),
+        "harness_base_url": deployed.base_url,
+        "harness_container": service_spec.container,
+        "harness_allow_chaos": cluster.options.allow_chaos,
+    }
+    replicas = len(deployed.pods())
+    try:
+        assert probes.service_answers(configuration=config)
+        assert probes.deployment_ready(configuration=config)
+        assert probes.ready_pods(configuration=config) == replicas
+        wait_for(
+            lambda: (
+                len(probes.pods_in_endpoints(configuration=config)) == replicas
+                or Pending(str(probes.pods_in_endpoints(configuration=config)))
+            ),
+            what="every pod in the endpoints",
+            timeout=20,
+        )
+        cut = actions.partition_one_pod(configuration=config)
+        wait_for(
+            lambda: (
+                probes.partitioned_pod_left_endpoints(configuration=config)
+                or Pending(str(probes.pods_in_endpoints(configuration=config)))
+            ),
+            what=f"{cut['pod']} to leave the endpoints",
+            timeout=20,
+        )
+        # The other pods serve, once kube-proxy has followed the endpoints.
+        wait_for(
+            lambda: (
+                all(probes.service_answers(configuration=config) for _ in range(3))
+                or Pending("a request failed")
+            ),
+            what="the service to answer from the other pods",
+            timeout=20,
+        )
+        assert len(actions.revert_faults(configuration=config)) == 1
+        wait_for(
+            lambda: (
+                cut["pod"] in probes.pods_in_endpoints(configuration=config)
+                or Pending(str(probes.pods_in_endpoints(configuration=config)))
+            ),
+            what=f"{cut['pod']} back in the endpoints",
+            timeout=60,
+        )
+        assert probes.no_leftovers(configuration=config)
+    finally:
+        actions.revert_faults(configuration=config)
