@@ -9,6 +9,7 @@ checks into one `BehaviourViolation` that shows those slices, and failed request
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -527,7 +528,7 @@ class Evidence:
     timeline: Timeline
     loads: list[LoadResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
-    measurements: dict[str, float | None] = field(default_factory=dict)
+    measurements: dict[str, Any] = field(default_factory=dict)
 
     def add(self, *checks: Check) -> None:
         self.checks.extend(checks)
@@ -559,23 +560,32 @@ class Evidence:
             )
 
     def write(self, directory: Path) -> Path:
+        """Write result.json: strict JSON, so any reader (jq, browsers, CI) can parse it.
+
+        An open-ended window (`until=inf`) and any other non-finite number become null.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "result.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "schema": 1,
-                    "scenario": self.scenario,
-                    "passed": all(c.passed for c in self.checks),
-                    "verdicts": [
-                        asdict(c.verdict) | {"since": c.since, "until": c.until}
-                        for c in self.checks
-                    ],
-                    "measurements": self.measurements,
-                    "loads": [load.summary() for load in self.loads],
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        record = {
+            "schema": 1,
+            "scenario": self.scenario,
+            "passed": all(c.passed for c in self.checks),
+            "verdicts": [
+                asdict(c.verdict) | {"since": c.since, "until": c.until} for c in self.checks
+            ],
+            "measurements": self.measurements,
+            "loads": [load.summary() for load in self.loads],
+        }
+        path.write_text(json.dumps(json_safe(record), indent=2, default=str, allow_nan=False))
         return path
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every NaN or infinity (which JSON cannot express) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

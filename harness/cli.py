@@ -244,6 +244,48 @@ def _register_chaos(commands: argparse._SubParsersAction) -> None:
     revert.set_defaults(func=cmd_chaos_revert)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, write_report
+
+    if not args.run_dir.is_dir():  # write_report would create it: a typo must not
+        raise InvalidConfiguration(
+            f"{args.run_dir} is not a run folder",
+            fix="give a folder under reports/, e.g. reports/latest",
+        )
+    history = (
+        args.history
+        if args.history is not None
+        else earlier_runs(args.run_dir.resolve().parent, args.run_dir)
+    )
+    files = write_report(args.run_dir, history=history, junit_xml=args.junit_xml)
+    if args.screenshot:
+        screenshot(files.html, files.directory / SCREENSHOT_FILE)
+    for problem in files.problems:
+        say(f"report: {problem}")
+    print(f"{files.status}: {files.html}\n{files.markdown}\n{files.json}")
+    return 0
+
+
+def _register_report(commands: argparse._SubParsersAction) -> None:
+    text = "write index.html, summary.md and results.json for a run folder"
+    report = commands.add_parser("report", help=text, description=text)
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="e.g. reports/latest")
+    report.add_argument(
+        "--junit-xml", type=Path, default=None, help="pytest's JUnit XML of the run"
+    )
+    report.add_argument(
+        "--history",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="earlier runs' results.json (default: every other run beside RUN_DIR)",
+    )
+    report.add_argument(
+        "--screenshot", action="store_true", help="also save index.png (headless Chromium)"
+    )
+    report.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="kube-harness: clusters and checks for Kubernetes services"
@@ -298,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     load_cli.register(commands)
     _register_chaos(commands)
+    _register_report(commands)
     return parser
 
 

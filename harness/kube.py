@@ -8,6 +8,7 @@ from pathlib import Path
 import urllib3
 from kubernetes import client, config
 
+from harness.errors import InvalidConfiguration
 from harness.wait import Pending, wait_for
 
 
@@ -81,4 +82,16 @@ def wait_nodes_ready(kube: Kube, *, timeout: float = 300) -> list[str]:
 
     return wait_for(
         all_ready, what="every node to be Ready", timeout=timeout, interval=1, transient=API_NOT_UP
+    )
+
+
+def container_port(kube: Kube, namespace: str, pod: str, container: str) -> int:
+    """The first port `container` of `pod` declares (where the service listens)."""
+    spec = kube.core.read_namespaced_pod(pod, namespace).spec
+    for c in spec.containers:
+        if c.name == container and c.ports:
+            return c.ports[0].container_port
+    raise InvalidConfiguration(
+        f"container {container} of pod {pod} declares no port",
+        fix="declare the service port in the container's `ports`",
     )

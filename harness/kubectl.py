@@ -7,6 +7,8 @@ import re
 import shutil
 import subprocess
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -88,3 +90,27 @@ def port_forward(
     finally:
         process.kill()
         process.wait()
+
+
+def post_to_pod(
+    kubeconfig: Path, namespace: str, pod: str, port: int, path: str, *, token: str
+) -> int:
+    """POST `path` to one pod's `port` (through a port-forward) with a bearer token.
+
+    Returns:
+        The HTTP status, or 0 when the pod closed the connection without answering (a crash
+        action may).
+    """
+    with port_forward(kubeconfig, namespace, f"pod/{pod}", port) as local:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{local}{path}",
+            method="POST",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, ConnectionError):
+            return 0

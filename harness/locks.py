@@ -9,14 +9,15 @@ from pathlib import Path
 
 
 @contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path` (created if needed) for the block's duration.
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on `path` (created if needed) for the block's duration:
+    exclusive, or `shared` with every other shared holder.
 
     The kernel drops the lock when the holder dies, so a killed worker never wedges the others.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

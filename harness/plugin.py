@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ from harness.errors import HarnessError
 from harness.kube import Kube
 from harness.kubectl import kubectl_path
 from harness.load import Load
-from harness.locks import exclusive_lock
+from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
+from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
 from harness.scenario import judge, provide_images, read_spec
 from harness.spec import ResilienceSpec, ServiceSpec
@@ -39,6 +41,10 @@ DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
 SPEC_KEY = pytest.StashKey[ResilienceSpec]()
 EXPERIMENT_KEY = pytest.StashKey[dict]()
 SERVICE_MARKER = "harness_service"
+# How tests share the run's cluster under pytest-xdist (see the `_cluster_turn` fixture).
+EXCLUSIVE_MARKER = "exclusive_cluster"
+CPU_MARKER = "cpu_sensitive"
+REPEAT_FIXTURE = "harness_repeat"
 # pytest-kind owns --cluster-name; its default names its own clusters, not ours.
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 
@@ -82,6 +88,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--run-id", default=None, help="run id (default: generated)")
     group.addoption(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every scenario and experiment N times; the report counts passes per "
+        "scenario, so a flaky one shows as flaky",
+    )
+    group.addoption(
         "--resilience-spec",
         default=None,
         help="the services and promises the scenarios check (default: "
@@ -95,6 +109,18 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{SERVICE_MARKER}(name): the spec's service a test without parametrization runs "
         "against (chaos experiment items)",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{EXCLUSIVE_MARKER}: runs alone on the cluster; under pytest-xdist no other test "
+        "uses the cluster meanwhile (node faults, component restarts)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{CPU_MARKER}: measures CPU-driven behaviour (HPA, capacity); never runs at the same "
+        "time as another such test",
+    )
+    if config.getoption("repeat") < 1:
+        raise pytest.UsageError("--repeat needs N >= 1")
     worker_input = getattr(config, "workerinput", {})
     config.stash[RUN_KEY] = Run.from_environment(
         Path(config.getoption("reports_dir")),
@@ -109,10 +135,28 @@ def pytest_configure_node(node) -> None:  # xdist: every worker shares the contr
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Scenarios asking for `service_spec` run once per service of the resilience spec."""
-    if "service_spec" in metafunc.fixturenames:
-        spec = _resilience_spec(metafunc.config)
-        metafunc.parametrize("service_spec", spec.services, ids=[s.name for s in spec.services])
+    """Scenarios asking for `service_spec` run once per service of the resilience spec, and
+    `--repeat N` times each."""
+    if "service_spec" not in metafunc.fixturenames:
+        return
+    spec = _resilience_spec(metafunc.config)
+    metafunc.parametrize("service_spec", spec.services, ids=[s.name for s in spec.services])
+    repeat = metafunc.config.getoption("repeat")
+    if repeat > 1:
+        metafunc.fixturenames.append(REPEAT_FIXTURE)
+        metafunc.parametrize(
+            REPEAT_FIXTURE, range(1, repeat + 1), ids=_repeat_ids(repeat), indirect=True
+        )
+
+
+def _repeat_ids(repeat: int) -> list[str]:
+    return [f"run{i}of{repeat}" for i in range(1, repeat + 1)]
+
+
+@pytest.fixture
+def harness_repeat(request: pytest.FixtureRequest) -> int:
+    """Which of the --repeat runs this is (1-based)."""
+    return request.param
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -153,12 +197,21 @@ class ExperimentFile(pytest.File):
             service = experiment_service(_resilience_spec(self.config), settings)
         except HarnessError as exc:
             raise self.CollectError(f"kube-harness: {exc}") from None
-        item = ExperimentItem.from_parent(
-            self, name=f"{self.path.stem}[{service.name}]", callobj=_run_experiment
+        repeat = self.config.getoption("repeat")
+        ids = (
+            [service.name] if repeat == 1 else [f"{service.name}-{i}" for i in _repeat_ids(repeat)]
         )
-        item.add_marker(getattr(pytest.mark, SERVICE_MARKER)(service.name))
-        item.stash[EXPERIMENT_KEY] = experiment
-        return [item]
+        items = []
+        for item_id in ids:
+            item = ExperimentItem.from_parent(
+                self, name=f"{self.path.stem}[{item_id}]", callobj=_run_experiment
+            )
+            item.add_marker(getattr(pytest.mark, SERVICE_MARKER)(service.name))
+            if "node" in experiment.get("tags", []):  # node faults reach every test's pods
+                item.add_marker(getattr(pytest.mark, EXCLUSIVE_MARKER))
+            item.stash[EXPERIMENT_KEY] = experiment
+            items.append(item)
+        return items
 
 
 class ExperimentItem(pytest.Function):
@@ -282,7 +335,7 @@ def cluster(
     """
     try:
         provider = make_provider(cluster_selection.name, cluster_options)
-        with exclusive_lock(CACHE_DIR / "locks" / f"cluster-{cluster_options.name}.lock"):
+        with file_lock(CACHE_DIR / "locks" / f"cluster-{cluster_options.name}.lock"):
             provider.create()
         provider.wait_ready()
     except HarnessError as exc:
@@ -298,15 +351,71 @@ def cluster(
     return provider
 
 
+@pytest.fixture(autouse=True)
+def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Share the run's cluster between pytest-xdist workers safely.
+
+    A test that uses the cluster holds a shared lock for its whole setup, call and teardown;
+    one marked `exclusive_cluster` holds it alone (nothing else runs on the cluster meanwhile),
+    and one marked `cpu_sensitive` also holds the CPU lock, so that no two HPA or capacity
+    measurements overlap. Without xdist every lock is free at once.
+    """
+    node = request.node
+    exclusive = node.get_closest_marker(EXCLUSIVE_MARKER) is not None
+    if "cluster" not in request.fixturenames and not exclusive:
+        yield
+        return
+    locks = CACHE_DIR / "locks"
+    name = _cluster_options(request.config).name
+    with ExitStack() as held:
+        held.enter_context(file_lock(locks / f"use-{name}.lock", shared=not exclusive))
+        if node.get_closest_marker(CPU_MARKER) is not None:
+            held.enter_context(file_lock(locks / f"cpu-{name}.lock"))
+        yield
+
+
 def _run_cluster_file(run: Run) -> Path:
     """Where a run notes which provider brought its cluster up, for the final teardown."""
     return CACHE_DIR / "runs" / run.run_id / "cluster-provider"
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if hasattr(config, "workerinput"):  # xdist workers leave teardown to the main process
-        return
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """After every other sessionfinish (so pytest's JUnit XML exists): the run's report, then
+    the cluster's teardown. xdist workers leave both to the controller."""
+    result = yield
+    if not hasattr(session.config, "workerinput"):
+        try:
+            _write_report(session.config)
+        finally:
+            _tear_down_cluster(session.config)
+    return result
+
+
+def _write_report(config: pytest.Config) -> None:
+    run, xml = config.stash[RUN_KEY], config.option.xmlpath  # xmlpath: --junitxml
+    if not run.directory.is_dir() and not xml:
+        return  # nothing recorded and no JUnit asked for: a plain unit-test session
+    files = write_report(
+        run.directory,
+        history=earlier_runs(run.reports_root, run.directory),
+        junit_xml=Path(xml) if xml else None,
+    )
+    update_latest(run.reports_root, files.directory)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    reporter.ensure_newline()
+    reporter.write_sep("-", f"kube-harness report: {files.status}")
+    try:
+        screenshot(files.html, files.directory / SCREENSHOT_FILE)
+    except HarnessError as exc:
+        reporter.write_line(f"  no screenshot: {exc.message}")
+    for path in (files.html, files.markdown, files.json):
+        reporter.write_line(f"  {path}")
+    for problem in files.problems:
+        reporter.write_line(f"  missing or unreadable: {problem}")
+
+
+def _tear_down_cluster(config: pytest.Config) -> None:
     marker = _run_cluster_file(config.stash[RUN_KEY])
     if not marker.exists():
         return

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,10 +11,11 @@ from harness.assertions import Check, Evidence
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
 from harness.deploy import Deployed
 from harness.errors import InvalidConfiguration, WaitTimeout
-from harness.kube import Kube
-from harness.kubectl import port_forward
+from harness.kube import Kube, container_port
+from harness.kubectl import post_to_pod
 from harness.load import Constant, Load, LoadRun
-from harness.locks import exclusive_lock
+from harness.locks import file_lock
+from harness.progress import say
 from harness.spec import ResilienceSpec, ServiceSpec, load_spec
 from harness.wait import Pending, wait_for
 
@@ -43,14 +44,31 @@ def build_service_images(service: ServiceSpec) -> list[Path]:
 def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]:
     """Build every service's images and load them into the cluster, once per cluster.
 
-    Parallel workers take a lock so that one builds and loads while the others wait.
+    Parallel workers take a lock so that one builds and loads while the others wait. What was
+    loaded is noted per cluster (keyed by its kubeconfig, which a re-created cluster changes,
+    and by the archives' content-addressed names), so a cluster kept with --keep-cluster is
+    not loaded again by the next run.
     """
     archives = []
-    with exclusive_lock(CACHE_DIR / "locks" / f"images-{cluster.options.name}.lock"):
+    name = cluster.options.name
+    record = CACHE_DIR / "images-loaded" / f"{name}.json"
+    with file_lock(CACHE_DIR / "locks" / f"images-{name}.lock"):
+        identity = hashlib.sha256(cluster.kubeconfig().read_bytes()).hexdigest()
+        try:
+            noted = json.loads(record.read_text())
+        except (OSError, ValueError):
+            noted = {}
+        loaded = set(noted.get("archives", [])) if noted.get("cluster") == identity else set()
         for service in spec.services:
             for archive in build_service_images(service):
-                cluster.load_image(archive)
+                if archive.name in loaded:
+                    say(f"{archive.name} is already in cluster {name}: not loaded again")
+                else:
+                    cluster.load_image(archive)
+                    loaded.add(archive.name)
                 archives.append(archive)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"cluster": identity, "archives": sorted(loaded)}))
     return archives
 
 
@@ -98,17 +116,6 @@ def wait_for_check(make_check: Callable[[], Check], *, timeout: float, what: str
         return last[0]
 
 
-def container_port(kube: Kube, namespace: str, pod: str, container: str) -> int:
-    spec = kube.core.read_namespaced_pod(pod, namespace).spec
-    for c in spec.containers:
-        if c.name == container and c.ports:
-            return c.ports[0].container_port
-    raise InvalidConfiguration(
-        f"container {container} of pod {pod} declares no port",
-        fix="declare the service port in the container's `ports`",
-    )
-
-
 def admin_call(kube: Kube, deployed: Deployed, service: ServiceSpec, pod: str, path: str) -> int:
     """POST an admin action of the spec to one pod (through a port-forward); its HTTP status."""
     if service.admin is None:
@@ -118,19 +125,7 @@ def admin_call(kube: Kube, deployed: Deployed, service: ServiceSpec, pod: str, p
         )
     token = deployed.secret_value(service.admin.token_secret, service.admin.token_key)
     port = container_port(kube, deployed.namespace, pod, service.container)
-    with port_forward(kube.kubeconfig, deployed.namespace, f"pod/{pod}", port) as local:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{local}{path}",
-            method="POST",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except (urllib.error.URLError, ConnectionError):
-            return 0  # a crash action may close the connection before answering
+    return post_to_pod(kube.kubeconfig, deployed.namespace, pod, port, path, token=token)
 
 
 def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, int]:

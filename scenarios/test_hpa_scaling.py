@@ -17,6 +17,7 @@ from harness.scenario import judge, steady_load, wait_for_check
 HOLD_S = 20  # load kept after scaling up: long enough for an overshoot above max to show
 
 
+@pytest.mark.cpu_sensitive
 def test_hpa_scales_up_under_cpu_load_and_back_down(
     service_spec, deployed, timeline, load, test_report_dir
 ):

@@ -27,6 +27,7 @@ from harness.chaos import (
     container_usage,
     cordon,
     cpu_hog,
+    crash_via_service,
     dns_failure,
     drain,
     faults,
@@ -214,6 +215,7 @@ POD_FAULTS = [
     (dns_failure, ("p1",), {}),
     (kill_container, ("p1", "demo"), {}),
     (kill_pods, ("app=demo",), {}),
+    (crash_via_service, ("p1", "demo", "/admin/crash"), {"token_secret": "s", "token_key": "k"}),
 ]
 NODE_FAULTS = [
     (cordon, ("n1",), {}),
@@ -260,7 +262,11 @@ def test_node_faults_are_refused_on_clusters_the_harness_does_not_create(
 
 @pytest.mark.parametrize(
     ("fault", "args", "kwargs"),
-    [pytest.param(*f, id=f[0].__name__) for f in POD_FAULTS if f[0] is not kill_pods],
+    [
+        pytest.param(*f, id=f[0].__name__)
+        for f in POD_FAULTS
+        if f[0] not in (kill_pods, crash_via_service)  # these go through the API server
+    ],
 )
 def test_node_side_faults_need_a_provider_that_reaches_its_nodes(fault, args, kwargs, tmp_path):
     core = FakeCore([fake_pod("p1")])
@@ -727,6 +733,29 @@ def test_memory_pressure_raises_the_containers_memory(chaos, deployed, service_s
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
+@pytest.mark.e2e
+def test_crash_via_service_restarts_the_container(chaos, deployed, kube, service_spec):
+    """The service's own crash hook (a token from its Secret, through a port-forward) kills
+    the process; the kubelet restarts the container."""
+    pod, admin = deployed.pods()[0], service_spec.admin
+    crash_via_service(
+        chaos,
+        pod,
+        service_spec.container,
+        admin.crash,
+        token_secret=admin.token_secret,
+        token_key=admin.token_key,
+    )
+
+    def restarted() -> bool | Pending:
+        statuses = kube.core.read_namespaced_pod(pod, deployed.namespace).status
+        count = sum(c.restart_count for c in statuses.container_statuses or [])
+        return count > 0 or Pending(f"{pod} restarts: {count}")
+
+    wait_for(restarted, what=f"{pod} to restart its container", timeout=30, interval=0.5)
+    assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
+
+
 def ready_in_endpoints(kube, namespace: str) -> set[str]:
     slices = kube.discovery.list_namespaced_endpoint_slice(namespace).items
     return {
@@ -817,7 +846,7 @@ def cordoned_by(kube, node: str) -> list[str] | None:
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("chaos-node")
+@pytest.mark.exclusive_cluster
 def test_drain_is_held_by_the_pdb_on_a_single_node(chaos, deployed, kube, service_spec, timeline):
     """On one node, evicted pods have nowhere to go while it is cordoned: the first eviction
     passes (the PDB allows one disruption), the replacement stays Pending, and every further
@@ -862,7 +891,7 @@ def test_drain_is_held_by_the_pdb_on_a_single_node(chaos, deployed, kube, servic
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("chaos-node")
+@pytest.mark.exclusive_cluster
 def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kube):
     if not isinstance(cluster, ComponentControl):
         pytest.skip(f"the {cluster.name} provider cannot restart components")
@@ -891,7 +920,7 @@ def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kub
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("chaos-node")
+@pytest.mark.exclusive_cluster
 def test_stopped_kubelet_is_a_leftover_until_reverted(cluster, kube, namespace):
     if not isinstance(cluster, ComponentControl):
         pytest.skip(f"the {cluster.name} provider cannot stop components")

@@ -1,5 +1,7 @@
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,23 @@ def test_chaos_revert_prints_each_fault_and_what_is_left(monkeypatch, capsys):
     monkeypatch.setattr(faults, "leftovers", lambda cluster, api: ["node-1: process 42 sleep"])
     assert main(["chaos", "revert"]) == 1
     assert "still in place: node-1: process 42 sleep" in capsys.readouterr().err
+
+
+RECORDED_RUN = Path(__file__).parent / "data" / "runs" / "valid-suite"
+
+
+def test_report_writes_the_three_files_for_a_run_folder(tmp_path, capsys):
+    run = tmp_path / "reports" / "run-1"
+    shutil.copytree(RECORDED_RUN, run)
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("passed: ")
+    for name in ("index.html", "summary.md", "results.json"):
+        assert (run / name).is_file(), name
+
+
+def test_report_refuses_a_folder_that_does_not_exist(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a run folder" in err and "reports/latest" in err
+    assert not (tmp_path / "typo").exists()

@@ -32,8 +32,8 @@ from harness.namespaces import create_namespace, namespace_name
 from harness.run import Run
 from harness.wait import Pending, wait_for
 
-# One local cluster per machine: with xdist (--dist loadgroup) these tests share one worker.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("local-cluster")]
+# These check the run's cluster; the two that stop part of it run alone (exclusive_cluster).
+pytestmark = [pytest.mark.e2e]
 
 DATA = Path(__file__).parent / "data" / "local"
 
@@ -306,6 +306,7 @@ def test_component_logs_are_collected(local_cluster: LocalProvider, tmp_path: Pa
         assert logs[component].stat().st_size > 0, component
 
 
+@pytest.mark.exclusive_cluster
 def test_supervisor_restarts_a_killed_component(local_cluster: LocalProvider) -> None:
     before = local_cluster.component_status()["kube-scheduler"]
     subprocess.run(["kill", "-9", str(before["pid"])], check=True)
@@ -335,6 +336,7 @@ def test_a_second_cluster_is_refused_and_leaves_nothing(local_cluster: LocalProv
     assert not Path("/sys/class/net", second.layout.bridge).exists()
 
 
+@pytest.mark.exclusive_cluster
 def test_stopped_node_goes_not_ready_and_comes_back(
     kube: Kube, local_cluster: LocalProvider
 ) -> None:

@@ -23,11 +23,12 @@ from harness.errors import InvalidConfiguration
 from harness.images import builders
 from harness.wait import Pending, wait_for
 
-# One local cluster per machine: with xdist (--dist loadgroup) these tests share one worker.
+# One local cluster per machine: these tests take it down, so nothing else may use it meanwhile
+# (under xdist they wait for every other test's turn to end, see harness.plugin._cluster_turn).
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.cluster_lifecycle,
-    pytest.mark.xdist_group("local-cluster"),
+    pytest.mark.exclusive_cluster,
 ]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,5 +1,6 @@
 """The pytest plugin, black-box through pytester."""
 
+import json
 import re
 from pathlib import Path
 
@@ -156,3 +157,114 @@ def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster
         )
     finally:
         kube.core.delete_namespace(failing)
+
+
+DEMO_SPEC = Path(__file__).resolve().parents[1] / "scenarios" / "demo-service.spec.yaml"
+
+
+def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
+    pytester.makepyfile("""
+        def test_scenario(service_spec, harness_repeat):
+            print("RUN", service_spec.name, harness_repeat)
+
+        def test_unit():
+            pass
+    """)
+    result = pytester.runpytest("-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_scenario?demo-run1of3? PASSED*",
+            "*test_scenario?demo-run2of3? PASSED*",
+            "*test_scenario?demo-run3of3? PASSED*",
+        ]
+    )
+
+
+def test_repeat_below_one_is_refused(pytester):
+    result = pytester.runpytest("--repeat=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--repeat needs N >= 1*"])
+
+
+# Four tests in two files on two xdist workers (--dist loadfile: one file each), against a
+# stand-in cluster: the two CPU-sensitive ones start together unless the CPU lock holds one
+# back; the exclusive one must overlap with nothing; the plain one may overlap.
+XDIST_TURNS_COMMON = """
+    import json, time
+    from pathlib import Path
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def cluster():
+        return "stand-in"
+
+    @pytest.fixture
+    def record(request):
+        start = time.monotonic()
+        yield
+        with Path("turns.jsonl").open("a") as out:
+            out.write(json.dumps([request.node.name, start, time.monotonic()]) + "\\n")
+"""
+XDIST_TURNS_A = """
+    import time
+    import pytest
+
+    @pytest.mark.cpu_sensitive
+    def test_hpa(cluster, record):
+        time.sleep(1.5)
+
+    def test_plain(cluster, record):
+        time.sleep(1.5)
+"""
+XDIST_TURNS_B = """
+    import time
+    import pytest
+
+    @pytest.mark.cpu_sensitive
+    def test_capacity(cluster, record):
+        time.sleep(1.5)
+
+    @pytest.mark.exclusive_cluster
+    def test_node_fault(cluster, record):
+        time.sleep(1.5)
+"""
+
+
+def test_xdist_workers_take_turns_on_the_shared_cluster(pytester):
+    pytester.makeconftest(XDIST_TURNS_COMMON)
+    pytester.makepyfile(test_a=XDIST_TURNS_A, test_b=XDIST_TURNS_B)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "xdist", "--dist", "loadfile", "--cluster-name=pytester-turns"
+    )
+    result.assert_outcomes(passed=4)
+    lines = (pytester.path / "turns.jsonl").read_text().splitlines()
+    turns = {name: (start, end) for name, start, end in map(json.loads, lines)}
+
+    def overlap(a: str, b: str) -> bool:
+        return turns[a][0] < turns[b][1] and turns[b][0] < turns[a][1]
+
+    assert not overlap("test_hpa", "test_capacity")
+    assert not any(
+        overlap("test_node_fault", t) for t in ("test_hpa", "test_capacity", "test_plain")
+    )
+
+
+def test_a_session_that_recorded_something_writes_its_report_and_latest(pytester):
+    pytester.makepyfile("""
+        def test_records(test_report_dir):
+            (test_report_dir / "note.txt").write_text("recorded")
+    """)
+    result = pytester.runpytest("--run-id=r1", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*kube-harness report: *"])
+    run = pytester.path / "reports" / "r1"
+    for name in ("index.html", "summary.md", "results.json", "junit.xml"):
+        assert (run / name).is_file(), name
+    assert (pytester.path / "reports" / "latest").resolve() == run.resolve()
+
+
+def test_a_plain_unit_test_session_writes_no_report(pytester):
+    pytester.makepyfile("def test_nothing_recorded(): pass")
+    pytester.runpytest("--run-id=r2").assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()

@@ -35,6 +35,7 @@ from harness.kube import Kube
 
 __all__ = [
     "cpu_hog",
+    "crash_via_service",
     "drain_node",
     "fail_dns",
     "kill_container",
@@ -134,6 +135,26 @@ def kill_container(configuration: Configuration | None = None) -> dict[str, str]
         pod = _one_pod(t, configuration)
         container_id = faults.kill_container(t, pod, setting(configuration, "harness_container"))
         return {"pod": pod, "container_id": container_id}
+
+
+def crash_via_service(
+    path: str = "/admin/crash",
+    token_secret: str = "demo-admin",
+    token_key: str = "token",
+    configuration: Configuration | None = None,
+) -> dict[str, Any]:
+    """Crash one pod's service through its own admin hook; the kubelet restarts it."""
+    with harness_target(configuration) as t:
+        pod = _one_pod(t, configuration)
+        status = faults.crash_via_service(
+            t,
+            pod,
+            setting(configuration, "harness_container"),
+            path,
+            token_secret=token_secret,
+            token_key=token_key,
+        )
+        return {"pod": pod, "status": status}
 
 
 def cpu_hog(

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import math
@@ -32,7 +33,8 @@ from kubernetes.client.exceptions import ApiException
 from harness.chaos.ledger import Injected, Ledger
 from harness.cluster.provider import ClusterProvider, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
-from harness.kube import Kube
+from harness.kube import Kube, container_port
+from harness.kubectl import post_to_pod
 from harness.namespaces import is_harness_namespace
 from harness.wait import Pending, wait_for
 
@@ -669,6 +671,31 @@ def kill_container(t: Target, pod: str, container: str) -> str:
     container_id = _container_id(obj, container)
     shell.node_exec(obj.spec.node_name, ["crictl", "stop", "--timeout", "0", container_id])
     return container_id
+
+
+def crash_via_service(
+    t: Target, pod: str, container: str, path: str, *, token_secret: str, token_key: str
+) -> int:
+    """Ask one pod's service to crash through its own admin hook (POST `path` with the token
+    from Secret `token_secret`); the kubelet restarts the container, so nothing is recorded.
+
+    Returns:
+        The HTTP status, 0 when the process died before answering.
+
+    Raises:
+        NotInjectable: chaos is not allowed or the namespace is not the harness's.
+        InvalidConfiguration: the Secret has no `token_key`, or the container declares no port.
+    """
+    _guard(t.cluster, t.kube, t.namespace)
+    data = t.kube.core.read_namespaced_secret(token_secret, t.namespace).data or {}
+    if token_key not in data:
+        raise InvalidConfiguration(
+            f"Secret {t.namespace}/{token_secret} has no key {token_key!r}",
+            fix="name the Secret and key that hold the service's admin token",
+        )
+    token = base64.b64decode(data[token_key]).decode()
+    port = container_port(t.kube, t.namespace, pod, container)
+    return post_to_pod(t.kube.kubeconfig, t.namespace, pod, port, path, token=token)
 
 
 def _hog(

@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.cluster.provider import CACHE_DIR
 from harness.errors import InvalidConfiguration
-from harness.locks import exclusive_lock
+from harness.locks import file_lock
 
 LEDGER_DIR = CACHE_DIR / "chaos"
 
@@ -106,7 +106,7 @@ class Ledger:
     @contextmanager
     def _locked(self) -> Iterator[list[Injected]]:
         """Read, let the caller change the list, write it back: all under the lock."""
-        with exclusive_lock(self.path.with_name(self.path.name + ".lock")):
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
             entries = self._read()
             yield entries
             self._write(entries)

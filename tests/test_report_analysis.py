@@ -1,0 +1,204 @@
+"""The report's pure parts: capacity analysis, trend verdicts, redaction, SVG charts, and the
+strict JSON of result.json (pure logic, no cluster)."""
+
+import json
+import math
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from harness.assertions import Check, Evidence
+from harness.load import Verdict
+from harness.load.result import SeriesPoint
+from harness.observe import Entry, Timeline
+from harness.report import capacity
+from harness.report.charts import Limit, Line, Marker, Panel, sparkline, ticks, time_chart, xy_chart
+from harness.report.redact import MASK, redact, redact_value
+from harness.report.trends import PastRun, Trend, trends
+
+T0 = 1_800_000_000
+
+
+def step_series(steps):
+    """Per-second points for (users, requests/s, p95 ms) steps of 10 s, and a closing second."""
+    points, t = [], T0
+    for users, rps, p95 in steps:
+        for _ in range(10):
+            points.append(SeriesPoint(t, rps, 0, users, p95 / 2, p95, p95 * 1.2))
+            t += 1
+    points.append(SeriesPoint(t, 3, 0, steps[-1][0], 10, 10, 10))  # the partial last second
+    return points
+
+
+def pods(t, count):
+    return [
+        Entry(t, "MODIFIED", "Pod", f"demo-{i}", {"ready": True, "containers": []})
+        for i in range(count)
+    ]
+
+
+def hpa(t, desired, current):
+    state = {"desired": desired, "current": current}
+    return Entry(t, "MODIFIED", "HorizontalPodAutoscaler", "demo", state)
+
+
+SCALING = Timeline(
+    [
+        *pods(T0 - 5, 2),
+        hpa(T0 - 5, 2, 2),
+        hpa(T0 + 12, 3, 2),
+        *pods(T0 + 15, 3),
+        hpa(T0 + 25, 4, 3),
+        *pods(T0 + 28, 4),
+    ]
+)
+
+
+def test_capacity_finds_steps_knee_sustainable_throughput_and_hpa_reaction():
+    series = step_series([(2, 8, 100), (4, 16, 150), (6, 22, 300), (8, 23, 900)])
+
+    result = capacity.analyse(series, SCALING, max_p95_ms=500, max_error_rate=0.0)
+
+    assert [s.users for s in result.steps] == [2, 4, 6, 8]
+    first = result.steps[0]
+    assert (first.start, first.end) == (T0 + 3, T0 + 10)  # a third of the step is warm-up
+    assert (first.rps, first.p95_ms, first.ready_pods) == (8.0, 100.0, 2.0)
+    assert [s.within_slo for s in result.steps] == [True, True, True, False]
+    assert result.knee == capacity.Knee(8, 23.0, 900.0, "p95 900 ms above the SLO (500 ms)")
+    assert result.sustainable_rps == 22.0
+    assert result.sustainable_rps_per_replica == 6.69  # 22 req/s on 3.29 Ready pods (mean)
+    assert result.first_scale_up_s == 12.0
+    assert result.steady_state_s == 28.0  # the last scale-up is Ready 28 s after the rise
+    assert result.peak_replicas == 4
+    again = capacity.CapacityAnalysis.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+
+
+def test_a_throughput_plateau_is_a_knee_even_within_the_latency_limit():
+    series = step_series([(2, 8, 100), (4, 15, 120), (8, 17, 200)])
+
+    result = capacity.analyse(series, Timeline([]), max_p95_ms=None, max_error_rate=None)
+
+    assert result.knee is not None and result.knee.users == 8
+    assert result.knee.reason == "throughput stopped growing: +100% users gave +13% requests/s"
+    assert result.first_scale_up_s is None and result.peak_replicas is None
+
+
+def test_a_recorded_capacity_analysis_that_is_broken_is_a_problem():
+    analysis, problem = capacity.from_measurements({capacity.MEASUREMENT: {"steps": [1]}})
+
+    assert analysis is None and problem.startswith("result.json: capacity analysis unreadable")
+    assert capacity.from_measurements({}) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("figure", "before", "now", "verdict"),
+    [
+        ("time_to_recover_s", 3.0, 5.0, "worse"),
+        ("time_to_recover_s", 3.0, 3.4, "same"),  # under a second: noise
+        ("time_to_recover_s", 30.0, 33.0, "same"),  # under 20%
+        ("failed_requests", 0, 1, "worse"),
+        ("failed_requests", 4, 0, "better"),
+        ("availability_pct", 99.9, 99.0, "worse"),  # percentage points, not relative
+        ("availability_pct", 99.9, 99.8, "same"),
+        ("rps", 10, 20, "changed"),  # no better direction
+        ("measured: seconds to restart", 8.0, 12.0, "worse"),  # judged by its wording
+    ],
+)
+def test_trend_verdicts(figure, before, now, verdict):
+    trend = Trend("t", "label", figure, ("a", "b"), (before, now))
+
+    assert trend.verdict == verdict
+
+
+def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
+    past = [
+        PastRun("a", 100.0, {"t": {"restarts": 1.0}}),
+        PastRun("c", 300.0, {"t": {"restarts": 9.0}}),
+    ]
+
+    (found,) = trends("b", 200.0, {"t": {"restarts": 2.0, "p95_ms": 5.0}}, {"t": "T"}, past)
+
+    assert (found.figure, found.runs, found.values) == ("restarts", ("a", "b"), (1.0, 2.0))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("403 (Authorization: Bearer abc.def-1)", f"403 (Authorization: {MASK})"),
+        ("GET /admin?token=s3cr3t&x=1", f"GET /admin?token={MASK}&x=1"),
+        ('{"password": "hunter2"}', f'{{"password": {MASK}}}'),
+        ("ADMIN_TOKEN=xyz", f"ADMIN_TOKEN={MASK}"),
+        ("client-key-data: LS0tLS1CRUdJTi", f"client-key-data: {MASK}"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", MASK),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", f"jwt {MASK}"),
+        ("login with token 9f8e7d6c5b4a refused", f"login with token {MASK} refused"),
+        ("a valid admin token is required", "a valid admin token is required"),
+        ("pod demo-6b8db8dbb7-2vwwv left", "pod demo-6b8db8dbb7-2vwwv left"),
+    ],
+)
+def test_redact_masks_credentials_in_text_and_nothing_else(text, expected):
+    assert redact(text) == expected
+
+
+def test_redact_value_masks_by_key_then_inside_strings():
+    value = {"token": "x", "admin token": "y", "pod": "p", "nested": [{"note": "password=z"}]}
+
+    assert redact_value(value) == {
+        "token": MASK,
+        "admin token": MASK,
+        "pod": "p",
+        "nested": [{"note": f"password={MASK}"}],
+    }
+
+
+def test_charts_are_well_formed_svg_even_with_gaps_and_nothing_to_draw():
+    chart = time_chart(
+        [
+            Panel("load", "req/s", [Line("rps", [(0, 1), (1, None), (2, 3)], "#000")]),
+            Panel("failures", "req/s", [Line("failed", [(1, 2)], "#f00", bars=True)]),
+            Panel("empty", "n", []),
+        ],
+        [Marker(1, "fault <injected> & more"), Marker(99, "after the end")],
+        start=0,
+        end=3,
+        title="a & b",
+    )
+    svg = ElementTree.fromstring(chart)
+    assert svg.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "fault <injected> & more" in texts and "after the end" not in texts
+    assert "nothing recorded" in texts
+    ElementTree.fromstring(
+        xy_chart([], title="t", x_label="x", y_label="y", hlines=[Limit(5, "SLO")])
+    )
+    assert sparkline([None, None]) == ""
+    ElementTree.fromstring(sparkline([1, None, 3], worse=True))
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        (0, [0, 1]),
+        (5, [0, 2, 4, 6]),
+        (1969.7, [0, 500, 1000, 1500, 2000]),
+        (0.3, [0, 0.1, 0.2, 0.3]),
+    ],
+)
+def test_axis_ticks_are_round_and_cover_the_top(top, expected):
+    assert ticks(top) == pytest.approx(expected)
+
+
+def test_evidence_writes_strict_json_without_infinity(tmp_path):
+    verdict = Verdict("replicas never above 5", 5, 5, "replicas", "pass")
+    evidence = Evidence("hpa", Timeline([]), checks=[Check(verdict, 0, math.inf)])
+    evidence.measurements["unknown"] = math.nan
+
+    path = evidence.write(tmp_path)
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    data = json.loads(path.read_text(), parse_constant=refuse)
+    assert data["verdicts"][0]["until"] is None
+    assert data["measurements"] == {"unknown": None}
