@@ -112,6 +112,23 @@ def test_a_failed_run_names_the_broken_promise(tmp_path):
     assert any(v["name"].startswith("replicas of demo") for v in hpa["verdicts"])
 
 
+def test_repeated_runs_are_counted_per_test_and_a_flaky_one_is_named(tmp_path):
+    """--repeat 3: a test that passed 2 of 3 times is reported flaky, not hidden."""
+    run = tmp_path / "reports" / "repeat"
+    source = RUNS / "valid-suite" / LIVENESS
+    for i, passed in ((1, True), (2, False), (3, True)):
+        copy = Path(shutil.copytree(source, run / f"{LIVENESS}-run{i}of3"))
+        result = json.loads((copy / "result.json").read_text())
+        (copy / "result.json").write_text(json.dumps({**result, "passed": passed}))
+
+    files = write_report(run)
+
+    (repeat,) = strict_json(files.json)["repeats"]
+    assert repeat["passed"] == 2 and repeat["runs"] == 3 and repeat["verdict"] == "flaky"
+    assert "| 2 of 3 | 🔁 flaky |" in files.markdown.read_text()
+    assert "Repeated runs" in files.html.read_text()
+
+
 def test_a_broken_run_gives_a_partial_report_that_says_what_is_missing(tmp_path):
     run = copy_run("invalid-broken", tmp_path)
     files = write_report(run, junit_xml=RUNS / "invalid-broken.junit.xml")

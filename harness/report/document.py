@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
@@ -16,6 +17,8 @@ from harness.report.resilience import Figures
 from harness.report.trends import KeyFigures, Trend
 
 RunStatus = Literal["passed", "failed", "incomplete", "empty"]
+# How `--repeat N` suffixes a test's id: demo-run2of3 (see harness.plugin).
+_REPEAT = re.compile(r"-run(\d+)of(\d+)")
 # The resilience figures trends follow (the others describe rather than measure the test).
 _FIGURE_NAMES = [f.name for f in fields(Figures) if f.name in trends.FIGURES]
 
@@ -63,6 +66,22 @@ class TestView:
 
 
 @dataclass(frozen=True)
+class RepeatCount:
+    """One test run several times (--repeat): how many of its runs passed."""
+
+    test: str
+    label: str
+    passed: int
+    runs: int
+
+    @property
+    def verdict(self) -> Literal["passed", "flaky", "failed"]:
+        if self.passed == self.runs:
+            return "passed"
+        return "flaky" if self.passed else "failed"
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything the three renderings show."""
 
@@ -95,6 +114,22 @@ class Report:
 
     def labels(self) -> dict[str, str]:
         return {t.record.test_id: t.record.label for t in self.tests}
+
+    def repeats(self) -> list[RepeatCount]:
+        """Passes per repeated test, in the order the tests ran (empty without --repeat)."""
+        groups: dict[str, list[TestView]] = {}
+        for view in self.tests:
+            if _REPEAT.search(view.record.test_id):
+                groups.setdefault(_REPEAT.sub("", view.record.test_id), []).append(view)
+        return [
+            RepeatCount(
+                test,
+                views[0].record.label,
+                sum(v.record.status == "passed" for v in views),
+                len(views),
+            )
+            for test, views in groups.items()
+        ]
 
     @property
     def started(self) -> float | None:

@@ -53,7 +53,7 @@ th{background:#f9fafb;font-weight:600}td.num{text-align:right;white-space:nowrap
 .badge{display:inline-block;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:600}
 .passed,.pass,.better{background:#dcfce7;color:#166534}
 .failed,.fail,.worse{background:#fee2e2;color:#991b1b}
-.unknown,.incomplete,.inconclusive,.changed{background:#fef9c3;color:#854d0e}
+.unknown,.incomplete,.inconclusive,.changed,.flaky{background:#fef9c3;color:#854d0e}
 .skipped,.empty,.same,.new{background:#f3f4f6;color:#374151}
 .muted{color:#6b7280;font-size:12px}.problems li{color:#92400e}
 section.test{border:1px solid #e5e7eb;border-radius:8px;padding:8px 16px;margin:16px 0}
@@ -75,6 +75,18 @@ def render_html(report: Report) -> str:
         body.append("<h2>Missing or unreadable</h2><p>This report is partial:</p>")
         body.append(_problem_list(problems))
     body += _summary_html(report)
+    repeats = report.repeats()
+    if repeats:
+        body += [
+            "<h2>Repeated runs</h2>",
+            "<table><tr><th>Test</th><th>Passed</th><th></th></tr>",
+            *(
+                f"<tr><td>{escape(r.label)}</td><td class='num'>{r.passed} of {r.runs}</td>"
+                f"<td>{_badge(r.verdict)}</td></tr>"
+                for r in repeats
+            ),
+            "</table>",
+        ]
     for v in report.tests:
         if v.capacity is not None:
             body += _capacity_html(v.record.label, v.capacity)

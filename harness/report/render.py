@@ -29,6 +29,7 @@ STATUS_ICON = {
     "unknown": "❔",
     "incomplete": "⚠️",
     "empty": "⚪",
+    "flaky": "🔁",
 }
 
 
@@ -142,6 +143,16 @@ def render_json(report: Report) -> dict[str, Any]:
             }
             for v in report.tests
         ],
+        "repeats": [
+            {
+                "test": r.test,
+                "label": r.label,
+                "passed": r.passed,
+                "runs": r.runs,
+                "verdict": r.verdict,
+            }
+            for r in report.repeats()
+        ],
         "key_figures": report.key_figures(),
         "trends": [
             {
@@ -207,6 +218,14 @@ def render_markdown(report: Report) -> str:
             f"- **{_md(v.record.label)}**: {_md(b.name)}: {fmt(b.measured, b.unit)} "
             f"(limit {fmt(b.limit, b.unit)}){' - ' + _md(b.note) if b.note else ''}"
             for v, b in broken
+        ]
+        lines.append("")
+    repeats = report.repeats()
+    if repeats:
+        lines += ["### Repeated runs", "", "| Test | Passed | Verdict |", "|---|---|---|"]
+        lines += [
+            f"| {_md(r.label)} | {r.passed} of {r.runs} | {STATUS_ICON[r.verdict]} {r.verdict} |"
+            for r in repeats
         ]
         lines.append("")
     for v in report.tests:
