@@ -21,18 +21,17 @@ from harness.cluster import (
 )
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import CACHE_DIR, DEFAULT_CLUSTER_NAME
-from harness.deploy import Deployed, deploy
+from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
 from harness.kube import Kube
-from harness.kubectl import kubectl_path
 from harness.load import Load
 from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
-from harness.scenario import judge, provide_images, read_spec
+from harness.scenario import deploy_service, judge, provide_images, read_spec
 from harness.spec import ResilienceSpec, ServiceSpec
 
 RUN_KEY = pytest.StashKey[Run]()
@@ -535,13 +534,7 @@ def deployed(
 ) -> Iterator[Deployed]:
     """The spec's service deployed into the test namespace and rolled out; removed afterwards."""
     try:
-        service = deploy(
-            kube,
-            namespace,
-            service_spec.manifests,
-            images=service_spec.image_override("current"),
-            kubectl=kubectl_path(),
-        )
+        service = deploy_service(kube, namespace, service_spec)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from harness.assertions import Check, Evidence
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
-from harness.deploy import Deployed
+from harness.deploy import Deployed, deploy
 from harness.errors import InvalidConfiguration, WaitTimeout
 from harness.kube import Kube, container_port
-from harness.kubectl import post_to_pod
+from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
 from harness.progress import say
@@ -70,6 +70,17 @@ def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"cluster": identity, "archives": sorted(loaded)}))
     return archives
+
+
+def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed:
+    """The spec's service (its current images) deployed into `namespace` and rolled out."""
+    return deploy(
+        kube,
+        namespace,
+        service.manifests,
+        images=service.image_override("current"),
+        kubectl=kubectl_path(),
+    )
 
 
 def judge(evidence: Evidence, report_dir: Path) -> None:

@@ -55,16 +55,15 @@ from harness.assertions import Check, Evidence, slo_checks
 from harness.chaos.faults import leftovers, revert_all
 from harness.chaos.ledger import Ledger
 from harness.cluster.provider import ClusterProvider
-from harness.deploy import Deployed, deploy
+from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
-from harness.kubectl import kubectl_path
 from harness.load import SLO, Load, Verdict
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.run import Run
-from harness.scenario import provide_images, steady_load, wait_for_check
+from harness.scenario import deploy_service, provide_images, steady_load, wait_for_check
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
 
 EXTENSION = "kube-harness"
@@ -680,13 +679,7 @@ def run_in_fresh_namespace(
             TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
             Load(report_dir) as load,
         ):
-            deployed = deploy(
-                kube,
-                namespace,
-                service.manifests,
-                images=service.image_override("current"),
-                kubectl=kubectl_path(),
-            )
+            deployed = deploy_service(kube, namespace, service)
             timeline.mark("deployed", base_url=deployed.base_url)
             try:
                 evidence = run_under_load(

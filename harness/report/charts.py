@@ -66,6 +66,17 @@ class Limit:
     color: str = "#dc2626"
 
 
+def _svg_start(width: int, height: float, title: str, left: float) -> list[str]:
+    """The opening of a chart: the svg element, its accessible title and the visible one."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
+        f'style="{FONT};font-size:11px;background:#fff">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="15" font-size="13" font-weight="600">{escape(title)}</text>',
+    ]
+
+
 def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= `value` (axis tops)."""
     if value <= 0 or not math.isfinite(value):
@@ -130,13 +141,7 @@ def time_chart(
     def x(t: float) -> float:
         return left + (t - start) / (end - start) * plot_w
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-        f'style="{FONT};font-size:11px;background:#fff">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{left}" y="15" font-size="13" font-weight="600">{escape(title)}</text>',
-    ]
+    parts = _svg_start(width, height, title, left)
     y = top
     for panel in panels:
         parts += _panel(panel, x, left, y + legend, plot_w, panel_height, start, end)
@@ -317,13 +322,7 @@ def xy_chart(
     def y(v: float) -> float:
         return top + plot_h - v / ymax * plot_h
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}" '
-        f'style="{FONT};font-size:11px;background:#fff">',
-        f"<title>{escape(title)}</title>",
-        f'<text x="{left}" y="15" font-size="13" font-weight="600">{escape(title)}</text>',
-    ]
+    parts = _svg_start(width, height, title, left)
     lx = float(left)
     for line in lines:
         parts.append(
