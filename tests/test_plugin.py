@@ -268,3 +268,11 @@ def test_a_plain_unit_test_session_writes_no_report(pytester):
     pytester.makepyfile("def test_nothing_recorded(): pass")
     pytester.runpytest("--run-id=r2").assert_outcomes(passed=1)
     assert not (pytester.path / "reports").exists()
+
+
+def test_node_experiments_run_alone_on_the_cluster(pytester):
+    experiments = DEMO_SPEC.parent / "experiments"
+    items, _ = pytester.inline_genitems(str(experiments), f"--resilience-spec={DEMO_SPEC}")
+    exclusive = {item.name for item in items if item.get_closest_marker("exclusive_cluster")}
+    assert exclusive == {"kubelet-restart[demo]", "drain-blocked-by-pdb[demo]"}
+    assert len(items) == 5
