@@ -12,6 +12,7 @@ a timeout names the probe that has not passed. A failed deploy deletes what it c
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +31,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from harness.cluster.provider import DEFAULT_NODE_PORTS
+from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
 from harness.commands import run
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
 from harness.kube import API_NOT_UP, Kube
+from harness.locks import file_lock
 from harness.progress import step
 from harness.wait import Pending, wait_for
 
@@ -233,6 +236,46 @@ class NodePortPool:
         for entry in ports:
             entry["nodePort"] = self.take(describe(service))
         return [entry["nodePort"] for entry in ports]
+
+
+class NodePortRotation:
+    """When each NodePort of a cluster was last handed out, so the least recently used goes
+    first.
+
+    A Service without ready endpoints makes kube-proxy REJECT connections to its NodePort, and
+    each rejected SYN from 127.0.0.1 leaves an un-NATed conntrack entry for 120 s that
+    kube-proxy never flushes (kubernetes/kubernetes#48719). A later test whose Service got the
+    same NodePort, and whose load reuses one of those source ports, would be refused although
+    its Service answers. Rotating through the range keeps a port idle for minutes between
+    tests instead of seconds.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def of(cls, kube: Kube) -> NodePortRotation:
+        key = hashlib.sha256(str(Path(kube.kubeconfig).resolve()).encode()).hexdigest()[:16]
+        return cls(CACHE_DIR / "node-ports" / f"{key}.json")
+
+    def _read(self) -> dict[str, float]:
+        try:
+            return {str(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def order(self, candidates: Sequence[int]) -> list[int]:
+        """`candidates`, the never used first, then from the longest idle."""
+        used = self._read()
+        return sorted(candidates, key=lambda port: used.get(str(port), 0.0))
+
+    def note(self, ports: Iterable[int]) -> None:
+        """Record that `ports` were handed out now."""
+        with file_lock(self.path.with_suffix(".lock")):
+            used = self._read()
+            used.update({str(port): time.time() for port in ports})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(used))
 
 
 def is_node_port_service(obj: Mapping[str, Any]) -> bool:
@@ -806,7 +849,8 @@ def deploy(
     applier = Applier(kube)
     for obj in objects:
         applier.resource(obj)  # unknown kinds fail here, before anything exists
-    pool = NodePortPool(node_ports, node_ports_in_use(kube))
+    rotation = NodePortRotation.of(kube)
+    pool = NodePortPool(rotation.order(node_ports), node_ports_in_use(kube))
     for service in services:
         pool.assign(service)
     with step(f"deploying {source} into {namespace}"):
@@ -825,6 +869,7 @@ def deploy(
                 kubectl=kubectl,
                 applier=applier,
             )
+            rotation.note(deployed.node_ports.values())
             wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)
             wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
         except BaseException:

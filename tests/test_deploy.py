@@ -22,6 +22,7 @@ from harness.deploy import (
     FATAL_WAITING_REASONS,
     FIXES,
     NodePortPool,
+    NodePortRotation,
     _kustomize_error,
     apply_all,
     deploy,
@@ -198,6 +199,28 @@ def test_pool_skips_ports_held_elsewhere() -> None:
     service = node_port_service("demo-nodeport", ports=2)
     assert pool.assign(service) == [30082, 30083]
     assert [p["nodePort"] for p in service["spec"]["ports"]] == [30082, 30083]
+
+
+def test_rotation_hands_out_the_longest_idle_port_first(tmp_path: Path) -> None:
+    """A NodePort used a moment ago may still have conntrack entries of rejected SYNs that
+    would refuse the next test's load; the pool starts from the ports idle the longest."""
+    rotation = NodePortRotation(tmp_path / "ports.json")
+    ports = list(range(30080, 30084))
+    assert rotation.order(ports) == ports
+    rotation.note([30080])
+    time.sleep(0.01)
+    rotation.note([30082])
+    assert rotation.order(ports) == [30081, 30083, 30080, 30082]
+    pool = NodePortPool(rotation.order(ports), {30081: "a/web"})
+    assert pool.take("b/web") == 30083
+
+
+def test_rotation_survives_a_broken_record(tmp_path: Path) -> None:
+    (tmp_path / "ports.json").write_text("not json")
+    rotation = NodePortRotation(tmp_path / "ports.json")
+    assert rotation.order([30081, 30080]) == [30081, 30080]
+    rotation.note([30081])
+    assert rotation.order([30081, 30080]) == [30080, 30081]
 
 
 def test_pool_exhausted_names_who_holds_the_ports() -> None:
