@@ -312,8 +312,12 @@ def test_chaosk8s_uses_the_clusters_kubeconfig_only_inside_the_block(tmp_path, m
     monkeypatch.setenv("KUBERNETES_CONTEXT", "not-in-our-file")
     location, default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION, client.Configuration._default
     ours = kubeconfig(tmp_path / "kubeconfig", "https://10.1.2.3:6443")
+    monkeypatch.delenv("KUBERNETES_VERIFY_SSL", raising=False)
     with ex.chaosk8s_kubeconfig(ours):
-        assert create_k8s_api_client().configuration.host == "https://10.1.2.3:6443"
+        api = create_k8s_api_client()
+        assert api.configuration.host == "https://10.1.2.3:6443"
+        assert client.Configuration.verify_ssl is True  # chaosk8s would turn it off
+    assert "KUBERNETES_VERIFY_SSL" not in os.environ
     assert os.environ["KUBECONFIG"] == "/somewhere/else"
     assert os.environ["KUBERNETES_CONTEXT"] == "not-in-our-file"
     assert location == kube_config.KUBE_CONFIG_DEFAULT_LOCATION

@@ -326,9 +326,14 @@ def chaosk8s_kubeconfig(kubeconfig: Path, context: str | None = None) -> Iterato
     chaosk8s builds its clients with `config.load_kube_config()`, which reads `$KUBECONFIG`
     (else ~/.kube/config) and the kubernetes library's default location - fixed when the
     library was imported - and then replaces the library's process-wide default
-    configuration. All of these are set for the block and restored after it.
+    configuration. All of these are set for the block and restored after it. chaosk8s also
+    turns TLS verification off unless KUBERNETES_VERIFY_SSL is set: it is set, so its clients
+    check the API server against the cluster's CA like the harness's own.
     """
-    saved_env = {key: os.environ.get(key) for key in ("KUBECONFIG", "KUBERNETES_CONTEXT")}
+    saved_env = {
+        key: os.environ.get(key)
+        for key in ("KUBECONFIG", "KUBERNETES_CONTEXT", "KUBERNETES_VERIFY_SSL")
+    }
     saved_location = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
     missing = object()
     # chaosk8s sets `verify_ssl` and `debug` on the Configuration class itself.
@@ -336,6 +341,7 @@ def chaosk8s_kubeconfig(kubeconfig: Path, context: str | None = None) -> Iterato
         k: vars(client.Configuration).get(k, missing) for k in ("_default", "verify_ssl", "debug")
     }
     os.environ["KUBECONFIG"] = kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
+    os.environ["KUBERNETES_VERIFY_SSL"] = "true"
     if context:
         os.environ["KUBERNETES_CONTEXT"] = context
     else:
