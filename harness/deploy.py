@@ -11,7 +11,6 @@ a timeout names the probe that has not passed. A failed deploy deletes what it c
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -34,7 +33,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
 from harness.commands import run
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
-from harness.kube import API_NOT_UP, Kube
+from harness.kube import API_NOT_UP, Kube, secret_value
 from harness.locks import file_lock
 from harness.progress import step
 from harness.wait import Pending, wait_for
@@ -750,8 +749,7 @@ class Deployed:
 
     def secret_value(self, name: str, key: str) -> str:
         """A value of a Secret as deployed (e.g. the demo's admin token)."""
-        secret = self.kube.core.read_namespaced_secret(name, self.namespace)
-        return base64.b64decode((secret.data or {})[key]).decode()
+        return secret_value(self.kube, self.namespace, name, key)
 
     def rollout(
         self, images: Mapping[str, str], *, timeout: float = DEFAULT_ROLLOUT_TIMEOUT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from functools import cached_property
 from pathlib import Path
 
@@ -95,3 +96,18 @@ def container_port(kube: Kube, namespace: str, pod: str, container: str) -> int:
         f"container {container} of pod {pod} declares no port",
         fix="declare the service port in the container's `ports`",
     )
+
+
+def secret_value(kube: Kube, namespace: str, name: str, key: str) -> str:
+    """One value of a Secret, decoded (e.g. a service's admin token).
+
+    Raises:
+        InvalidConfiguration: the Secret has no such key.
+    """
+    data = kube.core.read_namespaced_secret(name, namespace).data or {}
+    if key not in data:
+        raise InvalidConfiguration(
+            f"Secret {namespace}/{name} has no key {key!r}",
+            fix="name the Secret and key that hold the value",
+        )
+    return base64.b64decode(data[key]).decode()

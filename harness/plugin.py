@@ -365,7 +365,7 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     locks = CACHE_DIR / "locks"
-    name = _cluster_options(request.config).name
+    name = request.getfixturevalue("cluster_options").name
     with ExitStack() as held:
         held.enter_context(file_lock(locks / f"use-{name}.lock", shared=not exclusive))
         if node.get_closest_marker(CPU_MARKER) is not None:

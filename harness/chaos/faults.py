@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import math
@@ -33,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 from harness.chaos.ledger import Injected, Ledger
 from harness.cluster.provider import ClusterProvider, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
-from harness.kube import Kube, container_port
+from harness.kube import Kube, container_port, secret_value
 from harness.kubectl import post_to_pod
 from harness.namespaces import is_harness_namespace
 from harness.wait import Pending, wait_for
@@ -687,13 +686,7 @@ def crash_via_service(
         InvalidConfiguration: the Secret has no `token_key`, or the container declares no port.
     """
     _guard(t.cluster, t.kube, t.namespace)
-    data = t.kube.core.read_namespaced_secret(token_secret, t.namespace).data or {}
-    if token_key not in data:
-        raise InvalidConfiguration(
-            f"Secret {t.namespace}/{token_secret} has no key {token_key!r}",
-            fix="name the Secret and key that hold the service's admin token",
-        )
-    token = base64.b64decode(data[token_key]).decode()
+    token = secret_value(t.kube, t.namespace, token_secret, token_key)
     port = container_port(t.kube, t.namespace, pod, container)
     return post_to_pod(t.kube.kubeconfig, t.namespace, pod, port, path, token=token)
 
