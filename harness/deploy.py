@@ -438,12 +438,16 @@ def rollout_verdict(
     deployment: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]],
     events: Sequence[Mapping[str, Any]],
+    *,
+    old_pods_gone: bool = False,
 ) -> Verdict:
     """Judge a Deployment's rollout from its status, its pods and the namespace's events.
 
     Complete means what `kubectl rollout status` means: the controller saw the latest spec,
     every replica runs the new template, the old ones are gone, and the new ones are
-    available.
+    available. With `old_pods_gone`, complete also waits until no pod is still terminating:
+    such a pod keeps serving through its preStop hook, and kube-proxy may still send it a
+    new connection for a moment after the rollout counts it gone.
     """
     meta = deployment["metadata"]
     name = describe({"kind": "deployment", "metadata": meta})
@@ -471,7 +475,11 @@ def rollout_verdict(
     summary = f"{name}: {updated}/{spec_replicas} updated, {available} available"
     if total > updated:
         summary += f", {total - updated} old"
+    terminating = len(pods) - len(live_pods)
+    if terminating:
+        summary += f", {terminating} terminating"
     complete = seen and updated >= spec_replicas and total == updated and available >= updated
+    complete = complete and not (old_pods_gone and terminating)
     return Verdict(complete, f"{summary}; {pod_states}")
 
 
@@ -517,8 +525,13 @@ def wait_rolled_out(
     *,
     timeout: float = DEFAULT_ROLLOUT_TIMEOUT,
     interval: float = 1.0,
+    old_pods_gone: bool = False,
 ) -> None:
     """Wait until every named Deployment has rolled out completely.
+
+    With `old_pods_gone`, also until the replaced pods have terminated, so that every new
+    connection reaches the new version (see `rollout_verdict`). Leave it off where pods may
+    stay terminating for long, e.g. on a node that is down.
 
     Raises:
         WaitAborted: within seconds, when a pod is in a state waiting cannot fix
@@ -535,7 +548,7 @@ def wait_rolled_out(
         states = []
         for name in deployments:
             deployment, pods = deployment_and_pods(kube, namespace, name)
-            verdict = rollout_verdict(deployment, pods, events)
+            verdict = rollout_verdict(deployment, pods, events, old_pods_gone=old_pods_gone)
             if verdict.problem:
                 raise _aborted(kube, namespace, name, verdict.problem)
             if not verdict.complete:
@@ -756,8 +769,9 @@ class Deployed:
     ) -> None:
         """Re-apply the same kustomization with other images and wait for the rollout.
 
-        NodePorts stay, and each Deployment keeps its current replica count (an HPA may
-        have changed it).
+        Returns once the replaced pods have terminated, so new connections reach only the
+        new version. NodePorts stay, and each Deployment keeps its current replica count
+        (an HPA may have changed it).
         """
         objects = render(self.source, namespace=self.namespace, images=images, kubectl=self.kubectl)
         for obj in objects:
@@ -773,7 +787,9 @@ class Deployed:
         with step(f"rolling out {self.source.name} in {self.namespace}"):
             apply_all(self.applier, objects, pool, dry_run=False)
             self.objects = objects
-            wait_rolled_out(self.kube, self.namespace, self.deployments, timeout=timeout)
+            wait_rolled_out(
+                self.kube, self.namespace, self.deployments, timeout=timeout, old_pods_gone=True
+            )
 
     def teardown(self, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT) -> None:
         """Delete every object (and the pods) and wait until they are gone."""

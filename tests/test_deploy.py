@@ -55,6 +55,10 @@ def test_rollout_verdict_on_recorded_status(path: Path) -> None:
     expect = scenario["expect"]
     verdict = rollout_verdict(scenario["deployment"], scenario["pods"], scenario["events"])
     assert verdict.complete is expect["complete"]
+    strict = rollout_verdict(
+        scenario["deployment"], scenario["pods"], scenario["events"], old_pods_gone=True
+    )
+    assert strict.complete is expect.get("complete_once_old_pods_gone", expect["complete"])
     if expect["reason"] is None:
         assert verdict.problem is None
         told = verdict.state
@@ -380,8 +384,10 @@ def test_rollout_to_v2_keeps_the_nodeport(
         before = demo.base_url
         demo.rollout({DEMO_REPOSITORY: demo_image_ref("v2")}, timeout=120)
         assert demo.base_url == before
-        status, headers, body = version_of(demo.base_url)
-        assert (status, body["version"], headers["X-App-Version"]) == (200, "v2", "v2")
+        # Every new connection, on each pod, answers v2 as soon as rollout() returns.
+        answers = [version_of(demo.base_url) for _ in range(20)]
+        versions = {(s, body["version"], headers["X-App-Version"]) for s, headers, body in answers}
+        assert versions == {(200, "v2", "v2")}
     finally:
         demo.teardown()
 
