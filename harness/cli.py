@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import doctor
-from harness.cluster import CHOICES, ClusterOptions, build, make_provider, select_provider
+from harness.cluster import (
+    CHOICES,
+    ClusterOptions,
+    build,
+    kind_prepare,
+    make_provider,
+    select_provider,
+)
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import DEFAULT_CLUSTER_NAME, ClusterProvider
 from harness.errors import HarnessError, InvalidConfiguration
@@ -286,6 +293,34 @@ def _register_report(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(func=cmd_report)
 
 
+def cmd_kind_prepare(args: argparse.Namespace) -> int:
+    changes = kind_prepare.plan(node_image=not args.no_node_image)
+    for change in changes:
+        print(f"- {change.what}\n    because {change.why}")
+    if args.dry_run:
+        print("(dry run: nothing changed)")
+        return 0
+    kind_prepare.prepare(changes)
+    return 0
+
+
+def _register_kind(commands: argparse._SubParsersAction) -> None:
+    kind = commands.add_parser("kind", help="make this machine able to run kind")
+    actions = kind.add_subparsers(dest="action", required=True)
+    text = (
+        "install and start Docker (with a runc wrapper where privileged containers fail), "
+        "build kind and an offline node image; says each change before making it"
+    )
+    prepare = actions.add_parser("prepare", help=text, description=text)
+    prepare.add_argument("--dry-run", action="store_true", help="list the changes only")
+    prepare.add_argument(
+        "--no-node-image",
+        action="store_true",
+        help="skip the offline node image (a registry gives kind its stock image)",
+    )
+    prepare.set_defaults(func=cmd_kind_prepare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="kube-harness: clusters and checks for Kubernetes services"
@@ -341,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     load_cli.register(commands)
     _register_chaos(commands)
     _register_report(commands)
+    _register_kind(commands)
     return parser
 
 

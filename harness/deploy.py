@@ -573,11 +573,16 @@ def wait_rolled_out(
 PROBE_SOURCE_ADDRESS = "127.0.0.2" if sys.platform.startswith("linux") else ""
 
 
+# How long a probe connection must stay open to count (a proxy closes it within milliseconds).
+PROXY_VERDICT_S = 0.3
+
+
 def wait_node_ports_answer(ports: Sequence[int], *, timeout: float = 30) -> None:
-    """Wait until each NodePort accepts connections on 127.0.0.1.
+    """Wait until each NodePort accepts connections on 127.0.0.1 and keeps them open.
 
     Pods can be Ready a moment before kube-proxy has written the NodePort's rules; until
-    then a connection is refused. The probe connects from PROBE_SOURCE_ADDRESS (see there).
+    then a connection is refused (or, behind a proxy, closed at once). The probe connects
+    from PROBE_SOURCE_ADDRESS (see there).
 
     Raises:
         WaitTimeout: a port still refuses connections; the last error is in the message.
@@ -587,8 +592,15 @@ def wait_node_ports_answer(ports: Sequence[int], *, timeout: float = 30) -> None
         for port in ports:
             with socket.create_connection(
                 ("127.0.0.1", port), timeout=2, source_address=(PROBE_SOURCE_ADDRESS, 0)
-            ):
-                pass
+            ) as connection:
+                # A userland proxy (kind's port mappings, through docker-proxy) accepts at
+                # once and closes the connection when the Service behind it refuses.
+                connection.settimeout(PROXY_VERDICT_S)
+                try:
+                    if not connection.recv(1):
+                        raise ConnectionResetError(f"127.0.0.1:{port} closed the connection")
+                except TimeoutError:
+                    pass  # open and quiet: the Service holds it
         return True
 
     wait_for(

@@ -84,13 +84,16 @@ def local_checks() -> list[Check]:
 
 def kind_checks() -> list[Check]:
     found = kind.probe()
-    binary = shutil.which("kind")
+    binary = kind.find_kind()
     return [
         Check("Docker", found.ok, found.reason, found.fix),
         Check(
             "kind binary",
             True,
-            binary or f"not on PATH: pytest-kind downloads kind {kind.kind_version()} on first use",
+            str(binary)
+            if binary
+            else f"not here: pytest-kind downloads kind {kind.kind_version()} on first use "
+            "(offline: harness kind prepare builds it)",
         ),
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.assertions import Check, Evidence
@@ -42,14 +42,20 @@ def build_service_images(service: ServiceSpec) -> list[Path]:
 
 
 def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]:
-    """Build every service's images and load them into the cluster, once per cluster.
+    """Build every service's images and load them into the cluster, once per cluster."""
+    archives = [a for service in spec.services for a in build_service_images(service)]
+    load_once(cluster, archives)
+    return archives
 
-    Parallel workers take a lock so that one builds and loads while the others wait. What was
-    loaded is noted per cluster (keyed by its kubeconfig, which a re-created cluster changes,
-    and by the archives' content-addressed names), so a cluster kept with --keep-cluster is
-    not loaded again by the next run.
+
+def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
+    """Load image archives into the cluster, skipping those it already holds.
+
+    Parallel workers take a lock so that one loads while the others wait. What was loaded
+    is noted per cluster (keyed by its kubeconfig, which a re-created cluster changes, and
+    by the archives' content-addressed names), so a cluster kept with --keep-cluster is not
+    loaded again by the next run.
     """
-    archives = []
     name = cluster.options.name
     record = CACHE_DIR / "images-loaded" / f"{name}.json"
     with file_lock(CACHE_DIR / "locks" / f"images-{name}.lock"):
@@ -59,17 +65,14 @@ def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]
         except (OSError, ValueError):
             noted = {}
         loaded = set(noted.get("archives", [])) if noted.get("cluster") == identity else set()
-        for service in spec.services:
-            for archive in build_service_images(service):
-                if archive.name in loaded:
-                    say(f"{archive.name} is already in cluster {name}: not loaded again")
-                else:
-                    cluster.load_image(archive)
-                    loaded.add(archive.name)
-                archives.append(archive)
+        for archive in archives:
+            if archive.name in loaded:
+                say(f"{archive.name} is already in cluster {name}: not loaded again")
+            else:
+                cluster.load_image(archive)
+                loaded.add(archive.name)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"cluster": identity, "archives": sorted(loaded)}))
-    return archives
 
 
 def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed:

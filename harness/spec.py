@@ -156,6 +156,18 @@ class SelfHealingExpectation:
 
 
 @dataclass(frozen=True)
+class NodeFailureExpectation:
+    """When a worker node fails, its pods are Ready on other nodes within
+    `ready_elsewhere_within_s`, and the error rate over the `window_s` after the failure
+    stays within `max_error_rate` (requests to the lost pods fail until the node is found
+    unreachable and they leave the endpoints)."""
+
+    ready_elsewhere_within_s: float
+    max_error_rate: float
+    window_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class ProbeExpectation:
     readiness_leaves_endpoints_within_s: float
     liveness_restarts_within_s: float
@@ -205,6 +217,7 @@ class ServiceSpec:
     self_healing: SelfHealingExpectation | None
     probes: ProbeExpectation | None
     rollout: RolloutExpectation | None
+    node_failure: NodeFailureExpectation | None = None
     admin: AdminHooks | None = None
     build: str | None = None
 
@@ -287,7 +300,13 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
 
 
 def _read_expectations(expect: _Reader) -> dict[str, Any]:
-    out: dict[str, Any] = {"hpa": None, "self_healing": None, "probes": None, "rollout": None}
+    out: dict[str, Any] = {
+        "hpa": None,
+        "self_healing": None,
+        "probes": None,
+        "rollout": None,
+        "node_failure": None,
+    }
     if (h := expect.section("hpa", required=False)) is not None:
         hpa = HpaExpectation(
             name=h.get("name", _text),
@@ -314,6 +333,13 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             window_s=s.get("window", parse_seconds, 20.0),
         )
         s.done()
+    if (n := expect.section("node_failure", required=False)) is not None:
+        out["node_failure"] = NodeFailureExpectation(
+            ready_elsewhere_within_s=n.get("ready_elsewhere_within", parse_seconds),
+            max_error_rate=n.get("max_error_rate", parse_fraction),
+            window_s=n.get("window", parse_seconds, 60.0),
+        )
+        n.done()
     if (p := expect.section("probes", required=False)) is not None:
         out["probes"] = ProbeExpectation(
             readiness_leaves_endpoints_within_s=p.get(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -270,6 +272,24 @@ def test_node_port_probe_never_comes_from_the_loads_address() -> None:
         connection, peer = server.accept()
         connection.close()
     assert peer[0] == "127.0.0.2"
+
+
+def test_a_port_that_accepts_and_closes_at_once_is_not_answering() -> None:
+    """What docker-proxy (kind's port mappings) does while the Service behind it refuses."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def close_each() -> None:
+        with contextlib.suppress(OSError):  # the server socket is closed at the end
+            while True:
+                server.accept()[0].close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    try:
+        with pytest.raises(WaitTimeout, match="closed the connection"):
+            wait_node_ports_answer([port], timeout=1)
+    finally:
+        server.close()
 
 
 def test_apply_all_moves_to_another_port_when_one_was_taken_meanwhile() -> None:

@@ -22,6 +22,7 @@ from harness.chaos.faults import (
     revert,
     revert_all,
     stop_component,
+    stop_node,
 )
 from harness.chaos.ledger import Injected, Ledger
 
@@ -49,4 +50,5 @@ __all__ = [
     "revert",
     "revert_all",
     "stop_component",
+    "stop_node",
 ]

@@ -30,7 +30,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.chaos.ledger import Injected, Ledger
-from harness.cluster.provider import ClusterProvider, ComponentControl, NodeShell
+from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
 from harness.kube import Kube, container_port, secret_value
 from harness.kubectl import post_to_pod
@@ -41,6 +41,8 @@ CHAOS_MARKER = "kube-harness-chaos"
 CORDONED_BY = "kube-harness.io/cordoned-by"
 DRAIN_RETRY_S = 1.0  # between eviction attempts a PodDisruptionBudget refused (HTTP 429)
 COMPONENT_TIMEOUT_S = 60.0  # for a started or restarted component to run again
+# Reverted before any other fault: the others may need what they stopped.
+STARTED_FIRST = ("stop_component", "stop_node")
 GONE_TIMEOUT_S = 10.0  # for killed fault processes to disappear
 CONFLICT_RETRIES = 5  # node patches that lost a race with another writer
 RESCAN_S = 1.0  # a process found by `leftovers` must still be there this much later
@@ -196,6 +198,15 @@ def _shell(cluster: ClusterProvider) -> NodeShell:
         raise NotInjectable(
             f"the {cluster.name} provider cannot reach its nodes' runtime",
             fix="use the local or kind provider for container faults",
+        )
+    return cluster
+
+
+def _lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
+    if not isinstance(cluster, NodeLifecycle) or not cluster.capabilities.node_lifecycle:
+        raise NotInjectable(
+            f"the {cluster.name} provider cannot stop and start nodes",
+            fix="use the kind provider (or local, for its single node) for node faults",
         )
     return cluster
 
@@ -487,6 +498,10 @@ def _start_component(cluster: ClusterProvider, kube: Kube, entry: Injected) -> N
     _wait_running(control, entry.undo["component"])
 
 
+def _start_node(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
+    _lifecycle(cluster).start_node(entry.undo["node"])
+
+
 _REVERTS: dict[str, Callable[[ClusterProvider, Kube, Injected], None]] = {
     "cpu_hog": _kill_marked,
     "memory_pressure": _kill_marked,
@@ -495,6 +510,7 @@ _REVERTS: dict[str, Callable[[ClusterProvider, Kube, Injected], None]] = {
     "cordon": _uncordon,
     "drain": _uncordon,
     "stop_component": _start_component,
+    "stop_node": _start_node,
 }
 
 
@@ -536,15 +552,15 @@ def revert_all(
 ) -> list[Injected]:
     """Undo every pending fault (of one namespace, or one kind); return what was undone.
 
-    Stopped components are started first (the others may need them), then the rest
-    newest first. One failure does not stop the others.
+    Stopped components and nodes are started first (the others may need them), then the
+    rest newest first. One failure does not stop the others.
 
     Raises:
         HarnessError: some could not be undone; the message lists each with its error.
     """
     ledger = ledger or Ledger(cluster.options.name)
     pending = ledger.pending(namespace=namespace, fault=fault)
-    order = sorted(reversed(pending), key=lambda e: e.fault != "stop_component")
+    order = sorted(reversed(pending), key=lambda e: e.fault not in STARTED_FIRST)
     done, failed = [], []
     for entry in order:
         try:
@@ -935,6 +951,25 @@ def stop_component(t: Target, component: str) -> Injected:
     entry = _new(t, "stop_component", node=None, target=component,
                  undo={"component": component})  # fmt: skip
     return _inject(t, entry, lambda: control.stop_component(component))
+
+
+def stop_node(t: Target, node: str) -> Injected:
+    """Stop a whole node (kind: its container; local: every component) until reverted.
+
+    Raises:
+        NotInjectable: see the module's guards; the provider cannot stop nodes, or has no
+            node of that name.
+    """
+    _guard_node(t, "stop_node")
+    lifecycle = _lifecycle(t.cluster)
+    known = lifecycle.nodes()
+    if node not in known:
+        raise NotInjectable(
+            f"the {t.cluster.name} cluster has no node {node!r}",
+            fix=f"name one of: {', '.join(known)}",
+        )
+    entry = _new(t, "stop_node", node=node, target=node, undo={"node": node})
+    return _inject(t, entry, lambda: lifecycle.stop_node(node))
 
 
 def restart_component(t: Target, component: str) -> None:

@@ -92,7 +92,7 @@ def select_provider(
     probes = []
     for name in DETECTION_ORDER:
         found = probe(name, kubeconfig)
-        if found.ok:
+        if found.ok and found.detected:
             return Selection(name, f"detected: {found.reason}")
         probes.append(found)
     tried = "\n".join(f"  - {p.provider}: {p.reason}\n      fix: {p.fix}" for p in probes)

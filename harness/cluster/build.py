@@ -93,6 +93,7 @@ class GoSource:
     version_ldflags: tuple[str, ...]
     binaries: tuple[GoBinary, ...]
     nosumdb: tuple[str, ...] = ()
+    cgo: bool = False
 
     @property
     def version_fields(self) -> dict[str, str]:
@@ -184,6 +185,7 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
                     for binary, b in (spec.get("binaries") or {}).items()
                 ),
                 nosumdb=tuple(spec.get("nosumdb", ())),
+                cgo=bool(spec.get("cgo", False)),
             )
             for name, spec in data["go_sources"].items()
         )
@@ -244,6 +246,16 @@ def build_all(names: Iterable[str] | None = None) -> dict[str, Path]:
     for name, resolved in found.items():
         print(f"{name:<{width}}  {resolved.path}  ({resolved.origin})")
     return {name: resolved.path for name, resolved in found.items()}
+
+
+def source_dir(name: str, *, versions: Versions | None = None) -> Path:
+    """The source folder of Go source `name`'s first module at its pinned version.
+
+    Downloaded through the module proxy when it is not in the cache; the kind node image
+    follows the recipes in kind's.
+    """
+    source = (versions or load_versions()).go_source(name)
+    return _GoBuilder(cache_root())._fetch(source).source_dirs[source.modules[0]]
 
 
 def resolve_binaries(
@@ -388,6 +400,8 @@ def _stamp_path(binary: Path) -> Path:
 def build_recipe(source: GoSource, binary: GoBinary) -> str:
     """A fingerprint of how versions.yaml says to build `binary`; a change means rebuild."""
     recipe = [source.modules, source.replacement_version, source.version_ldflags, binary.package]
+    if source.cgo:
+        recipe.append("cgo-static")
     return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
 
 
@@ -529,6 +543,7 @@ class _Fetched:
     go_mods: dict[str, GoMod]
     commit: str
     date: str
+    source_dirs: dict[str, Path]
 
 
 class _GoBuilder:
@@ -622,7 +637,8 @@ class _GoBuilder:
         infos = [json.loads(Path(r["Info"]).read_text()) for r in records]
         # The proxy knows the commit of some modules of a release only (etcd's server/v3: none).
         commit = next((i["Origin"]["Hash"] for i in infos if "Hash" in i.get("Origin", {})), "")
-        return _Fetched(go_mods, commit, infos[0].get("Time", ""))
+        dirs = {r["Path"]: Path(r["Dir"]) for r in records}
+        return _Fetched(go_mods, commit, infos[0].get("Time", ""), dirs)
 
     @contextlib.contextmanager
     def _build_lock(self) -> Iterator[None]:
@@ -647,14 +663,22 @@ class _GoBuilder:
     ) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{binary.name}.partial-{os.getpid()}")
-        ldflags = " ".join(["-s", "-w", *version_ldflags(source, fetched.commit, fetched.date)])
-        argv = [self.go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial)]
+        flags = ["-s", "-w", *version_ldflags(source, fetched.commit, fetched.date)]
+        env = self._go_env(source.nosumdb)
+        tags = []
+        if source.cgo:
+            # Still one static binary for any image: glibc linked in, Go's own resolver.
+            flags += ["-linkmode", "external", "-extldflags", "-static"]
+            tags = ["-tags", "netgo,osusergo"]
+            env["CGO_ENABLED"] = "1"
+        argv = [self.go, "build", "-trimpath", *tags, "-ldflags", " ".join(flags)]
+        argv += ["-o", str(partial)]
         log_path = wrapper / f"{binary.name}.log"
         with step(f"building {binary.name} {source.version}"), log_path.open("w") as log:
             process = subprocess.Popen(
                 [*argv, binary.package],
                 cwd=wrapper,
-                env=self._go_env(source.nosumdb),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Lower priority: other work on this machine stays responsive during builds.

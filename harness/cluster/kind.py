@@ -12,20 +12,25 @@ from typing import Any
 import yaml
 from pytest_kind import KindCluster
 
+from harness.cluster import addons, kind_prepare
+from harness.cluster.build import cache_root, cached_path, ensure_binaries
 from harness.cluster.provider import CACHE_DIR, Capabilities, ClusterOptions, Probe
 from harness.commands import run
 from harness.errors import CommandFailed
+from harness.images.builders import static_binary_image
 from harness.kube import Kube, wait_nodes_ready
 from harness.progress import step
 
 # pytest-kind's default (v0.17) predates current Kubernetes; KIND_VERSION overrides ours too.
 PINNED_KIND_VERSION = "v0.30.0"
 KIND_CONFIG_API = "kind.x-k8s.io/v1alpha4"
-
-CAP_SYS_ADMIN = 21
-CAP_SYS_RESOURCE = 24
-# Set by `harness kind prepare` on machines whose capability bounding set needs a runtime shim.
-PRIVILEGED_RUNTIME_SHIM = "kube-harness-runc"
+# kind's default pod and Service ranges, set explicitly because the guard below names them.
+POD_SUBNET = "10.244.0.0/16"
+SERVICE_SUBNET = "10.96.0.0/16"
+GUARD_COMMENT = "kube-harness: kind cluster ranges stay on this machine"
+# kind's CoreDNS, and the metrics-server the provider adds.
+ADDON_DEPLOYMENTS = ("coredns", "metrics-server")
+RESTRICT_OOM_SCORE_ADJ = '[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n'
 
 
 def kind_version() -> str:
@@ -74,7 +79,11 @@ def kind_config(options: ClusterOptions) -> dict[str, Any]:
     config: dict[str, Any] = {
         "kind": "Cluster",
         "apiVersion": KIND_CONFIG_API,
-        "networking": {"apiServerAddress": "127.0.0.1"},
+        "networking": {
+            "apiServerAddress": "127.0.0.1",
+            "podSubnet": POD_SUBNET,
+            "serviceSubnet": SERVICE_SUBNET,
+        },
         "kubeadmConfigPatches": [
             yaml.safe_dump(p, sort_keys=False) for p in [*cluster_patches, kubelet_patch]
         ],
@@ -83,15 +92,55 @@ def kind_config(options: ClusterOptions) -> dict[str, Any]:
     if options.node_image:
         for node in config["nodes"]:
             node["image"] = options.node_image
+    if kind_prepare.needs_runtime_shim():
+        # Inside a node, runc cannot lower oom_score_adj either; containerd then clamps the
+        # kubelet's negative values instead of failing every pod (kind does so when rootless).
+        config["containerdConfigPatches"] = [RESTRICT_OOM_SCORE_ADJ]
     return config
 
 
-def _bounding_set_has(*caps: int) -> bool:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapBnd:"):
-            mask = int(line.split()[1], 16)
-            return all(mask >> cap & 1 for cap in caps)
-    return True
+def guard_rules() -> list[list[str]]:
+    """iptables rules that reject cluster traffic the host would route off this machine.
+
+    A node that connects to a Service before its kube-proxy has written the rules sends
+    the packet, un-NATed, to its default gateway: the host, which would pass it on to
+    the network. Pod traffic between nodes is bridged, so only routed pod traffic goes.
+    """
+    tag = ["-m", "comment", "--comment", GUARD_COMMENT, "-j", "REJECT"]
+    return [
+        ["-d", SERVICE_SUBNET, *tag],
+        ["-d", POD_SUBNET, "-m", "physdev", "!", "--physdev-is-bridged", *tag],
+    ]
+
+
+def _guard_chain() -> str:
+    # Docker evaluates DOCKER-USER before its own ACCEPT rules, whatever order it restarts in.
+    exists = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, check=False)
+    return "DOCKER-USER" if exists.returncode == 0 else "FORWARD"
+
+
+def add_forward_guard() -> None:
+    chain = _guard_chain()
+    for rule in guard_rules():
+        present = subprocess.run(["iptables", "-C", chain, *rule], capture_output=True)
+        if present.returncode != 0:
+            run(["iptables", "-I", chain, *rule], fix="run as root with iptables installed")
+
+
+def remove_forward_guard() -> None:
+    chain = _guard_chain()
+    for rule in guard_rules():
+        while subprocess.run(["iptables", "-D", chain, *rule], capture_output=True).returncode == 0:
+            pass
+
+
+def find_kind() -> Path | None:
+    """kind on PATH, or the one `harness kind prepare` built from the Go module proxy."""
+    built = cached_path(cache_root(), "kind", kind_version())
+    for candidate in (shutil.which("kind"), built):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def probe() -> Probe:
@@ -113,17 +162,23 @@ def probe() -> Probe:
             fix="start the Docker daemon (dockerd) or point DOCKER_HOST at one",
         )
     remote = os.environ.get("DOCKER_HOST", "unix://").startswith(("tcp://", "ssh://"))
-    if (
-        not remote
-        and runtime != PRIVILEGED_RUNTIME_SHIM
-        and not _bounding_set_has(CAP_SYS_ADMIN, CAP_SYS_RESOURCE)
-    ):
+    if not remote and runtime != kind_prepare.SHIM_NAME and kind_prepare.needs_runtime_shim():
         return Probe(
             "kind",
             False,
             "privileged containers (kind's nodes) fail here: the capability bounding set "
             "lacks CAP_SYS_RESOURCE",
-            fix="use --cluster-provider=local on this machine",
+            fix="run `harness kind prepare` (it installs a runc wrapper for this), "
+            "or use --cluster-provider=local",
+        )
+    if runtime == kind_prepare.SHIM_NAME:
+        # Made to work by `harness kind prepare`, not what this machine does by itself.
+        return Probe(
+            "kind",
+            True,
+            f"Docker answers through the runc wrapper {runtime} (set up by harness kind prepare)",
+            fix="ask for it by name: --cluster-provider=kind",
+            detected=False,
         )
     return Probe("kind", True, f"Docker daemon answers (runtime {runtime})")
 
@@ -141,7 +196,7 @@ class KindProvider:
         self._cluster = KindCluster(
             options.name,
             options.kubeconfig or self.state_dir / "kubeconfig",
-            image=options.node_image,
+            image=options.node_image or kind_prepare.prepared_node_image(),
             kind_path=self.kind_path,
         )
 
@@ -157,12 +212,9 @@ class KindProvider:
         )
 
     def _find_kind(self) -> Path:
-        version = kind_version()
-        for candidate in (shutil.which("kind"), CACHE_DIR / "bin" / f"kind-{version}"):
-            if candidate and Path(candidate).is_file():
-                return Path(candidate)
         # Not here: pytest-kind downloads it (needs internet) to this path.
-        return Path(".pytest-kind") / self.options.name / f"kind-{version}"
+        fallback = Path(".pytest-kind") / self.options.name / f"kind-{kind_version()}"
+        return find_kind() or fallback
 
     def config_path(self) -> Path:
         path = self.state_dir / "kind-config.yaml"
@@ -175,6 +227,7 @@ class KindProvider:
             f"{kind_version()}/kind-linux-amd64"
         )
         os.environ.setdefault("KIND_DOWNLOAD_URL", url)
+        add_forward_guard()
         with step(f"kind: creating (or reusing) cluster {self.options.name}"):
             try:
                 self._cluster.create(config_file=self.config_path())
@@ -184,10 +237,23 @@ class KindProvider:
                     fix="run `harness doctor` and `kind export logs` for the node's logs",
                 ) from exc
         self.kubeconfig().chmod(0o600)
+        self._install_metrics_server()
+
+    def _install_metrics_server(self) -> None:
+        """kind ships no metrics-server, and an HPA on CPU needs one: the harness's build."""
+        binaries = ensure_binaries(["metrics-server", "kubectl"])
+        archive, ref = static_binary_image("metrics-server", binaries["metrics-server"])
+        self.load_image(archive)
+        manifest = addons.metrics_server(
+            ref, metric_resolution_s=self.options.timings.metric_resolution_s
+        )
+        addons.apply(binaries["kubectl"], self.kubeconfig(), [manifest])
 
     def delete(self) -> None:
         with step(f"kind: deleting cluster {self.options.name}"):
             self._kind("delete", "cluster", "--name", self.options.name)
+        if not self._kind("get", "clusters").split():
+            remove_forward_guard()
 
     def kubeconfig(self) -> Path:
         return Path(self._cluster.kubeconfig_path)
@@ -196,6 +262,7 @@ class KindProvider:
         kube = Kube(self.kubeconfig())
         try:
             wait_nodes_ready(kube, timeout=timeout)
+            addons.wait_available(kube, ADDON_DEPLOYMENTS, timeout=timeout)
         finally:
             kube.close()
 

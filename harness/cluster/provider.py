@@ -110,6 +110,8 @@ class Probe:
     ok: bool
     reason: str
     fix: str = ""
+    # False: it runs here, but only when asked for by name (detection passes it over).
+    detected: bool = True
 
 
 @runtime_checkable

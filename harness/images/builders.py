@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from harness.commands import run
@@ -24,6 +25,7 @@ BUSYBOX = Path("/bin/busybox")
 BUSYBOX_APPLETS = (
     "sh", "httpd", "wget", "nslookup", "sleep", "cat", "echo", "ls", "ps", "kill", "nc",
     "hostname", "env", "true", "false", "dd", "yes", "timeout", "ip", "grep", "ssl_client",
+    "mkdir", "rm",
 )  # fmt: skip
 
 
@@ -71,15 +73,35 @@ def static_binary_image(name: str, binary: Path) -> tuple[Path, str]:
 
     The tag is derived from the binary's content, so a rebuilt binary gives a new image.
     """
-    tag = _short_digest(binary)
-    ref = f"localhost/kube-harness/{name}:{tag}"
+    ref = f"localhost/kube-harness/{name}:{_short_digest(binary)}"
+    return layered_image(ref, files={name: binary}, entrypoint=[f"/{name}"], name=name), ref
+
+
+def layered_image(
+    ref: str,
+    *,
+    files: Mapping[str, Path],
+    entrypoint: list[str],
+    base: Path | None = None,
+    name: str,
+) -> Path:
+    """Archive of image `ref`: `files` (image path -> host file) on an optional `base` layer.
+
+    Cached under a key of the reference and every input's content, so a rebuilt binary or
+    base gives a new archive.
+    """
+    inputs = [ref, *entrypoint, *(f"{k}={_short_digest(v)}" for k, v in sorted(files.items()))]
+    if base is not None:
+        inputs.append(_short_digest(base))
+    key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:12]
 
     def build(dest: Path) -> Path:
-        return _single_layer_image(
-            dest, ref=ref, files={name: binary}, symlinks={}, entrypoint=[f"/{name}"]
-        )
+        with tempfile.TemporaryDirectory(prefix="kh-layer-") as tmp:
+            layer = files_layer(Path(tmp) / "layer.tar", files=files)
+            layers = [base, layer] if base is not None else [layer]
+            return write_oci_archive(dest, ref=ref, layers=layers, entrypoint=entrypoint)
 
-    return cached(IMAGES_DIR / f"{name}-{tag}.tar", build), ref
+    return cached(IMAGES_DIR / f"{name}-{key}.tar", build)
 
 
 def busybox_image() -> tuple[Path, str]:

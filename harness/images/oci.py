@@ -87,6 +87,7 @@ def write_oci_archive(
     env: Mapping[str, str] = {},
     workdir: str = "/",
     user: str | None = None,
+    stop_signal: str | None = None,
 ) -> Path:
     """Write an image made of `layers` (uncompressed tar files, bottom first) to `dest`.
 
@@ -94,7 +95,7 @@ def write_oci_archive(
         dest: archive path; written through a temporary file, so it is whole or absent.
         ref: image reference, e.g. "demo/app:0.1" (normalized to "docker.io/demo/app:0.1").
         layers: root filesystem layers as plain tar files.
-        entrypoint, cmd, env, workdir, user: the image's run configuration.
+        entrypoint, cmd, env, workdir, user, stop_signal: the image's run configuration.
 
     Returns:
         `dest`.
@@ -133,6 +134,8 @@ def write_oci_archive(
         }
         if user is not None:
             run_config["User"] = user
+        if stop_signal is not None:
+            run_config["StopSignal"] = stop_signal
         config_digest, config_size = _json_blob(
             archive,
             {

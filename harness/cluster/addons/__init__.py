@@ -4,10 +4,19 @@ can apply: `render(name, **values)` fills the ${PLACEHOLDERS} listed at the top 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from harness.commands import run
+from harness.kube import API_NOT_UP, Kube
+from harness.wait import Pending, wait_for
+
 ADDONS_DIR = Path(__file__).parent
+METRICS_API = "v1beta1.metrics.k8s.io"
 
 
 def render(addon: str, **values: str) -> str:
@@ -17,3 +26,54 @@ def render(addon: str, **values: str) -> str:
         KeyError: a placeholder was not given a value.
     """
     return Template((ADDONS_DIR / f"{addon}.yaml").read_text()).substitute(values)
+
+
+def metrics_server(image: str, *, metric_resolution_s: int) -> str:
+    """metrics-server's manifest; kubelets' serving certificates are self-signed here."""
+    return render(
+        "metrics-server",
+        IMAGE=image,
+        METRIC_RESOLUTION=f"{metric_resolution_s}s",
+        KUBELET_TLS_ARGS="--kubelet-insecure-tls",
+    )
+
+
+def apply(kubectl: Path, kubeconfig: Path, manifests: Sequence[str]) -> None:
+    """Apply rendered addon manifests (server-side, so re-applying is harmless)."""
+    run(
+        [kubectl, "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", "-"],
+        input="\n---\n".join(manifests),
+        fix="check the kube-apiserver log (harness cluster logs)",
+        timeout=120,
+    )
+
+
+def wait_available(kube: Kube, deployments: Sequence[str], *, timeout: float) -> None:
+    """Wait until the kube-system `deployments` are available and the metrics API answers.
+
+    Raises:
+        WaitTimeout: naming what was still missing.
+    """
+
+    def available() -> bool | Pending:
+        missing = []
+        for name in deployments:
+            deployment = kube.apps.read_namespaced_deployment(name, "kube-system")
+            if not (deployment.status.available_replicas or 0):
+                missing.append(f"{name} not available")
+        service = client.ApiregistrationV1Api(kube.api_client).read_api_service(
+            METRICS_API, _request_timeout=10
+        )
+        conditions = service.status.conditions or []
+        if not any(c.type == "Available" and c.status == "True" for c in conditions):
+            reason = next((c.message for c in conditions), "no status yet")
+            missing.append(f"metrics API not available ({reason})")
+        return Pending("; ".join(missing)) if missing else True
+
+    wait_for(
+        available,
+        what=f"{', '.join(deployments)} and the metrics API to be available",
+        timeout=timeout,
+        interval=0.5,
+        transient=(*API_NOT_UP, ApiException),
+    )

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster import addons, build
@@ -174,29 +173,7 @@ class LocalProvider:
         kube = Kube(self.kubeconfig())
         try:
             wait_nodes_ready(kube, timeout=timeout)
-
-            def addons_available() -> bool | Pending:
-                missing = []
-                for name in ADDON_DEPLOYMENTS:
-                    d = kube.apps.read_namespaced_deployment(name, "kube-system")
-                    if not (d.status.available_replicas or 0):
-                        missing.append(f"{name} not available")
-                service = client.ApiregistrationV1Api(kube.api_client).read_api_service(
-                    "v1beta1.metrics.k8s.io", _request_timeout=10
-                )
-                conditions = service.status.conditions or []
-                if not any(c.type == "Available" and c.status == "True" for c in conditions):
-                    reason = next((c.message for c in conditions), "no status yet")
-                    missing.append(f"metrics API not available ({reason})")
-                return Pending("; ".join(missing)) if missing else True
-
-            wait_for(
-                addons_available,
-                what="CoreDNS and metrics-server to be available",
-                timeout=timeout,
-                interval=0.5,
-                transient=(*API_NOT_UP, ApiException),
-            )
+            addons.wait_available(kube, ADDON_DEPLOYMENTS, timeout=timeout)
         finally:
             kube.close()
 
@@ -436,26 +413,17 @@ class LocalProvider:
             kube.close()
 
     def _apply_addons(self, kubectl: Path, images: Mapping[str, tuple[Path, str]]) -> None:
-        manifests = [
-            addons.render(
-                "coredns",
-                IMAGE=images["coredns"][1],
-                DNS_IP=DNS_SERVICE_IP,
-                CLUSTER_DOMAIN=CLUSTER_DOMAIN,
-            ),
-            addons.render(
-                "metrics-server",
-                IMAGE=images["metrics-server"][1],
-                METRIC_RESOLUTION=f"{self.options.timings.metric_resolution_s}s",
-                KUBELET_TLS_ARGS="--kubelet-insecure-tls",
-            ),
-        ]
-        run(
-            [kubectl, "--kubeconfig", self.kubeconfig(), "apply", "--server-side", "-f", "-"],
-            input="\n---\n".join(manifests),
-            fix="check the kube-apiserver log (harness cluster logs)",
-            timeout=120,
+        coredns = addons.render(
+            "coredns",
+            IMAGE=images["coredns"][1],
+            DNS_IP=DNS_SERVICE_IP,
+            CLUSTER_DOMAIN=CLUSTER_DOMAIN,
         )
+        metrics = addons.metrics_server(
+            images["metrics-server"][1],
+            metric_resolution_s=self.options.timings.metric_resolution_s,
+        )
+        addons.apply(kubectl, self.kubeconfig(), [coredns, metrics])
 
     def teardown(self) -> None:
         """Remove processes, mounts, cgroups, network devices, iptables chains and folders.
