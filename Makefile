@@ -21,13 +21,29 @@ define pytest
 	exit $$rc
 endef
 
-.PHONY: run test lint deps system-packages tools
+# kind's part of `make test`: what only kind shows (its provider, a multi-node cluster, a node
+# failure) and one scenario, on a cluster of one control plane and two workers.
+KIND_ARGS := --cluster-provider=kind --cluster-workers=2
+KIND_SMOKE := tests/test_provider.py tests/test_kind.py scenarios/test_node_failure.py \
+	scenarios/test_zero_downtime_rollout.py
+
+.PHONY: run test test-kind kind-prepare lint deps system-packages tools
 
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
-test: lint tools
+test: lint tools kind-prepare
 	$(call pytest,tests scenarios)
+	$(call pytest,$(KIND_ARGS) $(KIND_SMOKE))
+
+# Every test and scenario on kind.
+test-kind: lint tools kind-prepare
+	$(call pytest,$(KIND_ARGS) tests scenarios)
+
+# Docker (with a runc wrapper where privileged containers fail), kind and its offline node
+# image; says each change before making it, and changes nothing that is already in place.
+kind-prepare: deps
+	$(BIN)/harness kind prepare
 
 lint: deps
 	$(BIN)/ruff check .

@@ -230,11 +230,14 @@ def _run_experiment(
     timeline: TimelineRecorder,
     test_report_dir: Path,
 ) -> None:
-    from harness.chaos.experiment import run_under_load
+    from harness.chaos.experiment import run_under_load, unsupported_activities
 
+    experiment = request.node.stash[EXPERIMENT_KEY]
+    if unsupported := unsupported_activities(experiment, cluster):
+        pytest.skip("cannot run here: " + "; ".join(unsupported))
     try:
         evidence = run_under_load(
-            request.node.stash[EXPERIMENT_KEY],
+            experiment,
             cluster=cluster,
             kube=kube,
             deployed=deployed,

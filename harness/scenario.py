@@ -108,7 +108,11 @@ def steady_load(
         base_url,
         Constant(users=users, seconds=seconds),
         locustfile=PATHS_LOCUSTFILE,
-        env={"LOAD_PATH": path, "LOAD_USER_RPS": f"{service.load.rps:g}"},
+        env={
+            "LOAD_PATH": path,
+            "LOAD_USER_RPS": f"{service.load.rps:g}",
+            "LOAD_TIMEOUT_S": f"{service.load.timeout_s:g}",
+        },
     )
 
 

@@ -195,13 +195,19 @@ class AdminHooks:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """Steady load (`users` on `path`) and the CPU load that drives the HPA; `rps` per user."""
+    """Steady load (`users` on `path`) and the CPU load that drives the HPA; `rps` per user.
+
+    A request without an answer after `timeout_s` counts as failed, and its user goes on:
+    a user stuck on a lost connection would stop sending while the outage lasts, and
+    the outage would not show in the error rate.
+    """
 
     path: str
     users: int
     cpu_path: str
     cpu_users: int
     rps: float = 5.0
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -281,6 +287,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             cpu_path=load.get("cpu_path", _url_path),
             cpu_users=load.get("cpu_users", _count(1)),
             rps=load.get("rps", _positive, 5.0),
+            timeout_s=load.get("timeout", parse_seconds, 5.0),
         )
         load.done()
     if (admin := r.section("admin", required=False)) is not None:

@@ -735,3 +735,25 @@ def test_service_spec_is_parametrized_for_scenarios_and_chosen_for_the_rest(inne
     )
     collected = inner.runpytest("--collect-only", "-q", f"--resilience-spec={spec}", "scenarios")
     collected.stdout.fnmatch_lines(["scenarios/experiments/steady.yaml::steady[[]other[]]"])
+
+
+def test_activities_a_provider_cannot_carry_out_are_named_with_why():
+    experiment = yaml.safe_load(
+        (Path(__file__).parents[1] / "scenarios/experiments/kubelet-restart.yaml").read_text()
+    )
+
+    class Plain:  # a provider without component control, like kind's
+        name = "kind"
+
+    class WithComponents(Plain):
+        name = "local"
+
+        def stop_component(self, component): ...
+        def start_component(self, component): ...
+        def restart_component(self, component): ...
+        def component_status(self): ...
+
+    assert ex.unsupported_activities(experiment, Plain()) == [
+        "restart-kubelet (the kind provider cannot restart cluster components)"
+    ]
+    assert ex.unsupported_activities(experiment, WithComponents()) == []

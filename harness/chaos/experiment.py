@@ -54,7 +54,7 @@ from kubernetes.config import kube_config
 from harness.assertions import Check, Evidence, slo_checks
 from harness.chaos.faults import leftovers, revert_all
 from harness.chaos.ledger import Ledger
-from harness.cluster.provider import ClusterProvider
+from harness.cluster.provider import ClusterProvider, ComponentControl
 from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
 from harness.errors import InvalidConfiguration
@@ -65,6 +65,34 @@ from harness.observe import TimelineRecorder
 from harness.run import Run
 from harness.scenario import deploy_service, provide_images, steady_load, wait_for_check
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
+
+# What a provider must be able to do for the harness actions that reach past the API.
+ACTION_ABILITIES: dict[str, tuple[type, str]] = {
+    "stop_component": (ComponentControl, "stop and start cluster components"),
+    "restart_component": (ComponentControl, "restart cluster components"),
+}
+
+
+def unsupported_activities(experiment: Mapping[str, Any], cluster: ClusterProvider) -> list[str]:
+    """The experiment's activities that `cluster`'s provider cannot carry out, each with why."""
+    hypothesis = experiment.get("steady-state-hypothesis") or {}
+    activities = [
+        *hypothesis.get("probes", []),
+        *experiment.get("method", []),
+        *experiment.get("rollbacks", []),
+    ]
+    found = []
+    for activity in activities:
+        provider = activity.get("provider") or {}
+        if provider.get("module") != "harness.chaos.actions":
+            continue
+        ability = ACTION_ABILITIES.get(provider.get("func", ""))
+        if ability and not isinstance(cluster, ability[0]):
+            found.append(
+                f"{activity.get('name')} (the {cluster.name} provider cannot {ability[1]})"
+            )
+    return found
+
 
 EXTENSION = "kube-harness"
 SUFFIXES = (".json", ".yaml", ".yml")

@@ -216,7 +216,7 @@ def plan(*, node_image: bool = True) -> list[Change]:
         )
     changes.append(
         Change(
-            "build kind (cached) from the Go module proxy",
+            "build kind from the Go module proxy (or reuse the cached build)",
             "kind's release downloads come from GitHub, which is not reachable everywhere",
             lambda: ensure_binaries(["kind"]),
         )
@@ -224,7 +224,7 @@ def plan(*, node_image: bool = True) -> list[Change]:
     if node_image:
         changes.append(
             Change(
-                "build the kind node image offline (cached) and load it into Docker",
+                "build the kind node image offline (or reuse the cached one), load it into Docker",
                 "no registry is needed: it is made from the same official sources as the "
                 "local provider's cluster",
                 build_and_load_node_image,
