@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster import Selection
 from harness.cluster.build import PinnedVersionNotFound
 from harness.cluster.local import LocalProvider
 from harness.cluster.local.layout import Layout
@@ -30,6 +31,17 @@ pytestmark = [
     pytest.mark.cluster_lifecycle,
     pytest.mark.exclusive_cluster,
 ]
+
+
+@pytest.fixture(autouse=True)
+def _local_run(cluster_selection: Selection) -> None:
+    """They bring local clusters up and down: only in runs that use the local provider
+    (a kind cluster would hold the NodePorts they need)."""
+    if cluster_selection.name != "local":
+        pytest.skip(
+            f"these tests take the local cluster down; this run uses {cluster_selection.name}"
+        )
+
 
 REPO = Path(__file__).resolve().parents[1]
 CHAIN_PREFIXES = ("KUBE-", "CNI-", "KH-")
