@@ -3,14 +3,15 @@
 It follows kind's own recipe (images/base/Dockerfile and `kind build node-image` in the
 pinned kind module): a Debian root filesystem with systemd and containerd, kind's base
 files (entrypoint, systemd units, containerd config) taken from that module, the kubeadm,
-kubelet and kubectl binaries in /usr/bin, /kind/version, kind's default CNI and storage
+kubelet and kubectl binaries in /usr/bin, /kind/version, the default CNI and storage
 manifests, and every image kubeadm and those manifests name, imported into the node's
 containerd store beforehand. `kind build node-image` itself cannot do this offline: it
 pulls every image it did not build. Nothing here touches a registry.
 
-Differences from kind's base image, all because of what this machine offers: containerd,
-runc and the CNI plugins are Debian's (kind builds newer ones from GitHub sources), and the
-images are the harness's own builds under the tags kind and kubeadm expect.
+Differences from kind's images, all because of what this machine can reach: containerd,
+runc and the CNI plugins are Debian's (kind builds newer ones from GitHub sources); the
+default CNI is flannel, since kindnetd's source is not on the Go module proxy; the images
+are the harness's own builds under the tags kind and kubeadm expect.
 """
 
 from __future__ import annotations
