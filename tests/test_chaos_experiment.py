@@ -742,8 +742,8 @@ def test_activities_a_provider_cannot_carry_out_are_named_with_why():
         (Path(__file__).parents[1] / "scenarios/experiments/kubelet-restart.yaml").read_text()
     )
 
-    class Plain:  # a provider without component control, like kind's
-        name = "kind"
+    class Plain:  # a provider without component control, like existing's
+        name = "existing"
 
     class WithComponents(Plain):
         name = "local"
@@ -754,6 +754,6 @@ def test_activities_a_provider_cannot_carry_out_are_named_with_why():
         def component_status(self): ...
 
     assert ex.unsupported_activities(experiment, Plain()) == [
-        "restart-kubelet (the kind provider cannot restart cluster components)"
+        "restart-kubelet (the existing provider cannot restart cluster components)"
     ]
     assert ex.unsupported_activities(experiment, WithComponents()) == []

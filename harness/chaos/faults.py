@@ -215,7 +215,7 @@ def _control(cluster: ClusterProvider) -> ComponentControl:
     if not isinstance(cluster, ComponentControl):
         raise NotInjectable(
             f"the {cluster.name} provider cannot stop or start cluster components",
-            fix="use the local provider for component faults",
+            fix="use the local or kind provider for component faults",
         )
     return cluster
 

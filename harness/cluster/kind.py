@@ -16,7 +16,7 @@ from harness.cluster import addons, kind_prepare
 from harness.cluster.build import cache_root, cached_path, ensure_binaries
 from harness.cluster.provider import CACHE_DIR, Capabilities, ClusterOptions, Probe
 from harness.commands import run
-from harness.errors import CommandFailed
+from harness.errors import CommandFailed, InvalidConfiguration
 from harness.images.builders import static_binary_image
 from harness.kube import Kube, wait_nodes_ready
 from harness.progress import step
@@ -28,6 +28,8 @@ KIND_CONFIG_API = "kind.x-k8s.io/v1alpha4"
 POD_SUBNET = "10.244.0.0/16"
 SERVICE_SUBNET = "10.96.0.0/16"
 GUARD_COMMENT = "kube-harness: kind cluster ranges stay on this machine"
+# The systemd units of a kind node that component faults stop, start and restart.
+NODE_COMPONENTS = ("kubelet", "containerd")
 # kind's CoreDNS, and the metrics-server the provider adds.
 ADDON_DEPLOYMENTS = ("coredns", "metrics-server")
 RESTRICT_OOM_SCORE_ADJ = '[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true\n'
@@ -286,6 +288,47 @@ class KindProvider:
 
     def node_exec(self, node: str, argv: Sequence[str]) -> str:
         return run(["docker", "exec", node, *argv])
+
+    # --- component control: the node's systemd units, on every node -------------------------
+
+    def stop_component(self, component: str) -> None:
+        """Stop `component` ("kubelet", "containerd") on every node, until started again."""
+        self._systemctl("stop", component)
+
+    def start_component(self, component: str) -> None:
+        self._systemctl("start", component)
+
+    def restart_component(self, component: str) -> None:
+        self._systemctl("restart", component)
+
+    def component_status(self) -> dict[str, dict[str, Any]]:
+        """Per component, over every node: pids ("node=pid,..."), running on all, restarts."""
+        status = {}
+        for component in NODE_COMPONENTS:
+            units = {node: self._unit(node, component) for node in self.nodes()}
+            status[component] = {
+                "pid": ",".join(f"{node}={unit['MainPID']}" for node, unit in units.items()),
+                "running": all(unit["ActiveState"] == "active" for unit in units.values()),
+                # `systemctl stop` leaves a unit inactive; a crashed one is restarting.
+                "wanted": all(unit["ActiveState"] != "inactive" for unit in units.values()),
+                "restarts": sum(int(unit["NRestarts"] or 0) for unit in units.values()),
+                "last_exit": max(int(unit["ExecMainStatus"] or 0) for unit in units.values()),
+            }
+        return status
+
+    def _unit(self, node: str, component: str) -> dict[str, str]:
+        fields = ("MainPID", "ActiveState", "NRestarts", "ExecMainStatus")
+        shown = self.node_exec(node, ["systemctl", "show", component, *(f"-p{f}" for f in fields)])
+        return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+    def _systemctl(self, action: str, component: str) -> None:
+        if component not in NODE_COMPONENTS:
+            raise InvalidConfiguration(
+                f"the kind provider controls {', '.join(NODE_COMPONENTS)}, not {component!r}",
+                fix=f"name one of: {', '.join(NODE_COMPONENTS)}",
+            )
+        for node in self.nodes():
+            self.node_exec(node, ["systemctl", action, component])
 
     def _kind(self, *args: str) -> str:
         return run([self.kind_path, *args], fix="run `harness doctor` to check kind and Docker")

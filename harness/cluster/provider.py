@@ -180,7 +180,8 @@ class NodeShell(Protocol):
 @runtime_checkable
 class ComponentControl(Protocol):
     """Optional: stop, start and restart one cluster component (the local provider's
-    supervisor does this for kubelet, containerd, kube-proxy and the control plane)."""
+    supervisor does this for kubelet, containerd, kube-proxy and the control plane; the kind
+    provider for the kubelet and containerd units of every node)."""
 
     def stop_component(self, component: str) -> None: ...
 
