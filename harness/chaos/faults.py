@@ -22,7 +22,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -932,13 +932,17 @@ def _wait_running(
 def _component_guard(t: Target, fault: str, component: str) -> ComponentControl:
     _guard_node(t, fault)
     control = _control(t.cluster)
-    known = control.component_status()
-    if component not in known:
+    _check_known(t, "component", component, control.component_status())
+    return control
+
+
+def _check_known(t: Target, kind: str, name: str, known: Iterable[str]) -> None:
+    known = list(known)
+    if name not in known:
         raise NotInjectable(
-            f"the {t.cluster.name} cluster has no component {component!r}",
+            f"the {t.cluster.name} cluster has no {kind} {name!r}",
             fix=f"name one of: {', '.join(known)}",
         )
-    return control
 
 
 def stop_component(t: Target, component: str) -> Injected:
@@ -962,12 +966,7 @@ def stop_node(t: Target, node: str) -> Injected:
     """
     _guard_node(t, "stop_node")
     lifecycle = _lifecycle(t.cluster)
-    known = lifecycle.nodes()
-    if node not in known:
-        raise NotInjectable(
-            f"the {t.cluster.name} cluster has no node {node!r}",
-            fix=f"name one of: {', '.join(known)}",
-        )
+    _check_known(t, "node", node, lifecycle.nodes())
     entry = _new(t, "stop_node", node=node, target=node, undo={"node": node})
     return _inject(t, entry, lambda: lifecycle.stop_node(node))
 
