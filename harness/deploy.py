@@ -13,33 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
-from harness.commands import run
-from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
+from harness.errors import HarnessError, InvalidConfiguration, WaitAborted
 from harness.kube import API_NOT_UP, Kube, secret_value
 from harness.locks import file_lock
 from harness.progress import step
+from harness.render import Object, describe, render
 from harness.wait import Pending, wait_for
 
 FIELD_MANAGER = "kube-harness"
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 DEFAULT_ROLLOUT_TIMEOUT = 180.0
 DEFAULT_TEARDOWN_TIMEOUT = 120.0
 
@@ -69,133 +63,6 @@ FIXES["ImagePullBackOff"] = FIXES["ErrImageNeverPull"] = FIXES["ErrImagePull"]
 FIXES["CreateContainerError"] = FIXES["RunContainerError"] = (
     "read the runtime's error above; the node's containerd log has the rest"
 )
-
-Object = dict[str, Any]
-
-
-def describe(obj: Mapping[str, Any]) -> str:
-    """`Kind namespace/name` of a manifest object, for messages."""
-    meta = obj.get("metadata") or {}
-    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
-    return f"{obj.get('kind')} {where}{meta.get('name')}"
-
-
-# --- rendering ------------------------------------------------------------------------------
-
-
-def image_override(name: str, ref: str) -> dict[str, str]:
-    """A kustomize `images:` entry that makes image `name` become `ref`.
-
-    Example:
-        >>> image_override("demo", "localhost:5000/demo:v2")
-        {'name': 'demo', 'newName': 'localhost:5000/demo', 'newTag': 'v2'}
-    """
-    if not name or not ref:
-        raise InvalidConfiguration(
-            f"image override {name!r} -> {ref!r} is incomplete",
-            fix="map an image name of the manifests to a full reference, e.g. "
-            "{'localhost/kube-harness/demo-service': 'localhost/kube-harness/demo-service:v2'}",
-        )
-    repository, at, digest = ref.partition("@")
-    if at:
-        return {"name": name, "newName": repository, "digest": digest}
-    head, colon, tag = ref.rpartition(":")
-    if colon and "/" not in tag:
-        return {"name": name, "newName": head, "newTag": tag}
-    return {"name": name, "newName": ref}
-
-
-def _kustomize_error(message: str) -> str:
-    """The `err="..."` part of kubectl's failure lines, or the whole message."""
-    found = re.findall(r'err="(.*)"\s*$', message, flags=re.MULTILINE)
-    return "; ".join(found) if found else message
-
-
-def render(
-    kustomization_dir: Path,
-    *,
-    namespace: str | None = None,
-    images: Mapping[str, str] | None = None,
-    kubectl: str | Path = "kubectl",
-) -> list[Object]:
-    """Build a kustomization with `kubectl kustomize` and return its objects as dicts.
-
-    The directory is not modified: a throw-away kustomization on top of it sets the
-    namespace and the image overrides.
-
-    Args:
-        kustomization_dir: a kustomize base or overlay directory.
-        namespace: namespace for every namespaced object.
-        images: image name in the manifests -> reference to use instead.
-        kubectl: the kubectl binary (its built-in kustomize renders).
-
-    Raises:
-        InvalidConfiguration: no kustomization there, kubectl missing, the kustomization does
-            not build (invalid YAML, a missing file, ...), or the output is not objects.
-
-    Example:
-        >>> render(Path("manifests/overlays/ci"), namespace="t1")[0]["kind"]  # doctest: +SKIP
-        'ConfigMap'
-    """
-    directory = Path(kustomization_dir).resolve()
-    if not any((directory / name).is_file() for name in KUSTOMIZATION_FILES):
-        raise InvalidConfiguration(
-            f"{directory} holds no kustomization.yaml",
-            fix="point at a kustomize base or overlay, e.g. manifests/overlays/ci",
-        )
-    if shutil.which(str(kubectl)) is None:
-        raise InvalidConfiguration(
-            f"{kubectl} is needed to render kustomizations and was not found",
-            fix="install kubectl (it includes kustomize) or pass its path as kubectl=",
-        )
-    wrapper: Object = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
-    if namespace:
-        wrapper["namespace"] = namespace
-    if images:
-        wrapper["images"] = [image_override(name, ref) for name, ref in images.items()]
-    with tempfile.TemporaryDirectory(prefix="kh-render-") as tmp:
-        # kustomize refuses absolute paths as resources; a relative one reaches anywhere.
-        wrapper["resources"] = [os.path.relpath(directory, tmp)]
-        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
-        try:
-            output = run([str(kubectl), "kustomize", tmp], timeout=120)
-        except CommandFailed as exc:
-            raise InvalidConfiguration(
-                f"kustomization {directory} does not build: {_kustomize_error(exc.message)}",
-                fix=f"run `kubectl kustomize {directory}` and fix what it reports",
-            ) from None
-    return parse_objects(output, source=str(directory))
-
-
-def parse_objects(text: str, *, source: str) -> list[Object]:
-    """Parse a multi-document YAML stream into Kubernetes objects.
-
-    Raises:
-        InvalidConfiguration: the text is not YAML, or a document lacks apiVersion, kind or
-            metadata.name.
-    """
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        raise InvalidConfiguration(
-            f"{source}: not valid YAML: {exc}", fix="fix the YAML syntax at the line shown"
-        ) from None
-    for number, document in enumerate(documents, start=1):
-        meta = document.get("metadata") if isinstance(document, dict) else None
-        if not (
-            isinstance(document, dict)
-            and document.get("apiVersion")
-            and document.get("kind")
-            and isinstance(meta, dict)
-            and meta.get("name")
-        ):
-            snippet = json.dumps(document)[:120]
-            raise InvalidConfiguration(
-                f"{source}: document {number} is not a Kubernetes object: {snippet}",
-                fix="every document needs apiVersion, kind and metadata.name",
-            )
-    return documents
-
 
 # --- NodePorts ------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Rendering, NodePort choice and rollout verdicts of harness.deploy, without a cluster."""
+"""NodePort choice and rollout verdicts of harness.deploy, without a cluster."""
 
 from __future__ import annotations
 
@@ -25,13 +25,9 @@ from harness.deploy import (
     FIXES,
     NodePortPool,
     NodePortRotation,
-    _kustomize_error,
     apply_all,
     deploy,
-    image_override,
     last_probe_failure,
-    parse_objects,
-    render,
     rollout_verdict,
     wait_node_ports_answer,
 )
@@ -96,96 +92,6 @@ def test_last_probe_failure_counts_only_that_pod_and_probe() -> None:
         "Readiness probe failed: HTTP probe failed with statuscode: 503 (5x)"
     )
     assert last_probe_failure("c", events) is None
-
-
-# --- rendering ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("ref", "entry"),
-    [
-        ("demo:v2", {"newName": "demo", "newTag": "v2"}),
-        ("localhost:5000/demo:v2", {"newName": "localhost:5000/demo", "newTag": "v2"}),
-        ("localhost:5000/demo", {"newName": "localhost:5000/demo"}),
-        ("demo@sha256:abc", {"newName": "demo", "digest": "sha256:abc"}),
-    ],
-)
-def test_image_override(ref: str, entry: dict[str, str]) -> None:
-    assert image_override("x", ref) == {"name": "x", **entry}
-
-
-def test_image_override_needs_both_sides() -> None:
-    with pytest.raises(InvalidConfiguration, match="incomplete"):
-        image_override("demo", "")
-
-
-def test_render_sets_namespace_and_images_without_touching_the_overlay() -> None:
-    before = (CI_OVERLAY / "kustomization.yaml").read_text()
-    objects = render(
-        CI_OVERLAY,
-        namespace="t-42",
-        images={"localhost/kube-harness/demo-service": "127.0.0.1:1/other:v9"},
-    )
-    assert (CI_OVERLAY / "kustomization.yaml").read_text() == before
-    assert {o["metadata"].get("namespace") for o in objects} == {"t-42"}
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "127.0.0.1:1/other:v9"
-    )
-
-
-def test_render_refuses_a_directory_without_kustomization(tmp_path: Path) -> None:
-    with pytest.raises(InvalidConfiguration, match=r"holds no kustomization\.yaml"):
-        render(tmp_path)
-
-
-def test_render_names_the_broken_file_and_line() -> None:
-    with pytest.raises(InvalidConfiguration) as caught:
-        render(BAD_MANIFESTS / "invalid-yaml")
-    message = str(caught.value)
-    assert "does not build" in message
-    assert "broken.yaml" in message
-    assert "line 4" in message
-    assert "run.go" not in message  # kubectl's log prefix is stripped
-    assert "kubectl kustomize" in (caught.value.fix or "")
-
-
-def test_render_names_a_missing_resource() -> None:
-    with pytest.raises(InvalidConfiguration, match=r"not-there\.yaml"):
-        render(BAD_MANIFESTS / "invalid-missing-resource")
-
-
-def test_render_passes_unknown_kinds_on_to_the_cluster_check() -> None:
-    kinds = [o["kind"] for o in render(BAD_MANIFESTS / "invalid-unknown-kind")]
-    assert "Deploymnet" in kinds
-
-
-def test_render_without_kubectl(tmp_path: Path) -> None:
-    with pytest.raises(InvalidConfiguration, match="kubectl-nope"):
-        render(CI_OVERLAY, kubectl=tmp_path / "kubectl-nope")
-
-
-def test_kustomize_error_keeps_only_the_error_text() -> None:
-    stderr = (
-        'kubectl kustomize /tmp/x exited 1:\n    E1123 01:00:00.1 2146 run.go:72] "command failed" '
-        'err="accumulating resources: boom"'
-    )
-    assert _kustomize_error(stderr) == "accumulating resources: boom"
-    assert _kustomize_error("plain failure") == "plain failure"
-
-
-@pytest.mark.parametrize(
-    ("text", "complaint"),
-    [
-        ("a: [", "not valid YAML"),
-        ("- just\n- a list\n", "document 1 is not a Kubernetes object"),
-        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "document 1 is not"),
-        ("apiVersion: v1\nkind: A\nmetadata: {name: a}\n---\nkind: B\n", "document 2 is not"),
-    ],
-)
-def test_parse_objects_refuses_what_is_not_an_object(text: str, complaint: str) -> None:
-    with pytest.raises(InvalidConfiguration, match=complaint):
-        parse_objects(text, source="test")
 
 
 # --- NodePorts ------------------------------------------------------------------------------

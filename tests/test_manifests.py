@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from harness.cluster.provider import DEFAULT_NODE_PORTS
-from harness.deploy import render
+from harness.render import render
 from harness.images.demo import demo_image_ref
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"

@@ -1,0 +1,217 @@
+"""Rendering a service's manifests as its authors ship them, into objects the harness applies.
+
+Three shapes are accepted, none of them changed on disk: a kustomization directory (base or
+overlay), a single manifest file, or a folder of plain manifest files (`*.yaml`, `*.yml`,
+`*.json`, searched recursively; no kustomization needed). Each is rendered through a throw-away
+kustomization on top of it, so the test namespace and the image overrides are set the same
+way for all three.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.commands import run
+from harness.errors import CommandFailed, InvalidConfiguration
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+Object = dict[str, Any]
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind namespace/name` of a manifest object, for messages."""
+    meta = obj.get("metadata") or {}
+    where = f"{meta['namespace']}/" if meta.get("namespace") else ""
+    return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+def image_override(name: str, ref: str) -> dict[str, str]:
+    """A kustomize `images:` entry that makes image `name` become `ref`.
+
+    Example:
+        >>> image_override("demo", "localhost:5000/demo:v2")
+        {'name': 'demo', 'newName': 'localhost:5000/demo', 'newTag': 'v2'}
+    """
+    if not name or not ref:
+        raise InvalidConfiguration(
+            f"image override {name!r} -> {ref!r} is incomplete",
+            fix="map an image name of the manifests to a full reference, e.g. "
+            "{'localhost/kube-harness/demo-service': 'localhost/kube-harness/demo-service:v2'}",
+        )
+    repository, at, digest = ref.partition("@")
+    if at:
+        return {"name": name, "newName": repository, "digest": digest}
+    head, colon, tag = ref.rpartition(":")
+    if colon and "/" not in tag:
+        return {"name": name, "newName": head, "newTag": tag}
+    return {"name": name, "newName": ref}
+
+
+def is_kustomization(path: Path) -> bool:
+    return path.is_dir() and any((path / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
+def plain_manifest_files(path: Path) -> list[Path]:
+    """The manifest files `path` stands for: itself, or every manifest file below it.
+
+    Raises:
+        InvalidConfiguration: the path does not exist, or holds no manifest file.
+    """
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InvalidConfiguration(
+            f"manifests {path} do not exist",
+            fix="point `manifests:` at a kustomization directory, a manifest file or a "
+            "folder of manifest files",
+        )
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix in MANIFEST_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise InvalidConfiguration(
+            f"{path} holds no kustomization.yaml and no manifest files "
+            f"({', '.join('*' + s for s in MANIFEST_SUFFIXES)})",
+            fix="point at a kustomization directory, a manifest file or a folder of them",
+        )
+    return files
+
+
+def check_source(path: Path) -> Path:
+    """`path`, resolved, once it is something `render` can render.
+
+    Raises:
+        InvalidConfiguration: see `plain_manifest_files`.
+    """
+    path = Path(path).resolve()
+    if not is_kustomization(path):
+        plain_manifest_files(path)
+    return path
+
+
+def _kustomize_error(message: str) -> str:
+    """The `err="..."` part of kubectl's failure lines, or the whole message."""
+    found = re.findall(r'err="(.*)"\s*$', message, flags=re.MULTILINE)
+    return "; ".join(found) if found else message
+
+
+def _plain_resources(source: Path, into: Path) -> list[str]:
+    """Copy the plain manifests under `into` (kustomize reads only files below its root),
+    each checked first so that a broken file is named, not kustomize's view of it."""
+    names = []
+    for number, file in enumerate(plain_manifest_files(source)):
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidConfiguration(
+                f"manifest file {file} cannot be read: {exc}", fix="make it a readable text file"
+            ) from None
+        if not parse_objects(text, source=str(file)):
+            continue  # an empty file (or only comments) adds nothing
+        name = f"{number:04d}-{file.name}"
+        (into / name).write_text(text)
+        names.append(name)
+    return names
+
+
+def render(
+    source: Path,
+    *,
+    namespace: str | None = None,
+    images: Mapping[str, str] | None = None,
+    kubectl: str | Path = "kubectl",
+) -> list[Object]:
+    """Render a service's manifests with `kubectl kustomize` into objects (dicts).
+
+    Args:
+        source: a kustomization directory, a manifest file or a folder of manifest files.
+        namespace: namespace for every namespaced object.
+        images: image name in the manifests -> reference to use instead.
+        kubectl: the kubectl binary (its built-in kustomize renders).
+
+    Raises:
+        InvalidConfiguration: nothing renderable there, kubectl missing, the manifests do not
+            build (invalid YAML, a missing file, ...), or the output is not objects.
+
+    Example:
+        >>> render(Path("manifests/overlays/ci"), namespace="t1")[0]["kind"]  # doctest: +SKIP
+        'ConfigMap'
+    """
+    directory = check_source(source)
+    if shutil.which(str(kubectl)) is None:
+        raise InvalidConfiguration(
+            f"{kubectl} is needed to render manifests and was not found",
+            fix="install kubectl (it includes kustomize) or pass its path as kubectl=",
+        )
+    wrapper: Object = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    if namespace:
+        wrapper["namespace"] = namespace
+    if images:
+        wrapper["images"] = [image_override(name, ref) for name, ref in images.items()]
+    with tempfile.TemporaryDirectory(prefix="kh-render-") as tmp:
+        if is_kustomization(directory):
+            # kustomize refuses absolute paths as resources; a relative one reaches anywhere.
+            wrapper["resources"] = [os.path.relpath(directory, tmp)]
+        else:
+            wrapper["resources"] = _plain_resources(directory, Path(tmp))
+            if not wrapper["resources"]:
+                raise InvalidConfiguration(
+                    f"{directory} holds no Kubernetes objects (every manifest file is empty)",
+                    fix="point at the folder or file that holds the service's manifests",
+                )
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
+        try:
+            output = run([str(kubectl), "kustomize", tmp], timeout=120)
+        except CommandFailed as exc:
+            raise InvalidConfiguration(
+                f"manifests {directory} do not build: {_kustomize_error(exc.message)}",
+                fix=f"run `kubectl kustomize {directory}` and fix what it reports"
+                if is_kustomization(directory)
+                else "fix the manifest files named above",
+            ) from None
+    return parse_objects(output, source=str(directory))
+
+
+def parse_objects(text: str, *, source: str) -> list[Object]:
+    """Parse a multi-document YAML stream into Kubernetes objects.
+
+    Raises:
+        InvalidConfiguration: the text is not YAML, or a document lacks apiVersion, kind or
+            metadata.name.
+    """
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise InvalidConfiguration(
+            f"{source}: not valid YAML: {exc}", fix="fix the YAML syntax at the line shown"
+        ) from None
+    for number, document in enumerate(documents, start=1):
+        meta = document.get("metadata") if isinstance(document, dict) else None
+        if not (
+            isinstance(document, dict)
+            and document.get("apiVersion")
+            and document.get("kind")
+            and isinstance(meta, dict)
+            and meta.get("name")
+        ):
+            snippet = json.dumps(document)[:120]
+            raise InvalidConfiguration(
+                f"{source}: document {number} is not a Kubernetes object: {snippet}",
+                fix="every document needs apiVersion, kind and metadata.name",
+            )
+    return documents
