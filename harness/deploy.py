@@ -1,10 +1,12 @@
-"""Deploying a kustomization into a test namespace, and knowing within seconds when it cannot work.
+"""Deploying a service's manifests into a test namespace, and knowing within seconds when it
+cannot work.
 
-`deploy()` renders the kustomization (`kubectl kustomize`, with the provider's images and the
-test namespace), checks it against the cluster before creating anything (every kind served,
-a server-side dry run), gives each NodePort Service a free port from the harness's range,
-applies everything with server-side apply and waits, through `wait_for`, until every
-Deployment has rolled out. Pod states that waiting cannot fix (image pulls, crash loops,
+`deploy()` renders the manifests (harness.render, with the provider's images and the test
+namespace), adds a NodePort Service of the harness's own where none reaches the pods that take
+the load (harness.access), checks everything against the cluster before creating anything
+(every kind served, a server-side dry run), gives each NodePort Service a free port from the
+harness's range, applies everything with server-side apply and waits, through `wait_for`,
+until every Deployment has rolled out. Pod states that waiting cannot fix (image pulls, crash loops,
 missing config) abort the wait at once, naming the resource, the reason and the last state;
 a timeout names the probe that has not passed. A failed deploy deletes what it created.
 """
@@ -25,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from harness.access import LoadEntry, Reach, reach
 from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
 from harness.errors import HarnessError, InvalidConfiguration, WaitAborted
 from harness.kube import API_NOT_UP, Kube, secret_value
@@ -622,6 +625,7 @@ class Deployed:
     node_ports: dict[str, int]
     applier: Applier
     kubectl: str | Path = "kubectl"
+    own_service: Object | None = None  # the harness's NodePort Service, when it added one
 
     @property
     def deployments(self) -> list[str]:
@@ -653,6 +657,8 @@ class Deployed:
         (an HPA may have changed it).
         """
         objects = render(self.source, namespace=self.namespace, images=images, kubectl=self.kubectl)
+        if self.own_service is not None:
+            objects.append(self.own_service)
         for obj in objects:
             if is_node_port_service(obj):
                 obj["spec"]["ports"] = _find(self.objects, obj)["spec"]["ports"]
@@ -694,6 +700,7 @@ def deploy(
     timeout: float = DEFAULT_ROLLOUT_TIMEOUT,
     kubectl: str | Path = "kubectl",
     keep_on_failure: bool = False,
+    entry: LoadEntry | None = None,
 ) -> Deployed:
     """Render, check, apply and wait: the kustomization runs in `namespace` when this returns.
 
@@ -706,6 +713,10 @@ def deploy(
         timeout: seconds for the rollout.
         kubectl: kubectl binary used to render.
         keep_on_failure: leave the objects in place when the rollout fails (for debugging).
+        entry: the Deployment (and port) the load goes to; without a NodePort Service
+            selecting it in the manifests, the harness adds one of its own
+            (harness.access). Without `entry`, the first NodePort Service of the
+            manifests is used.
 
     Returns:
         A handle with the base URL on 127.0.0.1 (answering by then), the pods and
@@ -713,8 +724,8 @@ def deploy(
 
     Raises:
         InvalidConfiguration: found before anything is created: the namespace is missing,
-            the kustomization does not build, a kind is unknown, the API server refuses an
-            object, or there is no NodePort Service.
+            the manifests do not build, a kind is unknown, the API server refuses an
+            object, or (without `entry`) there is no NodePort Service.
         WaitAborted: a pod is stuck (image pull, crash loop, config error); objects deleted.
         WaitTimeout: the rollout did not finish in time; objects deleted.
 
@@ -733,12 +744,19 @@ def deploy(
         ) from None
     source = Path(kustomization_dir)
     objects = render(source, namespace=namespace, images=images, kubectl=kubectl)
+    if entry is not None:
+        reached = reach(objects, entry)
+        if reached.own:
+            objects.append(reached.service)
     services = [o for o in objects if is_node_port_service(o)]
-    if not services:
-        raise InvalidConfiguration(
-            f"{source} has no NodePort Service, so nothing answers on 127.0.0.1",
-            fix="add a Service of type NodePort (see manifests/base/service-nodeport.yaml)",
-        )
+    if entry is None:
+        if not services:
+            raise InvalidConfiguration(
+                f"{source} has no NodePort Service, so nothing answers on 127.0.0.1",
+                fix="name the Deployment that takes the load (deploy(entry=LoadEntry(...))): "
+                "the harness then adds a NodePort Service of its own",
+            )
+        reached = Reach(services[0], 0, own=False)
     applier = Applier(kube)
     for obj in objects:
         applier.resource(obj)  # unknown kinds fail here, before anything exists
@@ -755,12 +773,14 @@ def deploy(
                 namespace=namespace,
                 source=source,
                 objects=objects,
-                base_url=f"http://127.0.0.1:{services[0]['spec']['ports'][0]['nodePort']}",
+                base_url="http://127.0.0.1:"
+                f"{reached.service['spec']['ports'][reached.port_index]['nodePort']}",
                 node_ports={
                     s["metadata"]["name"]: s["spec"]["ports"][0]["nodePort"] for s in services
                 },
                 kubectl=kubectl,
                 applier=applier,
+                own_service=reached.service if reached.own else None,
             )
             rotation.note(deployed.node_ports.values())
             wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)

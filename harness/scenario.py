@@ -7,16 +7,18 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.access import LoadEntry
 from harness.assertions import Check, Evidence
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
 from harness.deploy import Deployed, deploy
 from harness.errors import InvalidConfiguration, WaitTimeout
+from harness.images.cache import archive_file
 from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
 from harness.progress import say
-from harness.spec import ResilienceSpec, ServiceSpec, load_spec
+from harness.spec import GoProgramBuild, ResilienceSpec, ServiceSpec, load_spec
 from harness.wait import Pending, wait_for
 
 DEFAULT_SPEC = Path("scenarios") / "demo-service.spec.yaml"
@@ -32,13 +34,23 @@ def read_spec(option: str | None, rootdir: Path) -> ResilienceSpec:
 
 
 def build_service_images(service: ServiceSpec) -> list[Path]:
-    """Image archives the harness builds for `service` (its `build:`), in spec order."""
+    """Image archives for `service`: those it lists (`archives:`), then those the harness
+    builds for it (`build:`), in spec order."""
+    archives = [archive_file(path) for path in service.archives]
     if service.build == "demo":
         from harness.images.demo import build_demo_images
 
         versions = [ref.rpartition(":")[2] for ref in service.images.values()]
-        return build_demo_images(versions)
-    return []
+        archives += build_demo_images(versions)
+    elif isinstance(service.build, GoProgramBuild):
+        from harness.images.builders import go_program_image
+
+        build = service.build
+        archives += [
+            go_program_image(ref, build.package, user=build.user)
+            for ref in dict.fromkeys(service.images.values())
+        ]
+    return archives
 
 
 def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]:
@@ -83,6 +95,7 @@ def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed
         service.manifests,
         images=service.image_override("current"),
         kubectl=kubectl_path(),
+        entry=LoadEntry(service.deployment, service.port),
     )
 
 

@@ -19,6 +19,7 @@ import yaml
 
 from harness.errors import InvalidConfiguration
 from harness.load import SLO
+from harness.render import check_source
 
 API_VERSION = "kube-harness/v1"
 KIND = "ResilienceSpec"
@@ -74,14 +75,50 @@ def _positive(raw: Any) -> float:
     return float(raw)
 
 
+@dataclass(frozen=True)
+class GoProgramBuild:
+    """`build: {go: PACKAGE}`: each image version is built from Go main package `package` at
+    the module version its tag names (e.g. `...:v2.26.0`), as the cluster's components are."""
+
+    package: str
+    user: str = "65532:65532"
+
+
 # Image builders of the harness a spec may ask for (`build: demo`), run before deploying.
 IMAGE_BUILDERS = ("demo",)
 
 
-def _builder(raw: Any) -> str:
+def _builder(raw: Any) -> str | GoProgramBuild:
+    if isinstance(raw, Mapping):
+        unknown = sorted(set(raw) - {"go", "user"})
+        if unknown or "go" not in raw:
+            raise ValueError(
+                "a Go build is `{go: MAIN_PACKAGE}` (optionally `user: UID:GID`), "
+                f"not {dict(raw)!r}"
+            )
+        package = _text(raw["go"])
+        if "@" in package or not re.fullmatch(r"[a-z0-9.-]+\.[a-z]+(/[\w.~-]+)+", package):
+            raise ValueError(
+                f"{package!r} is not a Go package path like github.com/org/repo/cmd/app "
+                "(the version comes from each image's tag)"
+            )
+        return GoProgramBuild(package, **({"user": _text(raw["user"])} if "user" in raw else {}))
     if raw not in IMAGE_BUILDERS:
-        raise ValueError(f"{raw!r} is not an image builder; known: {', '.join(IMAGE_BUILDERS)}")
+        raise ValueError(
+            f"{raw!r} is not an image builder; known: {', '.join(IMAGE_BUILDERS)}, "
+            "or {go: MAIN_PACKAGE}"
+        )
     return raw
+
+
+def _port(raw: Any) -> str | int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        if not 1 <= raw <= 65535:
+            raise ValueError(f"a port number is 1-65535, not {raw}")
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?", raw):
+        return raw
+    raise ValueError(f"must be a port number or a port name like `http`, not {raw!r}")
 
 
 def _url_path(raw: Any) -> str:
@@ -225,7 +262,9 @@ class ServiceSpec:
     rollout: RolloutExpectation | None
     node_failure: NodeFailureExpectation | None = None
     admin: AdminHooks | None = None
-    build: str | None = None
+    build: str | GoProgramBuild | None = None
+    port: str | int | None = None  # the Service (or container) port that takes the load
+    archives: tuple[Path, ...] = ()  # image archives loaded into the cluster before deploying
 
     @property
     def image_name(self) -> str:
@@ -263,10 +302,19 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
     r = _Reader(data, where, problems)
 
     def manifests(raw: Any) -> Path:
-        path = (base / _text(raw)).resolve()
-        if not (path / "kustomization.yaml").is_file():
-            raise ValueError(f"{path} holds no kustomization.yaml")
-        return path
+        return check_source(base / _text(raw))
+
+    def archives(raw: Any) -> tuple[Path, ...]:
+        if not isinstance(raw, list) or not raw:
+            raise ValueError("must be a list of image archive paths (docker save, OCI layout)")
+        paths = tuple((base / _text(item)).resolve() for item in raw)
+        for path in paths:
+            if not (path.is_file() or (path / "index.json").is_file()):
+                raise ValueError(
+                    f"{path} is neither an image archive file nor an OCI layout folder "
+                    "(with index.json)"
+                )
+        return paths
 
     def slo(raw: Any) -> SLO:
         return SLO.from_mapping(raw, source=f"{where}.slo")
@@ -279,6 +327,8 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
         images=r.get("images", _images),
         slo=r.get("slo", slo),
         build=r.get("build", _builder, None),
+        port=r.get("port", _port, None),
+        archives=r.get("archives", archives, ()),
     )
     if (load := r.section("load")) is not None:
         service["load"] = LoadSpec(

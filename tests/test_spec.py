@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec import InvalidSpec, load_spec, parse_fraction, parse_seconds
+from harness.spec import GoProgramBuild, InvalidSpec, load_spec, parse_fraction, parse_seconds
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data" / "spec"
@@ -24,7 +24,7 @@ def test_every_problem_is_reported_at_once_with_its_place():
     text = str(caught.value)
     for expected in (
         "services[0].manifests: ",
-        "holds no kustomization.yaml",
+        "manifests/overlays/nope do not exist",
         "services[0].load.path: must be a URL path starting with '/'",
         "services[0].load.users: must be a whole number >= 1, not 0",
         "services[0].expect.hpa.scale_up_within: 'soon' is not a duration",
@@ -71,3 +71,60 @@ def test_fractions():
     assert parse_fraction(0.5) == 0.5
     with pytest.raises(ValueError):
         parse_fraction("150%")
+
+
+SERVICE = """
+apiVersion: kube-harness/v1
+kind: ResilienceSpec
+services:
+  - name: web
+    manifests: {manifests}
+    deployment: web
+    container: web
+    images: {{current: "example.org/web:v1.0.0"}}
+    load: {{path: /, users: 1, cpu_path: /, cpu_users: 1}}
+    slo: {{error_rate: 0%}}
+    expect: {{}}
+{extra}
+"""
+PLAIN = Path(__file__).parent / "data" / "render" / "plain-folder"
+
+
+def write_spec(tmp_path: Path, extra: str = "", manifests: str = str(PLAIN)) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SERVICE.format(manifests=manifests, extra=extra))
+    return path
+
+
+def test_plain_manifests_a_port_a_go_build_and_archives(tmp_path: Path) -> None:
+    (tmp_path / "web.tar").write_bytes(b"")
+    (tmp_path / "oci" / "layout").mkdir(parents=True)
+    (tmp_path / "oci" / "layout" / "index.json").write_text("{}")
+    extra = (
+        "    port: http\n"
+        "    build: {go: github.com/example/web/cmd/web}\n"
+        "    archives: [web.tar, oci/layout]\n"
+    )
+    service = load_spec(write_spec(tmp_path, extra)).services[0]
+    assert service.manifests == PLAIN
+    assert service.port == "http"
+    assert service.build == GoProgramBuild("github.com/example/web/cmd/web")
+    assert service.archives == (tmp_path / "web.tar", tmp_path / "oci" / "layout")
+
+
+@pytest.mark.parametrize(
+    ("extra", "complaint"),
+    [
+        ("    port: 70000\n", "services[0].port: a port number is 1-65535, not 70000"),
+        ("    port: Not_A_Name\n", "services[0].port: must be a port number or a port name"),
+        ("    build: {go: github.com/x/y@v1.0.0}\n", "the version comes from each image's tag"),
+        ("    build: {rust: x}\n", "a Go build is `{go: MAIN_PACKAGE}`"),
+        ("    build: docker\n", "'docker' is not an image builder; known: demo, or {go:"),
+        ("    archives: [missing.tar]\n", "missing.tar is neither an image archive file nor"),
+        ("    archives: []\n", "services[0].archives: must be a list of image archive paths"),
+    ],
+)
+def test_bad_port_build_and_archives_are_named(tmp_path: Path, extra: str, complaint: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        load_spec(write_spec(tmp_path, extra))
+    assert complaint in str(caught.value)

@@ -673,11 +673,64 @@ class _GoBuilder:
             env["CGO_ENABLED"] = "1"
         argv = [self.go, "build", "-trimpath", *tags, "-ldflags", " ".join(flags)]
         argv += ["-o", str(partial)]
-        log_path = wrapper / f"{binary.name}.log"
-        with step(f"building {binary.name} {source.version}"), log_path.open("w") as log:
-            process = subprocess.Popen(
+        try:
+            exit_code, tail = self._run_go(
                 [*argv, binary.package],
                 cwd=wrapper,
+                env=env,
+                what=binary.name,
+                version=source.version,
+            )
+            if exit_code != 0:
+                if any("sum.golang.org/lookup" in line for line in tail):
+                    fix = (
+                        "a module above has no checksum database record; if you trust the "
+                        "module proxy for it, add it to the nosumdb list of "
+                        f"{source.name} in {VERSIONS_FILE}"
+                    )
+                else:
+                    fix = (
+                        f"check the version in {VERSIONS_FILE} and that {self.go_version} "
+                        "can build it"
+                    )
+                raise _build_failure(f"go build {binary.package}@{source.version}", exit_code,
+                                     tail, fix)  # fmt: skip
+            os.replace(partial, target)
+            write_stamp(target, source.version, build_recipe(source, binary))
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def install(self, package: str, version: str, target: Path) -> None:
+        """`go install package@version` (static, trimmed) into `target`, stamped."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        env = self._go_env()
+        env["GOFLAGS"] = ""  # `-mod=mod` is refused for package@version installs
+        with tempfile.TemporaryDirectory(prefix="gobin-", dir=target.parent) as gobin:
+            env["GOBIN"] = gobin
+            argv = [self.go, "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"]
+            exit_code, tail = self._run_go(
+                argv, cwd=Path(gobin), env=env, what=target.name, version=version
+            )
+            if exit_code != 0:
+                raise _build_failure(
+                    f"go install {package}@{version}",
+                    exit_code,
+                    tail,
+                    f"check that {package} is a main package of a module the proxy serves at "
+                    f"{version}, and that {self.go_version} can build it",
+                )
+            os.replace(Path(gobin) / target.name, target)
+        write_stamp(target, version, go_program_recipe(package))
+
+    def _run_go(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str, version: str
+    ) -> tuple[int, list[str]]:
+        """Run a go build or install with progress lines; its exit code and last output lines."""
+        log_path = cwd / f".{what}.log"
+        with step(f"building {what} {version}"), log_path.open("w") as log:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -685,33 +738,49 @@ class _GoBuilder:
                 preexec_fn=lambda: os.nice(10),
             )
             try:
-                exit_code = _wait_for_build(process, binary.name)
-                if exit_code != 0:
-                    raise self._build_failure(source, binary, exit_code, log_path)
-                os.replace(partial, target)
-                write_stamp(target, source.version, build_recipe(source, binary))
+                exit_code = _wait_for_build(process, what)
             finally:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
-                partial.unlink(missing_ok=True)
+        return exit_code, log_path.read_text().strip().splitlines()[-BUILD_LOG_TAIL_LINES:]
 
-    def _build_failure(
-        self, source: GoSource, binary: GoBinary, exit_code: int, log_path: Path
-    ) -> BuildFailed:
-        tail = log_path.read_text().strip().splitlines()[-BUILD_LOG_TAIL_LINES:]
-        if any("sum.golang.org/lookup" in line for line in tail):
-            fix = (
-                "a module above has no checksum database record; if you trust the module proxy "
-                f"for it, add it to the nosumdb list of {source.name} in {VERSIONS_FILE}"
-            )
-        else:
-            fix = f"check the version in {VERSIONS_FILE} and that {self.go_version} can build it"
-        return BuildFailed(
-            f"go build {binary.package}@{source.version} exited {exit_code}:\n    "
-            + "\n    ".join(tail),
-            fix=fix,
-        )
+
+def _build_failure(what: str, exit_code: int, tail: Sequence[str], fix: str) -> BuildFailed:
+    return BuildFailed(f"{what} exited {exit_code}:\n    " + "\n    ".join(tail), fix=fix)
+
+
+def go_program_recipe(package: str) -> str:
+    return hashlib.sha256(json.dumps(["go-install", package, "-s -w"]).encode()).hexdigest()[:16]
+
+
+def go_program(package: str, version: str) -> Path:
+    """The binary of Go main package `package` at module version `version`.
+
+    Built once with `go install package@version` from the module proxy (static, CGO off, as
+    the cluster's components) and cached under `<cache>/bin/programs/`; a service's image
+    is made of it (harness.images.builders.go_program_image).
+
+    Raises:
+        GoToolchainMissing: `go` is not on PATH.
+        BuildFailed: the proxy has no such package or version, or the build failed.
+
+    Example:
+        >>> go_program("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "v2.26.0")
+        PosixPath('/root/.cache/kube-harness/bin/programs/github.com/.../v2.26.0/go-httpbin')
+    """
+    name = package.rstrip("/").rsplit("/", 1)[-1]
+    cache = cache_root()
+    target = cache / "bin" / "programs" / package / version / name
+    recipe = go_program_recipe(package)
+    if stamp_problem(target, version, recipe) is None:
+        return target
+    builder = _GoBuilder(cache)
+    with builder._build_lock():
+        # A build that held the lock before us may have made it meanwhile.
+        if stamp_problem(target, version, recipe) is not None:
+            builder.install(package, version, target)
+    return target
 
 
 def _wait_for_build(process: subprocess.Popen[bytes], name: str) -> int:

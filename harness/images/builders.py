@@ -6,6 +6,7 @@ Each is one layer of static binaries from this machine, so no registry is ever n
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -84,6 +85,7 @@ def layered_image(
     entrypoint: list[str],
     base: Path | None = None,
     name: str,
+    user: str | None = None,
 ) -> Path:
     """Archive of image `ref`: `files` (image path -> host file) on an optional `base` layer.
 
@@ -93,15 +95,49 @@ def layered_image(
     inputs = [ref, *entrypoint, *(f"{k}={_short_digest(v)}" for k, v in sorted(files.items()))]
     if base is not None:
         inputs.append(_short_digest(base))
+    if user is not None:
+        inputs.append(f"user={user}")
     key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:12]
 
     def build(dest: Path) -> Path:
         with tempfile.TemporaryDirectory(prefix="kh-layer-") as tmp:
             layer = files_layer(Path(tmp) / "layer.tar", files=files)
             layers = [base, layer] if base is not None else [layer]
-            return write_oci_archive(dest, ref=ref, layers=layers, entrypoint=entrypoint)
+            return write_oci_archive(dest, ref=ref, layers=layers, entrypoint=entrypoint, user=user)
 
     return cached(IMAGES_DIR / f"{name}-{key}.tar", build)
+
+
+# distroless's "nonroot": manifests that say runAsNonRoot (and no runAsUser) run as it.
+NONROOT_USER = "65532:65532"
+
+
+def go_program_image(ref: str, package: str, *, user: str = NONROOT_USER) -> Path:
+    """Archive of image `ref` holding Go main package `package`, built at the module version
+    that is `ref`'s tag, as its entrypoint (`/bin/<name>`, running as `user`).
+
+    Raises:
+        InvalidConfiguration: `ref` has no tag that names a module version (vX.Y.Z).
+        BuildFailed, GoToolchainMissing: see harness.cluster.build.go_program.
+
+    Example:
+        >>> go_program_image("ghcr.io/mccutchen/go-httpbin:v2.26.0",
+        ...                  "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin")  # doctest: +SKIP
+    """
+    from harness.cluster.build import go_program
+
+    head, colon, version = ref.rpartition(":")
+    if not colon or "/" in version or not re.fullmatch(r"v\d+\.\d+\.\d+\S*", version):
+        raise InvalidConfiguration(
+            f"image {ref} has no tag that is a module version of {package}",
+            fix="tag the image with the module version to build, e.g. "
+            f"{head if colon and '/' not in version else ref}:v1.2.3",
+        )
+    binary = go_program(package, version)
+    name = binary.name
+    return layered_image(
+        ref, files={f"bin/{name}": binary}, entrypoint=[f"/bin/{name}"], name=name, user=user
+    )
 
 
 def busybox_image() -> tuple[Path, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,3 +37,31 @@ def cached(path: Path, build: Callable[[Path], Path]) -> Path:
     build(path)
     checksum.write_text(file_digest(path)[0] + "\n")
     return path
+
+
+def archive_file(path: Path) -> Path:
+    """An image archive file for `path`: the file itself, or an OCI layout folder (as written
+    by `skopeo copy ... oci:DIR`, `buildah push ... oci:DIR`) packed into one uncompressed tar,
+    cached by the digest of its index, which changes with every image it holds.
+
+    Raises:
+        InvalidConfiguration: `path` is neither a file nor a folder with index.json.
+    """
+    if path.is_file():
+        return path
+    index = path / "index.json"
+    if not index.is_file():
+        raise InvalidConfiguration(
+            f"image archive {path} is neither a file nor an OCI layout folder (no index.json)",
+            fix="give a `docker save` tar, an OCI archive tar or an OCI layout folder",
+        )
+    key = file_digest(index)[0].removeprefix("sha256:")[:16]
+
+    def pack(dest: Path) -> Path:
+        partial = dest.with_name(dest.name + ".partial")
+        with tarfile.open(partial, "w") as tar:
+            for member in sorted(path.rglob("*")):
+                tar.add(member, arcname=str(member.relative_to(path)), recursive=False)
+        return partial.replace(dest)
+
+    return cached(IMAGES_DIR / "layouts" / f"{path.name}-{key}.tar", pack)
