@@ -293,6 +293,32 @@ def _register_report(commands: argparse._SubParsersAction) -> None:
     report.set_defaults(func=cmd_report)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from harness.draft import write_draft
+
+    out = write_draft(args.path, args.output, force=args.force)
+    print(f"wrote {out}: a draft spec to review (see its comments and TODOs)")
+    return 0
+
+
+def _register_init(commands: argparse._SubParsersAction) -> None:
+    text = (
+        "write a draft resilience spec for a service's manifests (a kustomization, a manifest "
+        "file or a folder of them), each value commented with how it was derived"
+    )
+    init = commands.add_parser("init", help=text, description=text)
+    init.add_argument("path", type=Path, metavar="PATH", help="the service's manifests")
+    init.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("resilience.yaml"),
+        help="where to write the draft (default: resilience.yaml)",
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    init.set_defaults(func=cmd_init)
+
+
 def cmd_kind_prepare(args: argparse.Namespace) -> int:
     changes = kind_prepare.plan(node_image=not args.no_node_image)
     for change in changes:
@@ -377,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_chaos(commands)
     _register_report(commands)
     _register_kind(commands)
+    _register_init(commands)
     return parser
 
 
