@@ -29,6 +29,7 @@ from harness.load import Load
 from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
+from harness.progress import show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
 from harness.scenario import deploy_service, judge, provide_images, read_spec
@@ -126,6 +127,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.getoption("run_id") or worker_input.get("harness_run_id"),
     )
     config.stash[DIAGNOSTICS_KEY] = []
+    # say()/step() from fixtures (cluster build, boot, images, deploys) reach the terminal
+    # live instead of pytest's capture.
+    config.add_cleanup(show_in_terminal(config))
 
 
 @pytest.hookimpl(optionalhook=True)
