@@ -726,7 +726,7 @@ class _GoBuilder:
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str, version: str
     ) -> tuple[int, list[str]]:
         """Run a go build or install with progress lines; its exit code and last output lines."""
-        log_path = cwd / f".{what}.log"
+        log_path = cwd / f"{what}.log"
         with step(f"building {what} {version}"), log_path.open("w") as log:
             process = subprocess.Popen(
                 argv,
