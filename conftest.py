@@ -1,15 +1,17 @@
 """Root conftest: a checkout works without `pip install -e .`, and destructive tests go last.
 
 The plugin normally loads through its `pytest11` entry point; from a bare checkout it is
-loaded from here instead (never twice).
+loaded from here instead (never twice). Installed, this file defines no `pytest_plugins` at
+all: a run elsewhere that collects this checkout's scenarios as the built-in suite (an
+editable install) loads it late, where pytest refuses that name.
 """
 
 from importlib.metadata import entry_points
 
 import pytest
 
-_installed = any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
-pytest_plugins = [] if _installed else ["harness.plugin"]
+if not any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["harness.plugin"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -251,6 +253,51 @@ def _register_chaos(commands: argparse._SubParsersAction) -> None:
     revert.set_defaults(func=cmd_chaos_revert)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """pytest with --resilience-spec=SPEC, in a process of its own; its exit code."""
+    from pytest import ExitCode
+
+    from harness.spec import load_spec
+
+    if not args.spec.is_file():
+        raise InvalidConfiguration(
+            f"resilience spec {args.spec} does not exist",
+            fix="give your service's spec; `harness init MANIFESTS` drafts one",
+        )
+    load_spec(args.spec)  # every problem of the spec listed before anything starts
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    command = [sys.executable, "-m", "pytest", f"--resilience-spec={args.spec}", *extra]
+    with subprocess.Popen(command) as process:
+        while process.returncode is None:
+            # Ctrl-C reaches pytest too: it tears down (namespaces, cluster), then exits.
+            with contextlib.suppress(KeyboardInterrupt):
+                process.wait()
+    code = process.returncode
+    if code == ExitCode.NO_TESTS_COLLECTED:
+        print(
+            "harness: pytest collected no tests (exit 5): the -k/-m selection or the paths "
+            "given match nothing; `harness run SPEC -- --collect-only -q` lists what there is",
+            file=sys.stderr,
+        )
+    return code
+
+
+def _register_run(commands: argparse._SubParsersAction) -> None:
+    text = (
+        "run the built-in scenario suite and chaos experiments against SPEC, next to the "
+        "project's own tests: pytest --resilience-spec=SPEC [PYTEST_ARGS]; pytest's exit code"
+    )
+    run = commands.add_parser("run", help=text, description=text)
+    run.add_argument("spec", type=Path, metavar="SPEC", help="the resilience spec")
+    run.add_argument(
+        "pytest_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- PYTEST_ARGS",
+        help="passed to pytest, e.g. -- -m hpa --cluster-provider=kind --builtin-suite-only",
+    )
+    run.set_defaults(func=cmd_run)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, write_report
 
@@ -400,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=doctor.cmd_doctor)
 
     load_cli.register(commands)
+    _register_run(commands)
     _register_chaos(commands)
     _register_report(commands)
     _register_kind(commands)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import hooks
+from harness import hooks, suite
 from harness.cluster import (
     CHOICES,
     ClusterOptions,
@@ -39,6 +39,7 @@ RUN_KEY = pytest.StashKey[Run]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
 SPEC_KEY = pytest.StashKey[ResilienceSpec]()
+BUILTIN_SUITE_KEY = pytest.StashKey[suite.Collection]()
 EXPERIMENT_KEY = pytest.StashKey[dict]()
 SERVICE_MARKER = "harness_service"
 # How tests share the run's cluster under pytest-xdist (see the `_cluster_turn` fixture).
@@ -98,8 +99,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--resilience-spec",
         default=None,
-        help="the services and promises the scenarios check (default: "
-        "scenarios/demo-service.spec.yaml under the rootdir)",
+        help="the services and promises the scenarios check; also collects kube-harness's "
+        "built-in scenarios and experiments (default: scenarios/demo-service.spec.yaml under "
+        "the rootdir, else the demo service's spec shipped with kube-harness)",
+    )
+    group.addoption(
+        "--no-builtin-suite",
+        action="store_true",
+        help="with --resilience-spec: collect only the paths given (or testpaths), not the "
+        "built-in scenarios and experiments",
+    )
+    group.addoption(
+        "--builtin-suite-only",
+        action="store_true",
+        help="collect only the built-in scenarios and experiments (select with -m or -k)",
     )
 
 
@@ -119,6 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{CPU_MARKER}: measures CPU-driven behaviour (HPA, capacity); never runs at the same "
         "time as another such test",
     )
+    for name, text in suite.MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
     if config.getoption("repeat") < 1:
         raise pytest.UsageError("--repeat needs N >= 1")
     worker_input = getattr(config, "workerinput", {})
@@ -162,9 +177,51 @@ def harness_repeat(request: pytest.FixtureRequest) -> int:
     return request.param
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With --resilience-spec, the built-in scenarios and experiments are collected next to
+    the paths given (or testpaths), unless those hold them already or --no-builtin-suite;
+    with --builtin-suite-only, alone."""
+    config = session.config
+    only, off = config.getoption("builtin_suite_only"), config.getoption("no_builtin_suite")
+    if only and off:
+        raise pytest.UsageError("--builtin-suite-only and --no-builtin-suite: give one of them")
+    if not only and (off or not config.getoption("resilience_spec")):
+        return
+    try:
+        collection = suite.collection(
+            config.args,
+            config.invocation_params.dir,
+            only=only,
+            explicit=config.args_source == pytest.Config.ArgsSource.ARGS,
+        )
+    except HarnessError as exc:
+        raise pytest.UsageError(f"kube-harness: {exc}") from None
+    if collection is not None:
+        config.args[:] = collection.args
+        config.stash[BUILTIN_SUITE_KEY] = collection
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Through the virtualenv to an installed built-in suite, past nothing else in it."""
+    collection = config.stash.get(BUILTIN_SUITE_KEY, None)
+    return collection.ignore(collection_path) if collection else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by area: the built-in scenarios' `hpa`, `probes`, ..., experiments' `chaos`."""
+    for item in items:
+        name = "chaos" if isinstance(item, ExperimentItem) else suite.area(item.path)
+        if name:
+            item.add_marker(name)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Chaos Toolkit experiments under scenarios/**/experiments/ (or under a folder named
-    `experiments` given on the command line) become test items."""
+    """Chaos Toolkit experiments under scenarios/**/experiments/ (the rootdir's or the
+    built-in suite's, or under a folder named `experiments` given on the command line) become
+    test items."""
     if not _in_experiments_folder(file_path, parent.config):
         return None
     # Imported here: chaoslib is only loaded by runs that collect experiments.
@@ -181,7 +238,10 @@ def _in_experiments_folder(path: Path, config: pytest.Config) -> bool:
         return False
     scenarios = config.rootpath / "scenarios"
     given = {(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args}
-    return any(folder.is_relative_to(scenarios) or folder in given for folder in folders)
+    return any(
+        folder.is_relative_to(scenarios) or suite.contains(folder) or folder in given
+        for folder in folders
+    )
 
 
 class ExperimentFile(pytest.File):
@@ -261,9 +321,12 @@ def _resilience_spec(config: pytest.Config) -> ResilienceSpec:
     return config.stash[SPEC_KEY]
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     run = config.stash[RUN_KEY]
-    return f"kube-harness: run {run.run_id}, reports in {run.directory}"
+    lines = [f"kube-harness: run {run.run_id}, reports in {run.directory}"]
+    if BUILTIN_SUITE_KEY in config.stash:
+        lines.append(f"kube-harness: built-in suite {suite.SCENARIOS}")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

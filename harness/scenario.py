@@ -19,14 +19,19 @@ from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
 from harness.progress import say
 from harness.spec import GoProgramBuild, ResilienceSpec, ServiceSpec, load_spec
+from harness.suite import DEMO_SPEC, PATHS_LOCUSTFILE
 from harness.wait import Pending, wait_for
 
 DEFAULT_SPEC = Path("scenarios") / "demo-service.spec.yaml"
 
 
 def spec_path(option: str | None, rootdir: Path) -> Path:
-    """`--resilience-spec`, else the demo service's spec in the project."""
-    return Path(option) if option else rootdir / DEFAULT_SPEC
+    """`--resilience-spec`, else the demo service's spec in the project, else the one
+    shipped with kube-harness."""
+    if option:
+        return Path(option)
+    own = rootdir / DEFAULT_SPEC
+    return own if own.is_file() else DEMO_SPEC
 
 
 def read_spec(option: str | None, rootdir: Path) -> ResilienceSpec:
@@ -103,9 +108,6 @@ def judge(evidence: Evidence, report_dir: Path) -> None:
     """Write the scenario's result.json, then fail with the explanation of any broken promise."""
     evidence.write(report_dir)
     evidence.assert_all()
-
-
-PATHS_LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtests" / "paths.py"
 
 
 def steady_load(

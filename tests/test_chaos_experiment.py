@@ -649,7 +649,9 @@ def test_a_valid_experiment_is_one_item_named_after_the_file_and_service(inner):
     write(inner, "scenarios/experiments/steady.yaml", VALID)
     write(inner, "scenarios/experiments/notes.txt", "not an experiment")
     write(inner, "scenarios/not-an-experiment.yaml", VALID)
-    result = inner.runpytest("--collect-only", "-q", f"--resilience-spec={DEMO_SPEC}")
+    result = inner.runpytest(
+        "--collect-only", "-q", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite"
+    )
     result.stdout.fnmatch_lines(["scenarios/experiments/steady.yaml::steady[[]demo[]]", "1 test*"])
     assert result.ret == 0
 
@@ -681,7 +683,7 @@ def test_a_valid_experiment_is_one_item_named_after_the_file_and_service(inner):
 def test_an_invalid_experiment_is_a_collection_error_and_nothing_runs(inner, text, lines):
     write(inner, "scenarios/experiments/broken.yaml", text)
     inner.makepyfile(test_other="def test_other(cluster):\n    raise AssertionError('ran')\n")
-    result = inner.runpytest(f"--resilience-spec={DEMO_SPEC}", "--run-id=r1")
+    result = inner.runpytest(f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite", "--run-id=r1")
     result.stdout.fnmatch_lines(["*ERROR collecting scenarios/experiments/broken.yaml*", *lines])
     result.assert_outcomes(errors=1)
     assert "Traceback" not in result.stdout.str()
@@ -728,7 +730,9 @@ def test_service_spec_is_parametrized_for_scenarios_and_chosen_for_the_rest(inne
             print("UNMARKED", request.getfixturevalue("service_spec").name)
         """
     )
-    result = inner.runpytest("-s", "-v", f"--resilience-spec={spec}", "test_choice.py")
+    result = inner.runpytest(
+        "-s", "-v", f"--resilience-spec={spec}", "--no-builtin-suite", "test_choice.py"
+    )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines_random(
         ["*EACH demo*", "*EACH other*", "*MARKED other*", "*UNMARKED demo*"]

@@ -170,7 +170,9 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
         def test_unit():
             pass
     """)
-    result = pytester.runpytest("-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}")
+    result = pytester.runpytest(
+        "-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite"
+    )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         [

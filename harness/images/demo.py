@@ -18,8 +18,9 @@ from harness.images.layers import files_layer
 from harness.images.oci import file_digest, write_oci_archive
 from harness.images.rootfs import debian_rootfs
 from harness.progress import step
+from harness.suite import DEMO_APP
 
-APP_SOURCE = Path(__file__).resolve().parents[2] / "manifests" / "demo-service" / "app.py"
+APP_SOURCE = DEMO_APP
 # "localhost/" keeps a missing image from being looked up on a public registry: the pull
 # fails at once on this machine instead.
 DEMO_REPOSITORY = "localhost/kube-harness/demo-service"

@@ -45,9 +45,9 @@ from harness.load.result import (
 )
 from harness.load.shapes import Shape
 from harness.progress import say
+from harness.suite import DEMO_LOCUSTFILE
 from harness.wait import Pending, wait_for
 
-DEMO_LOCUSTFILE = Path(__file__).resolve().parents[2] / "loadtests" / "demo.py"
 PROBE_TIMEOUT = 3.0
 STARTUP_TIMEOUT = 30.0
 STOP_GRACE = 10.0
