@@ -46,7 +46,7 @@ def test_nightly_runs_on_kind_and_keeps_the_runs_report() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     assert workflow[True]["schedule"], "nightly needs a schedule"  # YAML 1.1 reads `on` as True
     steps = workflow["jobs"]["scenarios"]["steps"]
-    run_step = next(s for s in steps if "pytest" in s.get("run", ""))
+    run_step = next(s for s in steps if "harness run" in s.get("run", ""))
     assert "--cluster-provider=kind" in run_step["run"]
     assert '--run-id="$RUN_ID"' in run_step["run"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
@@ -54,3 +54,18 @@ def test_nightly_runs_on_kind_and_keeps_the_runs_report() -> None:
     assert upload["if"] == "always()"
     summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
     assert "summary.md" in summary["run"] and summary["if"] == "always()"
+
+
+def test_nightly_installs_kube_harness_and_runs_the_users_spec() -> None:
+    """The service's repository is not a Python package: the workflow installs kube-harness
+    (from PyPI, or the requirement or git URL given when started by hand) and runs its
+    built-in suite against the repository's spec."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    job = workflow["jobs"]["scenarios"]
+    given = workflow[True]["workflow_dispatch"]["inputs"]["harness"]
+    assert given["default"] == "kube-harness"
+    assert job["env"]["HARNESS_PACKAGE"] == "${{ inputs.harness || 'kube-harness' }}"
+    install = next(s for s in job["steps"] if "pip install" in s.get("run", ""))
+    assert install["run"] == 'python -m pip install "$HARNESS_PACKAGE"'
+    run_step = next(s for s in job["steps"] if "harness run" in s.get("run", ""))
+    assert run_step["run"].startswith('harness run "$RESILIENCE_SPEC" --')
