@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,18 +34,30 @@ CONFIG = {
     "harness_selector": "app=demo",
     "harness_base_url": "http://127.0.0.1:1",
     "harness_container": "demo",
+    "harness_ready_within_s": 0.2,
+    "harness_leaves_endpoints_within_s": 0.2,
+    "harness_request_timeout_s": 2,
+    "harness_pods_at_start": {"uid-demo-a": {"demo": 0}, "uid-demo-b": {"demo": 0}},
 }
 
 
-def pod(name: str, *, ready: bool = True, leaving: bool = False) -> client.V1Pod:
+def pod(name: str, *, ready: bool = True, leaving: bool = False, restarts: int = 0) -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(
-            name=name, namespace=NS, deletion_timestamp="2024-01-01T00:00:00Z" if leaving else None
+            name=name,
+            namespace=NS,
+            uid=f"uid-{name}",
+            deletion_timestamp="2024-01-01T00:00:00Z" if leaving else None,
         ),
         spec=client.V1PodSpec(containers=[], node_name="n1"),
         status=client.V1PodStatus(
             phase="Running",
             conditions=[client.V1PodCondition(type="Ready", status=str(ready))],
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name="demo", restart_count=restarts, ready=ready, image="i", image_id="i"
+                )
+            ],
         ),
     )
 
@@ -85,6 +98,13 @@ class FakeProvider:
     name = "fake"
     options = ClusterOptions(name="fake")
     capabilities = Capabilities(True, False, True, True, True, True)
+
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch):
+    """Probes poll once a second and give the proxy two; here milliseconds."""
+    monkeypatch.setattr(probes, "POLL_S", 0.01)
+    monkeypatch.setattr(probes, "PROXY_SYNC_S", 0.05)
 
 
 @pytest.fixture
@@ -179,6 +199,20 @@ def test_pod_faults_without_a_ready_pod_say_so(fake):
         actions.cpu_hog(10, configuration=CONFIG)
 
 
+def test_a_drain_gives_up_after_the_specs_ready_within(fake, monkeypatch):
+    fake.kube.core.read_namespaced_pod = lambda name, ns: pod(name)
+    calls = []
+
+    def drain(t, node, timeout):
+        calls.append((node, timeout))
+        return Injected("d1", "drain", "fake", NS, node, node, {}, 0.0)
+
+    monkeypatch.setattr(actions.faults, "drain", drain)
+    actions.drain_node(configuration=CONFIG)
+    actions.drain_node(node="n2", timeout=5, configuration=CONFIG)
+    assert calls == [("n1", 0.2), ("n2", 5)]
+
+
 def test_revert_faults_reverts_this_namespaces_faults_of_the_kind_asked(fake):
     for id, fault, ns in (("c1", "cordon", NS), ("c2", "cordon", "kh-other"), ("s1", "drain", NS)):
         fake.ledger.add(Injected(id, fault, "fake", ns, "n1", "n1", {"node": "n1"}, 0.0))
@@ -215,24 +249,119 @@ def test_pods_in_endpoints_are_the_services_ready_ones(fake):
     assert probes.partitioned_pod_left_endpoints(configuration=CONFIG) is False
 
 
+def deployment(replicas: int = 2, generation: int = 2, **status: int) -> Any:
+    return SimpleNamespace(
+        metadata=client.V1ObjectMeta(name="demo", generation=generation),
+        spec=SimpleNamespace(replicas=replicas),
+        status=client.V1DeploymentStatus(**({"observed_generation": 2} | status)),
+    )
+
+
+FULL = {"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 2}
+
+
 @pytest.mark.parametrize(
     ("status", "ready"),
     [
-        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 2}, True),
-        ({"ready_replicas": 1, "available_replicas": 1, "updated_replicas": 2}, False),
-        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 1}, False),
-        ({"ready_replicas": 2, "available_replicas": 2, "updated_replicas": 2,
-          "observed_generation": 1}, False),
+        (FULL, True),
+        (FULL | {"ready_replicas": 1, "available_replicas": 1}, False),
+        (FULL | {"updated_replicas": 1}, False),
+        (FULL | {"observed_generation": 1}, False),
     ],
-)  # fmt: skip
+)
 def test_deployment_ready_needs_every_replica_updated_ready_and_available(fake, status, ready):
-    deployment = SimpleNamespace(
-        metadata=client.V1ObjectMeta(name="demo", generation=2),
-        spec=SimpleNamespace(replicas=2),
-        status=client.V1DeploymentStatus(**({"observed_generation": 2} | status)),
-    )
-    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b")]
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(**status)
     assert probes.deployment_ready(configuration=CONFIG) is ready
+
+
+def test_deployment_ready_also_asks_the_pods_whose_status_the_deployment_lags(fake):
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b", ready=False)]
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(**FULL)
+    assert probes.deployment_ready(configuration=CONFIG) is False
+
+
+def test_deployment_ready_waits_up_to_the_specs_ready_within(fake):
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b")]
+    answers = iter([deployment(**FULL | {"ready_replicas": 1})] * 3 + [deployment(**FULL)])
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: next(answers)
+    assert probes.deployment_ready(configuration=CONFIG | {"harness_ready_within_s": 5})
+    never = CONFIG | {"harness_ready_within_s": 0.3}
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(ready_replicas=1)
+    began = time.monotonic()
+    assert probes.deployment_ready(configuration=never) is False
+    assert 0.3 <= time.monotonic() - began < 2
+
+
+def test_ready_again_needs_a_replacement_or_a_restart_since_the_experiment_began(fake):
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(**FULL)
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b")]
+    assert probes.deployment_ready_again(configuration=CONFIG) is False  # no sign of the fault
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b", leaving=True), pod("demo-x")]
+    assert probes.deployment_ready_again(configuration=CONFIG) is True  # replaced
+    fake.kube.core.pods = [pod("demo-a", restarts=1), pod("demo-b")]
+    assert probes.deployment_ready_again(configuration=CONFIG) is True  # restarted
+    fake.kube.core.pods = [pod("demo-a", restarts=1, ready=False), pod("demo-b")]
+    assert probes.deployment_ready_again(configuration=CONFIG) is False  # not Ready yet
+
+
+def test_stays_ready_holds_for_the_specs_leaves_endpoints_within(fake):
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b")]
+    # Ready, then the restarted kubelet's readiness reset, then Ready for good.
+    flips = iter([FULL, FULL | {"ready_replicas": 1}, FULL | {"ready_replicas": 1}])
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(**next(flips, FULL))
+    config = CONFIG | {"harness_ready_within_s": 2, "harness_leaves_endpoints_within_s": 0.1}
+    began = time.monotonic()
+    assert probes.deployment_stays_ready(configuration=config) is True
+    assert time.monotonic() - began >= 0.1
+    assert next(flips, "used up") == "used up"
+    fake.kube.apps.read_namespaced_deployment = lambda name, ns: deployment(ready_replicas=1)
+    assert probes.deployment_stays_ready(configuration=CONFIG) is False
+
+
+def test_restarts_count_from_the_experiments_start(fake):
+    before = {"uid-demo-a": {"demo": 4}, "uid-demo-b": {"demo": 0}}
+    fake.kube.core.pods = [pod("demo-a", restarts=5), pod("demo-b"), pod("demo-x", restarts=2)]
+    config = CONFIG | {"harness_pods_at_start": before}
+    assert probes.container_restarts(configuration=config) == 3  # 1 of demo-a, 2 of the new one
+    fake.kube.core.pods = [pod("demo-a", restarts=4), pod("demo-b")]
+    assert probes.container_restarts(configuration=config) == 0
+
+
+def test_the_pods_at_start_are_their_uids_and_restarts(fake):
+    fake.kube.core.pods = [pod("demo-a", restarts=2), pod("demo-b")]
+    assert probes.pods_at_start(fake.kube, NS, "app=demo") == {
+        "uid-demo-a": {"demo": 2},
+        "uid-demo-b": {"demo": 0},
+    }
+
+
+def test_the_partition_probe_waits_for_the_pod_to_leave(fake):
+    fake.ledger.add(Injected("p1", "partition_pod", "fake", NS, "n1", "demo-a", {}, 0.0))
+    fake.kube.core.pods = [pod("demo-a"), pod("demo-b")]
+    listed = iter([["demo-a", "demo-b"], ["demo-a", "demo-b"], ["demo-b"]])
+
+    def slices(ns):
+        names = next(listed, ["demo-b"])
+        return SimpleNamespace(
+            items=[client.V1EndpointSlice(address_type="IPv4",
+                                          endpoints=[endpoint(n, True) for n in names])]
+        )  # fmt: skip
+
+    fake.kube.discovery.list_namespaced_endpoint_slice = slices
+    assert probes.partitioned_pod_left_endpoints(configuration=CONFIG | {
+        "harness_leaves_endpoints_within_s": 5}) is True  # fmt: skip
+    listed = iter([])
+    fake.kube.discovery.list_namespaced_endpoint_slice = lambda ns: SimpleNamespace(
+        items=[client.V1EndpointSlice(address_type="IPv4", endpoints=[endpoint("demo-a", True)])]
+    )
+    assert probes.partitioned_pod_left_endpoints(configuration=CONFIG) is False
+
+
+def test_probes_that_wait_say_which_time_they_miss(fake):
+    missing = {k: v for k, v in CONFIG.items() if k != "harness_ready_within_s"}
+    with pytest.raises(InvalidConfiguration, match="has no harness_ready_within_s"):
+        probes.deployment_ready(configuration=missing)
 
 
 @pytest.fixture
@@ -257,6 +386,19 @@ def test_service_answers_only_with_a_2xx(http_server):
     assert probes.service_answers("/ok", configuration=config) is True
     assert probes.service_answers("/broken", configuration=config) is False
     assert probes.service_answers(configuration=CONFIG) is False  # nothing listens on port 1
+
+
+def test_service_answers_waits_as_long_as_the_specs_request_timeout(monkeypatch):
+    seen = []
+
+    def urlopen(url, timeout):
+        seen.append(timeout)
+        raise OSError("refused")
+
+    monkeypatch.setattr(probes.urllib.request, "urlopen", urlopen)
+    probes.service_answers(configuration=CONFIG)
+    probes.service_answers(timeout_s=1, configuration=CONFIG)
+    assert seen == [2, 1]
 
 
 def test_no_leftovers_logs_each_one(fake, monkeypatch, caplog):
@@ -287,6 +429,12 @@ def test_experiment_activities_on_the_deployed_service(cluster, kube, deployed, 
         "harness_base_url": deployed.base_url,
         "harness_container": service_spec.container,
         "harness_allow_chaos": cluster.options.allow_chaos,
+        "harness_ready_within_s": 60,
+        "harness_leaves_endpoints_within_s": 20,
+        "harness_request_timeout_s": 5,
+        "harness_pods_at_start": probes.pods_at_start(
+            kube, deployed.namespace, ",".join(f"{k}={v}" for k, v in labels.items())
+        ),
     }
     replicas = len(deployed.pods())
     try:

@@ -4,6 +4,7 @@ under scenarios/experiments/."""
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -11,7 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from kubernetes import client
 
+from harness.assertions import BehaviourViolation
 from harness.chaos import experiment as ex
 from harness.load import LoadResult
 from harness.load.result import EndpointStats
@@ -274,7 +277,38 @@ def test_shipped_experiments_are_valid():
         data = ex.load_experiment(path)
         ex.validate_experiment(data, path)
         assert data["steady-state-hypothesis"]["probes"] and data["rollbacks"], path
-        assert set(data["configuration"]) == set(ex.CONFIGURATION_KEYS), path
+
+
+SHIPPED = sorted((ROOT / "scenarios" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_experiments_are_portable(path):
+    """No fixed pause, no configuration of their own (so no service's defaults): the harness
+    sets the keys and the probes wait by the spec's times."""
+    data = ex.load_experiment(path)
+    assert "configuration" not in data
+    for where, activity in ex._activities(data):
+        assert "pauses" not in activity, f"{path.name}: {where}: {activity['name']}"
+    assert "demo" not in json.dumps(data["method"]), path.name
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_chaos_validate_passes_in_a_fresh_shell(path, tmp_path):
+    """chaostoolkit's own `chaos validate FILE`, with no HARNESS_* nor KUBECONFIG variable
+    (no version check, no log file: the same validation without the network or litter)."""
+    scrubbed = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    chaos = Path(sys.executable).parent / "chaos"
+    done = subprocess.run(
+        [str(chaos), "--no-version-check", "--no-log-file", "validate", str(path)],
+        cwd=tmp_path,
+        env=scrubbed,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "experiment syntax and semantic look valid" in done.stdout + done.stderr
 
 
 # ---------------------------------------------------------------- configuration
@@ -326,104 +360,6 @@ def test_chaosk8s_uses_the_clusters_kubeconfig_only_inside_the_block(tmp_path, m
     assert isinstance(vars(client.Configuration)["debug"], property)
 
 
-# ---------------------------------------------------------------- verdicts from the journal
-
-
-def run(name, status="succeeded", output=None, kind="action", **activity_keys):
-    entry = {"activity": {"type": kind, "name": name, **activity_keys}, "status": status}
-    entry["output"] = output
-    if status != "succeeded":
-        entry["exception"] = ["Traceback...\n", f"ActivityFailed: {name} broke\n"]
-    return entry
-
-
-def met(*probes):
-    return {"steady_state_met": all(p.get("tolerance_met") for p in probes), "probes": probes}
-
-
-def probe_run(name, output, ok):
-    return run(name, output=output, kind="probe") | {"tolerance_met": ok}
-
-
-def journal(**changes):
-    return {
-        "status": "completed",
-        "deviated": False,
-        "steady_states": {
-            "before": met(probe_run("service-answers", True, True)),
-            "after": met(probe_run("service-answers", True, True)),
-        },
-        "run": [run("kill"), run("check", kind="probe", output=2, tolerance=2)],
-        "rollbacks": [run("undo")],
-    } | changes
-
-
-DEFAULTS = ex.HarnessSettings()
-
-
-def verdicts(j, settings=DEFAULTS):
-    checks = ex.journal_checks(j, {}, settings, since=0, until=10)
-    return {c.verdict.name: c for c in checks}
-
-
-def failed(j, settings=DEFAULTS):
-    return {name: c.verdict.note for name, c in verdicts(j, settings).items() if not c.passed}
-
-
-def test_a_completed_run_with_the_steady_state_kept_passes():
-    checks = verdicts(journal())
-    assert list(checks) == [
-        "chaos run not completed",
-        "steady-state probes not met before the method",
-        "steady-state probes not met after the method",
-        "activities failed or out of tolerance",
-    ]
-    assert all(c.passed for c in checks.values())
-
-
-def test_a_deviated_steady_state_names_the_probe_and_its_output():
-    after = met(probe_run("service-answers", False, False))
-    assert failed(journal(deviated=True, steady_states={"before": met(), "after": after})) == {
-        "steady-state probes not met after the method": "service-answers: false"
-    }
-
-
-def test_a_run_stopped_before_the_method_fails_on_status_and_the_missing_hypothesis():
-    states = {"before": met(probe_run("service-answers", None, False) | {"status": "failed"})}
-    problems = failed(journal(status="failed", steady_states=states, run=[], rollbacks=[]))
-    assert problems == {
-        "chaos run not completed": "status 'failed'",
-        "steady-state probes not met before the method": "service-answers: null (failed)",
-        "steady-state probes not met after the method": "not run (the run stopped before it)",
-    }
-
-
-def test_failed_activities_fail_unless_the_extension_allows_it():
-    j = journal(run=[run("drain", status="failed")], rollbacks=[run("undo", status="failed")])
-    assert failed(j) == {
-        "activities failed or out of tolerance": "drain: ActivityFailed: drain broke; "
-        "undo: ActivityFailed: undo broke"
-    }
-    allowed = ex.HarnessSettings(may_fail=("drain",))
-    assert failed(j, allowed) == {
-        "activities failed or out of tolerance": "undo: ActivityFailed: undo broke"
-    }
-
-
-def test_method_probes_are_judged_by_their_tolerance():
-    j = journal(
-        run=[
-            run("left", kind="probe", output=False, tolerance=True),
-            run("ready", kind="probe", output=0, tolerance={"type": "range", "range": [1, 9]}),
-            run("untolerant", kind="probe", output="anything"),
-        ]
-    )
-    assert failed(j) == {
-        "activities failed or out of tolerance": "left: false outside True; "
-        "ready: 0 outside {'type': 'range', 'range': [1, 9]}"
-    }
-
-
 # ---------------------------------------------------------------- the run's bookkeeping
 
 
@@ -460,12 +396,34 @@ class FakeLoad:
         )
 
 
-def deployment_status(ready=2):
-    return SimpleNamespace(
-        spec=SimpleNamespace(
-            replicas=2, selector=SimpleNamespace(match_labels={"app": "demo", "tier": "web"})
+LABELS = {"app": "demo", "tier": "web"}
+
+
+def deployment_status(ready=2, readiness=None):
+    container = client.V1Container(name="demo", readiness_probe=readiness)
+    return client.V1Deployment(
+        spec=client.V1DeploymentSpec(
+            replicas=2,
+            selector=client.V1LabelSelector(match_labels=LABELS),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=LABELS),
+                spec=client.V1PodSpec(containers=[container]),
+            ),
         ),
-        status=SimpleNamespace(ready_replicas=ready, unavailable_replicas=None),
+        status=client.V1DeploymentStatus(ready_replicas=ready, unavailable_replicas=None),
+    )
+
+
+def pod(name, uid, restarts=0):
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, uid=uid),
+        status=client.V1PodStatus(
+            container_statuses=[
+                client.V1ContainerStatus(
+                    name="demo", restart_count=restarts, ready=True, image="i", image_id="i"
+                )
+            ]
+        ),
     )
 
 
@@ -479,8 +437,17 @@ def world(tmp_path, monkeypatch):
         kubeconfig=lambda: kubeconfig(tmp_path / "kubeconfig", "https://10.9.9.9:6443"),
     )
     kube = SimpleNamespace(
-        apps=SimpleNamespace(read_namespaced_deployment=lambda name, ns: deployment_status())
+        api_client=client.ApiClient(),
+        apps=SimpleNamespace(read_namespaced_deployment=lambda name, ns: calls.deployment),
+        core=SimpleNamespace(
+            list_namespaced_pod=lambda ns, label_selector=None: SimpleNamespace(items=calls.pods)
+        ),
+        policy=SimpleNamespace(
+            list_namespaced_pod_disruption_budget=lambda ns: SimpleNamespace(items=[])
+        ),
     )
+    calls.deployment = deployment_status()
+    calls.pods = [pod("demo-a", "uid-a", restarts=3), pod("demo-b", "uid-b")]
     monkeypatch.setattr(
         ex, "revert_all", lambda cluster, kube, namespace: calls.reverted.append(namespace) or []
     )
@@ -513,6 +480,21 @@ def world(tmp_path, monkeypatch):
 QUICK = [{"name": "kube-harness", "warm_up_s": 0, "settle_s": 0}]
 
 
+def journal(**changes):
+    """A completed run's journal whose steady state held (the verdicts' own tests are in
+    test_chaos_verdicts.py)."""
+    answers = {"activity": {"type": "probe", "name": "answers"}, "status": "succeeded",
+               "output": True, "tolerance_met": True}  # fmt: skip
+    kept = {"steady_state_met": True, "probes": [answers]}
+    return {
+        "status": "completed",
+        "deviated": False,
+        "steady_states": {"before": kept, "after": kept},
+        "run": [],
+        "rollbacks": [],
+    } | changes
+
+
 def fake_run(world, outcome):
     """A stand-in for chaoslib's run_experiment: notes its input, then does `outcome`."""
 
@@ -539,7 +521,12 @@ def test_a_good_run_is_judged_written_and_reverted(world, monkeypatch):
         "harness_base_url": "http://127.0.0.1:30080",
         "harness_container": "demo",
         "harness_allow_chaos": "false",
+        "harness_ready_within_s": 60.0,
+        "harness_leaves_endpoints_within_s": 10.0,
+        "harness_request_timeout_s": 5.0,
+        "harness_pods_at_start": {"uid-a": {"demo": 3}, "uid-b": {"demo": 0}},
     }
+    assert set(world.calls.configuration) == set(ex.CONFIGURATION_KEYS)
     assert world.calls.settings["runtime"]["rollbacks"]["strategy"] == "always"
     assert world.calls.kubeconfig == str(world.kwargs["report_dir"] / "kubeconfig")
     assert world.calls.reverted == ["kh-test-1"]
@@ -547,6 +534,42 @@ def test_a_good_run_is_judged_written_and_reverted(world, monkeypatch):
     assert options["env"]["LOAD_PATH"] == "/"
     written = json.loads((world.kwargs["report_dir"] / "journal.json").read_text())
     assert written["status"] == "completed"
+    assert evidence.summary().startswith("Every promise kept")
+
+
+def test_the_experiments_recover_within_wins_over_the_specs_ready_within(world, monkeypatch):
+    monkeypatch.setattr(ex, "run_experiment", fake_run(world, lambda marks: journal()))
+    ex.run_under_load(experiment(extensions=[QUICK[0] | {"recover_within_s": 30}]), **world.kwargs)
+    assert world.calls.configuration["harness_ready_within_s"] == 30
+
+
+def test_a_failed_run_begins_its_failure_with_what_broke_and_why(world, monkeypatch):
+    """The partitioned pod stayed Ready: the timeline says so, the pod template says why."""
+    exec_probe = client.V1Probe(
+        _exec=client.V1ExecAction(command=["curl", "-f", "localhost:8080/readyz"])
+    )
+    world.calls.deployment = deployment_status(readiness=exec_probe)
+    world.kwargs["timeline"].entries.append(
+        Entry(0.5, "ADDED", "Pod", "demo-a", {"owner": "demo-6d5f", "ready": True})
+    )
+    left = {"module": "harness.chaos.probes", "func": "partitioned_pod_left_endpoints"}
+    cut = {"activity": {"type": "action", "name": "cut", "provider": {"func": "partition_one_pod"}},
+           "status": "succeeded", "output": {"pod": "demo-a", "id": "p1"}}  # fmt: skip
+    gone = {"activity": {"type": "probe", "name": "left", "tolerance": True, "provider": left},
+            "status": "succeeded", "output": False}  # fmt: skip
+    monkeypatch.setattr(
+        ex, "run_experiment", fake_run(world, lambda marks: journal(run=[cut, gone]))
+    )
+    evidence = ex.run_under_load(experiment(extensions=QUICK), **world.kwargs)
+    (bad,) = [c for c in evidence.checks if not c.passed]
+    assert bad.verdict.name == "method probes outside their tolerance"
+    with pytest.raises(BehaviourViolation) as caught:
+        evidence.assert_all()
+    assert str(caught.value).splitlines()[0] == (
+        "The pod stayed Ready while partitioned: its readiness probe is an exec probe that dials "
+        "localhost (`curl -f localhost:8080/readyz`), which runs inside the pod, where the "
+        "partition leaves localhost reachable."
+    )
 
 
 def test_faults_left_by_the_rollbacks_fail_the_run(world, monkeypatch):
@@ -559,7 +582,7 @@ def test_faults_left_by_the_rollbacks_fail_the_run(world, monkeypatch):
     evidence = ex.run_under_load(experiment(extensions=QUICK), **world.kwargs)
     (bad,) = [c for c in evidence.checks if not c.passed]
     assert bad.verdict.name == "faults still pending after the rollbacks"
-    assert "partition_pod 1a2b3c" in bad.verdict.note
+    assert bad.verdict.note.startswith("the rollbacks left partition_pod 1a2b3c")
     assert world.calls.reverted == ["kh-test-1"]
 
 
@@ -569,7 +592,9 @@ def test_leftovers_in_its_namespace_fail_the_run(world, monkeypatch):
     evidence = ex.run_under_load(experiment(extensions=QUICK), **world.kwargs)
     (bad,) = [c for c in evidence.checks if not c.passed]
     assert bad.verdict.name == "leftovers of its faults after the final revert"
-    assert bad.verdict.note == "node-1: iptables rule in 43=pod kh-test-1/demo-x"
+    assert bad.verdict.note == (
+        "node-1: iptables rule in 43=pod kh-test-1/demo-x was still there after the final revert"
+    )
 
 
 def test_faults_are_reverted_when_the_run_breaks(world, monkeypatch):

@@ -5,7 +5,15 @@ service in the keys the harness's runner sets (`harness chaos run` and the pytes
 
     harness_kubeconfig, harness_cluster_provider, harness_cluster_name, harness_namespace,
     harness_deployment, harness_selector, harness_base_url, harness_container,
-    harness_allow_chaos (optional, the --allow-chaos-on-existing opt-in)
+    harness_allow_chaos (optional, the --allow-chaos-on-existing opt-in);
+    the spec's times: harness_ready_within_s (self_healing.ready_within),
+    harness_leaves_endpoints_within_s (probes.readiness_leaves_endpoints_within),
+    harness_request_timeout_s (load.timeout);
+    harness_pods_at_start (the service's pods and their restarts as the experiment began).
+
+Experiment files declare none of them: the harness sets them for every run, so a file
+validates anywhere (`chaos validate FILE`) and names no service. An activity run without
+them (a plain `chaos run`) is refused with the key it misses.
 
 Faults that stay in place are in the ledger; an experiment's rollbacks call
 `revert_faults` (and the runner reverts whatever is left in any case).
@@ -194,13 +202,18 @@ def fail_dns(configuration: Configuration | None = None) -> dict[str, list[str]]
 
 
 def drain_node(
-    node: str | None = None, timeout: float = 120, configuration: Configuration | None = None
+    node: str | None = None,
+    timeout: float | None = None,
+    configuration: Configuration | None = None,
 ) -> dict[str, str]:
     """Drain a node of the service's pods (default: the node of one of them).
 
-    A PodDisruptionBudget that holds past `timeout` fails the action; the node stays
-    cordoned until the rollbacks' `revert_faults`.
+    A PodDisruptionBudget that still holds after `timeout` seconds fails the action (default:
+    the spec's ready_within, the time a replacement has to become Ready and release the
+    budget); the node stays cordoned until the rollbacks' `revert_faults`.
     """
+    if timeout is None:
+        timeout = float(setting(configuration, "harness_ready_within_s"))
     with harness_target(configuration) as t:
         if node is None:
             pod = _one_pod(t, configuration)

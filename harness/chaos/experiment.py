@@ -8,11 +8,15 @@ three things around `chaoslib`'s own run:
   experiment can only reach the harness's own test namespace;
 - while it runs, the service's steady load (from before the hypothesis until after the
   rollbacks), the configuration keys the harness activities read (`harness_namespace`,
-  `harness_base_url`, ...), and chaostoolkit-kubernetes pointed at the cluster's kubeconfig;
-- afterwards, the scenarios' verdicts (`Evidence`): the run completed, the steady state held
-  before and after, no activity failed, the rollbacks reverted the faults and nothing of them
-  is left, the service recovered, and the availability SLO held over the whole run. Pending
-  faults of the namespace are always reverted at the end, also on failure or Ctrl-C.
+  `harness_base_url`, ..., the spec's times its probes wait by, and the service's pods as the
+  experiment began), and chaostoolkit-kubernetes pointed at the cluster's kubeconfig. The
+  files declare none of these keys, so they validate anywhere and name no service;
+- afterwards, the scenarios' verdicts (harness.chaos.verdicts): the run completed, the steady
+  state held before and after, no activity failed, the rollbacks reverted the faults and
+  nothing of them is left, the service recovered, and the availability SLO held over the
+  whole run. Each failed one says in a sentence what broke and why, and the first such
+  sentence heads the failure and summary.txt. Pending faults of the namespace are always
+  reverted at the end, also on failure or Ctrl-C.
 
 Per-experiment settings live in a Chaos Toolkit extension:
 
@@ -23,7 +27,8 @@ Per-experiment settings live in a Chaos Toolkit extension:
         slo: {p99: 20s}         # other limits of the service's SLO this fault may exceed
         warm_up_s: 5            # load before the steady-state hypothesis
         settle_s: 5             # load kept after the rollbacks
-        recover_within_s: 60    # the Deployment is fully Ready again after the rollbacks
+        recover_within_s: 60    # Ready again after a fault (default: the spec's
+                                #   self_healing.ready_within)
         timeout_s: 300          # longest the run may take (the load is sized to cover it)
         may_fail: [drain-node]  # activities whose failure is an expected outcome
 """
@@ -46,14 +51,38 @@ import yaml
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.extension import get_extension
-from chaoslib.hypothesis import ensure_hypothesis_tolerance_is_valid, within_tolerance
+from chaoslib.hypothesis import ensure_hypothesis_tolerance_is_valid
 from chaoslib.run import RunEventHandler
 from kubernetes import client
 from kubernetes.config import kube_config
 
-from harness.assertions import Check, Evidence, slo_checks
+from harness.assertions import Check
+from harness.chaos.explain import (
+    duration_sentence,
+    leftover_sentence,
+    not_ready_sentence,
+    pending_sentence,
+)
+from harness.chaos.facts import Timings, collect_facts, short_json
 from harness.chaos.faults import leftovers, revert_all
 from harness.chaos.ledger import Ledger
+from harness.chaos.probes import (
+    LEAVES_ENDPOINTS_WITHIN,
+    PODS_AT_START,
+    READY_WITHIN,
+    REQUEST_TIMEOUT,
+    pods_at_start,
+)
+from harness.chaos.verdicts import (
+    RUN_KINDS,
+    ExperimentEvidence,
+    completion_check,
+    explained,
+    journal_checks,
+    ready_again,
+    sentence_check,
+    slo_verdicts,
+)
 from harness.cluster.provider import ClusterProvider, ComponentControl
 from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
@@ -63,7 +92,7 @@ from harness.load import SLO, Load, Verdict
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.run import Run
-from harness.scenario import deploy_service, provide_images, steady_load, wait_for_check
+from harness.scenario import deploy_service, provide_images, steady_load
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
 
 # What a provider must be able to do for the harness actions that reach past the API.
@@ -110,10 +139,13 @@ CONFIGURATION_KEYS = (
     "harness_base_url",
     "harness_container",
     "harness_allow_chaos",
+    READY_WITHIN,
+    LEAVES_ENDPOINTS_WITHIN,
+    REQUEST_TIMEOUT,
+    PODS_AT_START,
 )
 # Rollbacks run even when the hypothesis failed: they are how an experiment reverts.
 RUN_SETTINGS: dict[str, Any] = {"runtime": {"rollbacks": {"strategy": "always"}}}
-RUN_KINDS = ("Mark", "Pod", "EndpointSlice", "Event")
 
 
 class InvalidExperiment(InvalidConfiguration):
@@ -130,9 +162,14 @@ class HarnessSettings:
     slo: Mapping[str, float] = field(default_factory=dict)
     warm_up_s: float = 5.0
     settle_s: float = 5.0
-    recover_within_s: float = 60.0
+    recover_within_s: float | None = None
     timeout_s: float = 300.0
     may_fail: tuple[str, ...] = ()
+
+    @property
+    def slo_overrides(self) -> set[str]:
+        """The SLO fields this experiment sets in place of the service's."""
+        return set(self.slo) | ({"max_error_rate"} if self.max_error_rate is not None else set())
 
     def judged_slo(self, service_slo: SLO) -> SLO:
         """The service's SLO with this experiment's limits in place of its own."""
@@ -329,9 +366,15 @@ def with_configuration(experiment: Mapping[str, Any], values: Mapping[str, Any])
 
 
 def harness_configuration(
-    *, cluster: ClusterProvider, kube: Kube, deployed: Deployed, service: ServiceSpec
-) -> dict[str, str]:
-    """The configuration keys the harness activities read, for one deployed service."""
+    *,
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service: ServiceSpec,
+    timings: Timings,
+) -> dict[str, Any]:
+    """The configuration keys the harness activities read, for one deployed service (all but
+    `harness_pods_at_start`, taken as the experiment starts)."""
     spec = kube.apps.read_namespaced_deployment(service.deployment, deployed.namespace).spec
     labels = spec.selector.match_labels or {}
     return {
@@ -344,6 +387,7 @@ def harness_configuration(
         "harness_base_url": deployed.base_url,
         "harness_container": service.container,
         "harness_allow_chaos": "true" if cluster.options.allow_chaos else "false",
+        **timings.configuration(),
     }
 
 
@@ -435,17 +479,11 @@ class TimelineMarks(RunEventHandler):
     def activity_completed(self, activity: Any, run: Any) -> None:
         self._mark(
             f"{activity.get('type')} {activity.get('name')} {run.get('status')}",
-            output=_short(run.get("output")),
+            output=short_json(run.get("output")),
         )
 
     def signal_exit(self) -> None:
         self.stopped_by_signal = True
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    """An activity's output as JSON text, cut for notes and timeline marks."""
-    text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def run_under_load(
@@ -458,29 +496,32 @@ def run_under_load(
     load: Load,
     timeline: TimelineRecorder,
     report_dir: Path,
-) -> Evidence:
+) -> ExperimentEvidence:
     """Run a validated experiment against a deployed service under its steady load.
 
     The load starts `warm_up_s` before the steady-state hypothesis and lasts until `settle_s`
-    after the Deployment is Ready again following the rollbacks. journal.json is written to
-    `report_dir` (the timeline and the load record are already there). Every fault still
-    pending in the namespace is reverted at the end, whatever happened.
+    after the Deployment is Ready again following the rollbacks. The probes wait by the spec's
+    times, and count restarts and replacements from the pods as the experiment starts.
+    journal.json is written to `report_dir` (the timeline and the load record are already
+    there). Every fault still pending in the namespace is reverted at the end, whatever
+    happened.
 
     Returns:
-        The evidence to judge (`harness.scenario.judge`).
+        The evidence to judge (`harness.scenario.judge`), its failed verdicts explained.
 
     Raises:
         KeyboardInterrupt: the run was stopped by Ctrl-C or a signal (after the revert).
     """
     settings = harness_settings(experiment)
     namespace = deployed.namespace
+    timings = Timings.of(service, settings.recover_within_s)
     configuration = harness_configuration(
-        cluster=cluster, kube=kube, deployed=deployed, service=service
+        cluster=cluster, kube=kube, deployed=deployed, service=service, timings=timings
     )
     marks = TimelineMarks(timeline)
     journal: dict[str, Any] = {}
     load_seconds = (
-        settings.warm_up_s + settings.timeout_s + settings.recover_within_s + settings.settle_s
+        settings.warm_up_s + settings.timeout_s + timings.ready_within.seconds + settings.settle_s
     )
     try:
         with (
@@ -488,6 +529,9 @@ def run_under_load(
             steady_load(load, service, deployed.base_url, seconds=load_seconds) as run,
         ):
             time.sleep(settings.warm_up_s)  # the baseline under full load is in the record
+            configuration[PODS_AT_START] = pods_at_start(
+                kube, namespace, configuration["harness_selector"]
+            )
             started = timeline.mark("chaos: experiment", title=experiment.get("title")).t
             journal = run_experiment(
                 with_configuration(experiment, configuration),
@@ -502,10 +546,20 @@ def run_under_load(
                     namespace,
                     service.deployment,
                     since=ended,
-                    within_s=settings.recover_within_s,
+                    within=timings.ready_within,
                 )
                 time.sleep(settings.settle_s)
         result = run.result()
+        if not marks.stopped_by_signal:
+            facts = collect_facts(
+                kube,
+                namespace,
+                service,
+                journal=journal,
+                timeline=timeline.timeline(),
+                timings=timings,
+                started=started,
+            )
     finally:
         revert_all(cluster, kube, namespace=namespace)
         if journal:
@@ -514,159 +568,62 @@ def run_under_load(
         raise KeyboardInterrupt
     # The cluster is shared: other namespaces' faults are not this run's to answer for.
     left = leftovers(cluster, kube, namespace=namespace)
-    slo = settings.judged_slo(service.slo)
-    evidence = Evidence(
+    evidence = ExperimentEvidence(
         f"chaos experiment {experiment.get('title')!r} on {service.name}",
         timeline.timeline(),
         loads=[result],
     )
+    took = ended - started
     evidence.add(
-        *journal_checks(journal, configuration, settings, since=started, until=ended),
-        Check(
-            Verdict(
-                "faults still pending after the rollbacks",
-                len(pending),
-                0,
-                "",
-                "pass" if not pending else "fail",
-                ", ".join(i.describe() for i in pending),
-            ),
+        *journal_checks(
+            journal, configuration, facts, may_fail=settings.may_fail, since=started, until=ended
+        ),
+        explained(
+            ready,
+            "after the rollbacks, "
+            + not_ready_sentence(facts, ready.until, within=timings.ready_within, again=True),
+        ),
+        *slo_verdicts(
+            settings.judged_slo(service.slo),
+            result,
+            overridden=settings.slo_overrides,
+            what="whole chaos run",
+        ),
+        sentence_check(
+            "faults still pending after the rollbacks",
+            [pending_sentence(i) for i in pending],
             started,
             ended,
-            RUN_KINDS,
         ),
-        Check(
-            Verdict(
-                "leftovers of its faults after the final revert",
-                len(left),
-                0,
-                "",
-                "pass" if not left else "fail",
-                "; ".join(left),
-            ),
+        sentence_check(
+            "leftovers of its faults after the final revert",
+            [leftover_sentence(line) for line in left],
             started,
             ended,
-            RUN_KINDS,
         ),
-        ready,
         Check(
             Verdict(
                 "duration of the chaos run",
-                ended - started,
+                took,
                 settings.timeout_s,
                 "s",
-                "pass" if ended - started <= settings.timeout_s else "fail",
-                ""
-                if ended - started <= settings.timeout_s
-                else "raise timeout_s to keep it under load",
+                "pass" if took <= settings.timeout_s else "fail",
+                "" if took <= settings.timeout_s else duration_sentence(took, settings.timeout_s),
             ),
             started,
             ended,
             RUN_KINDS,
         ),
-        *slo_checks(slo, result, what="whole chaos run"),
+        completion_check(journal, started, ended),
     )
     evidence.measurements.update(
         {
-            "chaos run: seconds": round(ended - started, 2),
+            "chaos run: seconds": round(took, 2),
             "chaos run: failed requests": len(result.failures_between(started, ended)),
             "seconds to Ready after the rollbacks": ready.verdict.measured,
         }
     )
     return evidence
-
-
-def ready_again(
-    kube: Kube, namespace: str, deployment: str, *, since: float, within_s: float
-) -> Check:
-    """Wait until every replica of `deployment` is Ready and available; judge the time."""
-
-    def check() -> Check:
-        status = kube.apps.read_namespaced_deployment(deployment, namespace)
-        want = status.spec.replicas or 0
-        ready = status.status.ready_replicas or 0
-        ok = ready >= want and not status.status.unavailable_replicas
-        took = time.time() - since
-        return Check(
-            Verdict(
-                f"{deployment} fully Ready after the experiment",
-                took if ok else None,
-                within_s,
-                "s",
-                "pass" if ok else "fail",
-                "" if ok else f"{ready}/{want} Ready",
-            ),
-            since,
-            since + within_s,
-            ("Deployment", "Pod", "Mark"),
-        )
-
-    return wait_for_check(check, timeout=within_s, what=f"{deployment} to be fully Ready")
-
-
-def journal_checks(
-    journal: Mapping[str, Any],
-    configuration: Mapping[str, Any],
-    settings: HarnessSettings,
-    *,
-    since: float,
-    until: float,
-) -> list[Check]:
-    """The verdicts the journal holds: run status, the steady state before and after, and
-    the activities (failed, or method probes outside their declared tolerance)."""
-    status = journal.get("status")
-    checks = [
-        _count_check(
-            "chaos run not completed",
-            [] if status == "completed" else [f"status {status!r}"],
-            since,
-            until,
-        )
-    ]
-    states = journal.get("steady_states") or {}
-    for when in ("before", "after"):
-        state = states.get(when)
-        if state is None:
-            missed = ["not run (the run stopped before it)"]
-        else:
-            missed = [
-                f"{p['activity'].get('name')}: {_short(p.get('output'))}"
-                + (f" ({p.get('status')})" if p.get("status") != "succeeded" else "")
-                for p in state.get("probes", [])
-                if not p.get("tolerance_met")
-            ]
-            if not state.get("steady_state_met") and not missed:
-                missed = ["steady state not met"]
-        checks.append(
-            _count_check(f"steady-state probes not met {when} the method", missed, since, until)
-        )
-    bad = []
-    for run in [*(journal.get("run") or []), *(journal.get("rollbacks") or [])]:
-        activity = run.get("activity") or {}
-        name = activity.get("name")
-        if run.get("status") != "succeeded" and name not in settings.may_fail:
-            error = (run.get("exception") or ["failed"])[-1].strip()
-            bad.append(f"{name}: {error}")
-        elif (
-            run.get("status") == "succeeded"
-            and activity.get("type") == "probe"
-            and "tolerance" in activity
-            and not within_tolerance(
-                activity["tolerance"], run.get("output"), configuration=dict(configuration)
-            )
-        ):
-            bad.append(f"{name}: {_short(run.get('output'))} outside {activity['tolerance']!r}")
-    checks.append(_count_check("activities failed or out of tolerance", bad, since, until))
-    return checks
-
-
-def _count_check(name: str, problems: list[str], since: float, until: float) -> Check:
-    return Check(
-        Verdict(name, len(problems), 0, "", "fail" if problems else "pass", "; ".join(problems)),
-        since,
-        until,
-        RUN_KINDS,
-    )
 
 
 def experiment_service(
@@ -691,7 +648,7 @@ def run_in_fresh_namespace(
     spec: ResilienceSpec,
     service: ServiceSpec,
     reports_dir: Path,
-) -> tuple[Evidence, Path]:
+) -> tuple[ExperimentEvidence, Path]:
     """What `harness chaos run` does around `run_under_load`: deploy the service into a new
     harness namespace, run the validated experiment, delete the namespace again.
 
