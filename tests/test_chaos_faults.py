@@ -27,9 +27,11 @@ from harness.chaos import (
     container_usage,
     cordon,
     cpu_hog,
+    crash_process,
     crash_via_service,
     dns_failure,
     drain,
+    fail_probe,
     faults,
     injected,
     kill_container,
@@ -214,6 +216,8 @@ POD_FAULTS = [
     (partition_pod, ("p1",), {}),
     (dns_failure, ("p1",), {}),
     (kill_container, ("p1", "demo"), {}),
+    (crash_process, ("p1", "demo"), {}),
+    (fail_probe, ("p1", "demo", "readiness"), {}),
     (kill_pods, ("app=demo",), {}),
     (crash_via_service, ("p1", "demo", "/admin/crash"), {"token_secret": "s", "token_key": "k"}),
 ]
@@ -785,6 +789,52 @@ def test_partitioned_pod_leaves_the_endpoints_and_comes_back(
                    for line in found) == 2, found  # fmt: skip
     wait_for(lambda: listed(True), what=f"{pod} back in the endpoints", timeout=60)
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
+
+
+def restarts(kube, namespace: str, pod: str) -> int:
+    statuses = kube.core.read_namespaced_pod(pod, namespace).status.container_statuses or []
+    return sum(c.restart_count for c in statuses)
+
+
+@pytest.mark.e2e
+def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
+    chaos, deployed, kube, service_spec, timeline, tmp_path
+):
+    """Without the service's help: the readiness probe's request is dropped, the pod leaves
+    the endpoints, its liveness probe (another path) still passes, and the revert brings it
+    back."""
+    pod = deployed.pods()[0]
+
+    def listed(wanted: bool) -> bool | Pending:
+        ready = ready_in_endpoints(kube, deployed.namespace)
+        return True if (pod in ready) == wanted else Pending(f"ready endpoints: {sorted(ready)}")
+
+    with injected(chaos, fail_probe, pod, service_spec.container, "readiness") as fault:
+        timeline.mark("fail_probe", pod=pod, fault=fault.id)
+        assert fault.undo["what"] == "readiness probe: GET /readyz on port 8080"
+        wait_for(lambda: listed(False), what=f"{pod} to leave the endpoints", timeout=20)
+        found = leftovers(chaos.cluster, chaos.kube, ledger=Ledger("x", tmp_path / "none"))
+        assert any("--hex-string" in line and fault.id in line for line in found), found
+        time.sleep(10)  # one liveness period: /healthz is still answered
+        assert restarts(kube, deployed.namespace, pod) == 0
+    wait_for(lambda: listed(True), what=f"{pod} back in the endpoints", timeout=30)
+    assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
+
+
+@pytest.mark.e2e
+def test_crashed_process_is_restarted_with_exit_code_137(chaos, deployed, kube, service_spec):
+    pod = deployed.pods()[0]
+    crash_process(chaos, pod, service_spec.container)
+
+    def crashed() -> int | Pending:
+        status = kube.core.read_namespaced_pod(pod, deployed.namespace).status
+        for container in status.container_statuses or []:
+            ended = container.last_state.terminated if container.last_state else None
+            if container.restart_count and ended:
+                return ended.exit_code
+        return Pending(f"{pod} restarts: {restarts(kube, deployed.namespace, pod)}")
+
+    assert wait_for(crashed, what=f"{pod} to restart", timeout=30, interval=0.5) == 137
 
 
 @pytest.mark.e2e

@@ -30,6 +30,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.chaos.ledger import Injected, Ledger
+from harness.chaos.probe_failure import probe_block
 from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
 from harness.kube import Kube, container_port, secret_value
@@ -507,6 +508,7 @@ _REVERTS: dict[str, Callable[[ClusterProvider, Kube, Injected], None]] = {
     "memory_pressure": _kill_marked,
     "partition_pod": _delete_rules,
     "dns_failure": _delete_rules,
+    "fail_probe": _delete_rules,
     "cordon": _uncordon,
     "drain": _uncordon,
     "stop_component": _start_component,
@@ -759,7 +761,9 @@ def memory_pressure(t: Target, pod: str, container: str, *, mib: int, seconds: f
     return _hog(t, "memory_pressure", pod, container, hold, seconds, undo)
 
 
-def _netns_fault(t: Target, fault: str, pod: str, rules: Sequence[str]) -> Injected:
+def _netns_fault(
+    t: Target, fault: str, pod: str, rules: Sequence[str], *, what: str | None = None
+) -> Injected:
     _guard(t.cluster, t.kube, t.namespace)
     shell = _shell(t.cluster)
     obj = _read_pod(t, pod)
@@ -776,8 +780,8 @@ def _netns_fault(t: Target, fault: str, pod: str, rules: Sequence[str]) -> Injec
             f"pod {pod}'s sandbox shares the node's network namespace",
             fix="target a pod with its own network namespace",
         )
-    entry = _new(t, fault, node=node, target=pod, undo={"pid": pid, "netns": netns,
-                                                         "rules": list(rules)})  # fmt: skip
+    undo = {"pid": pid, "netns": netns, "rules": list(rules)} | ({"what": what} if what else {})
+    entry = _new(t, fault, node=node, target=pod, undo=undo)
     argv = ["sh", "-ec", _RULES_INSERT, "sh", str(pid), *_halves(fault_marker(entry)), *rules]
     return _inject(t, entry, lambda: shell.node_exec(node, argv))
 
@@ -792,6 +796,49 @@ def partition_pod(t: Target, pod: str) -> Injected:
         NotInjectable: see the module's guards; the pod runs in the node's network.
     """
     return _netns_fault(t, "partition_pod", pod, PARTITION_RULES)
+
+
+def fail_probe(t: Target, pod: str, container: str, probe: str) -> Injected:
+    """Make one container's `probe` ("readiness", "liveness", "startup") fail, without the
+    service's help, until reverted: what the probe sends is dropped in the pod's network
+    namespace (harness.chaos.probe_failure says how, per probe kind).
+
+    Raises:
+        NotInjectable: see the module's guards; the pod runs in the node's network.
+        ProbeNotFailable: the container has no such probe, or an exec probe that dials
+            nothing the harness can see.
+    """
+    _guard(t.cluster, t.kube, t.namespace)
+    _shell(t.cluster)  # refused before anything is read where nodes are out of reach
+    spec = t.kube.api_client.sanitize_for_serialization(_read_pod(t, pod).spec)
+    found = [c for c in spec.get("containers") or [] if c.get("name") == container]
+    if not found:
+        raise NotInjectable(
+            f"pod {pod} has no container {container!r}", fix="name a container of its spec"
+        )
+    block = probe_block(found[0], probe)
+    return _netns_fault(t, "fail_probe", pod, block.rules, what=f"{probe} probe: {block.what}")
+
+
+def crash_process(t: Target, pod: str, container: str) -> int:
+    """Kill a container's main process with SIGKILL from its node, as a crash ends it.
+
+    Unlike `kill_container` (the runtime stops the container), the runtime sees its process
+    die on its own, exit code 137; the kubelet restarts the container.
+
+    Returns:
+        The killed process's pid on its node.
+
+    Raises:
+        NotInjectable: see the module's guards; the container is not running.
+    """
+    _guard(t.cluster, t.kube, t.namespace)
+    shell = _shell(t.cluster)
+    obj = _read_pod(t, pod)
+    node = obj.spec.node_name
+    pid = _container_pid(shell, node, _container_id(obj, container))
+    shell.node_exec(node, ["kill", "-KILL", str(pid)])
+    return pid
 
 
 def dns_failure(t: Target, pod: str) -> Injected:
