@@ -529,9 +529,15 @@ class Evidence:
     loads: list[LoadResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
+    # Check index -> the sentence that says why it failed (harness.workload's findings).
+    why: dict[int, str] = field(default_factory=dict)
 
-    def add(self, *checks: Check) -> None:
-        self.checks.extend(checks)
+    def add(self, *checks: Check, why: str | None = None) -> None:
+        """Add checks; `why` says what made them fail, shown only for those that do."""
+        for check in checks:
+            if why and not check.passed:
+                self.why[len(self.checks)] = why
+            self.checks.append(check)
 
     def explain(self, check: Check) -> str:
         slice_ = (
@@ -539,8 +545,10 @@ class Evidence:
             or "  (nothing recorded)"
         )
         failed = [f for load in self.loads for f in load.failures_between(check.since, check.until)]
+        why = self.why.get(self.checks.index(check))
         lines = [
             f"FAILED {check.verdict}",
+            *([f"  why: {why}"] if why else []),
             "  timeline:",
             *("    " + ln for ln in slice_.splitlines()[-40:]),
         ]
@@ -571,7 +579,10 @@ class Evidence:
             "scenario": self.scenario,
             "passed": all(c.passed for c in self.checks),
             "verdicts": [
-                asdict(c.verdict) | {"since": c.since, "until": c.until} for c in self.checks
+                asdict(c.verdict)
+                | {"since": c.since, "until": c.until}
+                | ({"why": self.why[i]} if i in self.why else {})
+                for i, c in enumerate(self.checks)
             ],
             "measurements": self.measurements,
             "loads": [load.summary() for load in self.loads],

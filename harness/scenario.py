@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.access import LoadEntry
 from harness.assertions import Check, Evidence
+from harness.chaos import Target, crash_process, fail_probe, injected
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
 from harness.deploy import Deployed, deploy
 from harness.errors import InvalidConfiguration, WaitTimeout
@@ -18,9 +20,11 @@ from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
 from harness.progress import say
-from harness.spec import GoProgramBuild, ResilienceSpec, ServiceSpec, load_spec
+from harness.render import render
+from harness.spec import GoProgramBuild, InvalidSpec, ResilienceSpec, ServiceSpec, load_spec
 from harness.suite import DEMO_SPEC, PATHS_LOCUSTFILE
 from harness.wait import Pending, wait_for
+from harness.workload import Workload, spec_problems
 
 DEFAULT_SPEC = Path("scenarios") / "demo-service.spec.yaml"
 
@@ -35,7 +39,26 @@ def spec_path(option: str | None, rootdir: Path) -> Path:
 
 
 def read_spec(option: str | None, rootdir: Path) -> ResilienceSpec:
-    return load_spec(spec_path(option, rootdir))
+    """The resilience spec, checked against each service's rendered manifests too.
+
+    Raises:
+        InvalidSpec: the file's own problems, or what the manifests contradict (a Deployment,
+            container or HPA the spec names and the manifests lack, other HPA bounds).
+    """
+    path = spec_path(option, rootdir)
+    spec = load_spec(path)
+    problems = [
+        f"services[{index}].{problem}"
+        for index, service in enumerate(spec.services)
+        for problem in spec_problems(service, render(service.manifests, kubectl=kubectl_path()))
+    ]
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise InvalidSpec(
+            f"resilience spec {path} does not match the service's manifests:\n{listing}",
+            fix="correct the spec (or the manifests) so that both name the same objects",
+        )
+    return spec
 
 
 def build_service_images(service: ServiceSpec) -> list[Path]:
@@ -104,6 +127,17 @@ def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed
     )
 
 
+def workload_of(deployed: Deployed, service: ServiceSpec) -> Workload:
+    """What the deployed manifests say about the service's Deployment (for findings)."""
+    workload = Workload.of(deployed.objects, service.deployment)
+    if workload is None:  # read_spec checked the manifests: only a changed file gets here
+        raise InvalidConfiguration(
+            f"{deployed.source} has no Deployment {service.deployment}",
+            fix="set the spec's `deployment:` to one the manifests hold",
+        )
+    return workload
+
+
 def judge(evidence: Evidence, report_dir: Path) -> None:
     """Write the scenario's result.json, then fail with the explanation of any broken promise."""
     evidence.write(report_dir)
@@ -159,6 +193,44 @@ def admin_call(kube: Kube, deployed: Deployed, service: ServiceSpec, pod: str, p
     token = deployed.secret_value(service.admin.token_secret, service.admin.token_key)
     port = container_port(kube, deployed.namespace, pod, service.container)
     return post_to_pod(kube.kubeconfig, deployed.namespace, pod, port, path, token=token)
+
+
+@contextmanager
+def probe_failing(
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service: ServiceSpec,
+    pod: str,
+    probe: str,
+) -> Iterator[str]:
+    """Make `pod`'s `probe` ("readiness" or "liveness") fail for the block; yields how.
+
+    Through the service's own admin hook when the spec names one (the service then decides
+    when it is healthy again), else from outside, without the service's help
+    (harness.chaos.fail_probe), reverted when the block ends.
+
+    Raises:
+        ProbeNotFailable: no admin hook, and the probe cannot be failed from outside.
+    """
+    hook = getattr(service.admin, f"fail_{probe}", None) if service.admin else None
+    if hook:
+        admin_call(kube, deployed, service, pod, hook)
+        yield f"the service's admin hook {hook}"
+        return
+    t = Target.of(cluster, kube, deployed.namespace)
+    with injected(t, fail_probe, pod, service.container, probe) as fault:
+        yield f"the harness dropping the {fault.undo['what']}"
+
+
+def crash(
+    cluster: ClusterProvider, kube: Kube, deployed: Deployed, service: ServiceSpec, pod: str
+) -> None:
+    """Crash `pod`'s main process: the service's admin hook, else SIGKILL from the node."""
+    if service.admin is not None:
+        admin_call(kube, deployed, service, pod, service.admin.crash)
+    else:
+        crash_process(Target.of(cluster, kube, deployed.namespace), pod, service.container)
 
 
 def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, int]:

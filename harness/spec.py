@@ -206,9 +206,13 @@ class NodeFailureExpectation:
 
 @dataclass(frozen=True)
 class ProbeExpectation:
+    """A pod whose readiness fails leaves the endpoints in time; a failing liveness probe
+    restarts its container in time; a start-up slowed by `startup_delay_s` (when given) is
+    protected by the startup probe."""
+
     readiness_leaves_endpoints_within_s: float
     liveness_restarts_within_s: float
-    startup_delay_s: float
+    startup_delay_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +236,8 @@ class AdminHooks:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """Steady load (`users` on `path`) and the CPU load that drives the HPA; `rps` per user.
+    """Steady load (`users` on `path`) and the CPU load that drives the HPA (`cpu_users` on
+    `cpu_path`, by default the same); `rps` per user.
 
     A request without an answer after `timeout_s` counts as failed, and its user goes on:
     a user stuck on a lost connection would stop sending while the outage lasts, and
@@ -334,8 +339,8 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
         service["load"] = LoadSpec(
             path=load.get("path", _url_path),
             users=load.get("users", _count(1)),
-            cpu_path=load.get("cpu_path", _url_path),
-            cpu_users=load.get("cpu_users", _count(1)),
+            cpu_path=load.get("cpu_path", _url_path, None) or load.data.get("path"),
+            cpu_users=load.get("cpu_users", _count(1), None) or load.data.get("users"),
             rps=load.get("rps", _positive, 5.0),
             timeout_s=load.get("timeout", parse_seconds, 5.0),
         )
@@ -403,7 +408,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
                 "readiness_leaves_endpoints_within", parse_seconds
             ),
             liveness_restarts_within_s=p.get("liveness_restarts_within", parse_seconds),
-            startup_delay_s=p.get("startup_delay", parse_seconds),
+            startup_delay_s=p.get("startup_delay", parse_seconds, None),
         )
         p.done()
     if (o := expect.section("rollout", required=False)) is not None:

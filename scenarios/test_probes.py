@@ -2,6 +2,7 @@
 liveness probe restarts its container; a slow starter is protected by its startup probe."""
 
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -14,8 +15,9 @@ from harness.assertions import (
     slo_checks,
     startup_protected,
 )
+from harness.chaos.probe_failure import ProbeNotFailable
 from harness.deploy import wait_rolled_out
-from harness.scenario import admin_call, judge, steady_load, wait_for_check
+from harness.scenario import judge, probe_failing, steady_load, wait_for_check, workload_of
 
 WARM_UP_S = 5
 # kube-proxy rewrites its rules after the endpoint change; requests already routed may land.
@@ -24,13 +26,23 @@ QUIET_S = 8  # load observed after the pod left, to show it gets nothing
 
 
 def probes_of(service):
-    if service.probes is None or service.admin is None:
-        pytest.skip(f"{service.name}: the spec names no probe expectations or admin hooks")
+    if service.probes is None:
+        pytest.skip(f"{service.name}: the spec promises no probe behaviour (expect.probes)")
     return service.probes
 
 
+@contextmanager
+def failing(cluster, kube, deployed, service, pod, probe):
+    """The probe fails for the block; a probe the harness cannot fail skips, saying why."""
+    try:
+        with probe_failing(cluster, kube, deployed, service, pod, probe) as how:
+            yield how
+    except ProbeNotFailable as exc:
+        pytest.skip(f"{service.name}: {exc.message}")
+
+
 def test_failing_readiness_removes_the_pod_from_traffic(
-    service_spec, deployed, kube, timeline, load, test_report_dir
+    service_spec, deployed, kube, cluster, timeline, load, test_report_dir
 ):
     expect = probes_of(service_spec)
     budget = WARM_UP_S + expect.readiness_leaves_endpoints_within_s + PROXY_SYNC_S + QUIET_S + 30
@@ -38,49 +50,53 @@ def test_failing_readiness_removes_the_pod_from_traffic(
         time.sleep(WARM_UP_S)
         victim = deployed.pods()[0]
         failed_at = timeline.mark("readiness made to fail", pod=victim).t
-        admin_call(kube, deployed, service_spec, victim, service_spec.admin.fail_readiness)
-        left = wait_for_check(
-            lambda: left_endpoints(
-                timeline.timeline(),
-                pod=victim,
-                since=failed_at,
-                within_s=expect.readiness_leaves_endpoints_within_s,
-            ),
-            timeout=expect.readiness_leaves_endpoints_within_s + 5,
-            what=f"{victim} to leave",
-        )
-        time.sleep(PROXY_SYNC_S + QUIET_S)
+        with failing(cluster, kube, deployed, service_spec, victim, "readiness") as how:
+            timeline.mark(f"readiness fails through {how}", pod=victim)
+            left = wait_for_check(
+                lambda: left_endpoints(
+                    timeline.timeline(),
+                    pod=victim,
+                    since=failed_at,
+                    within_s=expect.readiness_leaves_endpoints_within_s,
+                ),
+                timeout=expect.readiness_leaves_endpoints_within_s + 5,
+                what=f"{victim} to leave",
+            )
+            time.sleep(PROXY_SYNC_S + QUIET_S)
     result = run.result()
     gone_at = failed_at + (left.verdict.measured or 0)
     evidence = Evidence("readiness probe", timeline.timeline(), loads=[result])
+    evidence.add(left, no_traffic_to(result, pod=victim, after=gone_at + PROXY_SYNC_S))
     evidence.add(
-        left,
-        no_traffic_to(result, pod=victim, after=gone_at + PROXY_SYNC_S),
         *slo_checks(service_spec.slo, result, what="readiness failure"),
+        why=workload_of(deployed, service_spec).why_unavailable_when_unready(),
     )
     evidence.measurements["seconds to leave the endpoints"] = left.verdict.measured
     judge(evidence, test_report_dir)
 
 
 def test_failing_liveness_restarts_the_container(
-    service_spec, deployed, kube, timeline, test_report_dir
+    service_spec, deployed, kube, cluster, timeline, test_report_dir
 ):
     expect = probes_of(service_spec)
     replicas = len(deployed.pods())
     victim = deployed.pods()[0]
     failed_at = timeline.mark("liveness made to fail", pod=victim).t
-    admin_call(kube, deployed, service_spec, victim, service_spec.admin.fail_liveness)
-    restarted = wait_for_check(
-        lambda: container_restarted(
-            timeline.timeline(),
-            pod=victim,
-            since=failed_at,
-            within_s=expect.liveness_restarts_within_s,
-            what="liveness failure",
-        ),
-        timeout=expect.liveness_restarts_within_s + 5,
-        what=f"{victim} to restart",
-    )
+    # Once restarted, the container must pass its probes again: a fault of the harness
+    # ends with the block; an admin hook's failure ends with the process.
+    with failing(cluster, kube, deployed, service_spec, victim, "liveness") as how:
+        timeline.mark(f"liveness fails through {how}", pod=victim)
+        restarted = wait_for_check(
+            lambda: container_restarted(
+                timeline.timeline(),
+                pod=victim,
+                since=failed_at,
+                within_s=expect.liveness_restarts_within_s,
+                what="liveness failure",
+            ),
+            timeout=expect.liveness_restarts_within_s + 5,
+            what=f"{victim} to restart",
+        )
     ready_again = wait_for_check(
         lambda: recovered(
             timeline.timeline(),
@@ -103,9 +119,16 @@ def test_slow_starter_is_protected_by_its_startup_probe(
     service_spec, deployed, kube, timeline, test_report_dir
 ):
     expect = probes_of(service_spec)
-    variable = service_spec.admin.startup_delay_env
+    if expect.startup_delay_s is None:
+        pytest.skip(f"{service_spec.name}: the spec promises no start-up (probes.startup_delay)")
+    variable = service_spec.admin.startup_delay_env if service_spec.admin else None
     if variable is None:
-        pytest.skip(f"{service_spec.name}: the spec names no way to slow the start-up")
+        # What a harness-made slow start needs: the probe's packets dropped from the new
+        # pod's first moment, before its container starts; not built yet.
+        pytest.skip(
+            f"{service_spec.name}: the spec names no start-up delay (admin.startup_delay_env); "
+            "the harness cannot slow a start-up by itself yet"
+        )
     delay = expect.startup_delay_s
     started = timeline.mark("slow start-up rolled out", delay_s=delay).t
     kube.apps.patch_namespaced_deployment(

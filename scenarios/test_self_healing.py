@@ -8,7 +8,7 @@ import pytest
 
 from harness.assertions import Evidence, availability, container_restarted, recovered
 from harness.chaos import Target, kill_container
-from harness.scenario import admin_call, judge, steady_load, wait_for_check
+from harness.scenario import crash, judge, steady_load, wait_for_check, workload_of
 
 WARM_UP_S = 5  # steady load before the fault, so the baseline is in the record
 SETTLE_S = 5  # load after recovery, so that late failures are in the record too
@@ -52,8 +52,8 @@ def heal(kind, inject, *, service_spec, deployed, timeline, load, report_dir, in
     result = run.result()
     record = timeline.timeline()
     evidence = Evidence(kind, record, loads=[result])
+    evidence.add(back(fault_at))
     evidence.add(
-        back(fault_at),
         availability(
             result,
             since=fault_at,
@@ -61,6 +61,7 @@ def heal(kind, inject, *, service_spec, deployed, timeline, load, report_dir, in
             max_error_rate=expect.max_error_rate,
             what=f"{kind}, {expect.window_s:g}s after",
         ),
+        why=workload_of(deployed, service_spec).why_unavailable_during_replacement(),
     )
     if in_place:
         evidence.add(
@@ -110,17 +111,11 @@ def test_killed_container_is_restarted(
 
 
 def test_crashed_process_is_restarted(
-    service_spec, deployed, kube, timeline, load, test_report_dir
+    service_spec, deployed, kube, cluster, timeline, load, test_report_dir
 ):
-    if service_spec.admin is None:
-        pytest.skip(f"{service_spec.name}: the spec names no way to crash the service")
-
-    def crash(pod):
-        admin_call(kube, deployed, service_spec, pod, service_spec.admin.crash)
-
     heal(
         "process crashed",
-        crash,
+        lambda pod: crash(cluster, kube, deployed, service_spec, pod),
         service_spec=service_spec,
         deployed=deployed,
         timeline=timeline,

@@ -15,7 +15,14 @@ from harness.assertions import (
     rollout_stuck_detected,
     slo_checks,
 )
-from harness.scenario import judge, max_unavailable, set_image, steady_load, wait_for_check
+from harness.scenario import (
+    judge,
+    max_unavailable,
+    set_image,
+    steady_load,
+    wait_for_check,
+    workload_of,
+)
 
 WARM_UP_S = 5
 SETTLE_S = 5
@@ -52,8 +59,8 @@ def test_new_version_rolls_out_without_failed_requests(
         started=started,
         within_s=expect.complete_within_s,
     )
+    why = workload_of(deployed, service_spec).why_requests_failed_in_rollout(service_spec.container)
     evidence.add(
-        completed,
         failed_requests(
             result,
             since=started,
@@ -61,6 +68,11 @@ def test_new_version_rolls_out_without_failed_requests(
             budget=expect.max_failed_requests,
             what="rollout",
         ),
+        *slo_checks(service_spec.slo, result, what="rollout"),
+        why=why,
+    )
+    evidence.add(
+        completed,
         max_unavailable_respected(
             record,
             deployment=deployment,
@@ -76,7 +88,6 @@ def test_new_version_rolls_out_without_failed_requests(
             image=service_spec.images["next"],
             at=finished,
         ),
-        *slo_checks(service_spec.slo, result, what="rollout"),
     )
     evidence.measurements["rollout seconds"] = completed.verdict.measured
     evidence.measurements["requests per version"] = result.versions
@@ -120,8 +131,9 @@ def test_broken_image_is_detected_and_rolled_back(
     result = run.result()
     record = timeline.timeline()
     evidence = Evidence("broken rollout", record, loads=[result])
+    workload = workload_of(deployed, service_spec)
+    evidence.add(stuck, why=workload.why_stuck_not_reported(expect.stuck_detected_within_s))
     evidence.add(
-        stuck,
         failed_requests(result, since=started, until=restored + SETTLE_S,
                         budget=expect.max_failed_requests, what="broken rollout and rollback"),
         max_unavailable_respected(record, deployment=deployment, replicas=replicas,

@@ -1,5 +1,6 @@
 """Behaviour checks on recorded timelines and load records (pure logic, no cluster)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,17 @@ def test_a_broken_promise_explains_itself_with_timeline_and_failures(tmp_path):
     assert "Pod/a" in text and "ConnectionRefused" in text
     result = evidence.write(tmp_path)
     assert '"passed": false' in result.read_text()
+
+
+def test_a_failed_check_says_why_and_a_passed_one_does_not(tmp_path):
+    timeline = Timeline([pod(0, "a")])
+    load = load_result(failures=[FailedRequest(11.0, 11.1, "GET", "/", "ConnectionRefused", None)])
+    evidence = a.Evidence("rollout", timeline, loads=[load])
+    kept = a.failed_requests(load, since=0, until=5, budget=0, what="before")
+    broken = a.failed_requests(load, since=10, until=20, budget=0, what="rollout")
+    evidence.add(kept, broken, why="container web has no preStop hook")
+    with pytest.raises(a.BehaviourViolation) as caught:
+        evidence.assert_all()
+    assert "fail\n  why: container web has no preStop hook" in str(caught.value)
+    verdicts = json.loads(evidence.write(tmp_path).read_text())["verdicts"]
+    assert [v.get("why") for v in verdicts] == [None, "container web has no preStop hook"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from harness.cluster.provider import DEFAULT_NODE_PORTS
-from harness.render import render
 from harness.images.demo import demo_image_ref
+from harness.render import render
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 OVERLAYS = ("dev", "ci", "prod")

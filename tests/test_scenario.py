@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from harness import scenario
-from harness.spec import load_spec
+from harness.spec import InvalidSpec, load_spec
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "scenarios" / "demo-service.spec.yaml"
 
@@ -58,3 +58,17 @@ def test_a_recreated_cluster_or_a_new_image_is_loaded(archives: list[Path], tmp_
     rebuilt = FakeCluster(kubeconfig)
     scenario.provide_images(rebuilt, spec)
     assert rebuilt.loaded == ["demo-v3-ccc.tar"]
+
+
+def test_a_spec_the_manifests_contradict_is_refused_before_any_cluster(tmp_path: Path) -> None:
+    text = DEMO_SPEC.read_text().replace("deployment: demo", "deployment: web")
+    text = text.replace(
+        "../manifests/overlays/ci", str(DEMO_SPEC.parents[1] / "manifests/overlays/ci")
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    with pytest.raises(InvalidSpec) as caught:
+        scenario.read_spec(str(tmp_path / "spec.yaml"), tmp_path)
+    assert "does not match the service's manifests" in str(caught.value)
+    assert "services[0].deployment: the manifests have no Deployment 'web' (they have: demo)" in (
+        str(caught.value)
+    )

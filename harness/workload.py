@@ -1,0 +1,163 @@
+"""What a service's manifests say about the Deployment that takes the load, and what follows.
+
+`Workload.of(objects, name)` reads the rendered manifests once: replicas, the containers
+(probes, preStop hooks), the progress deadline and the HPAs that target it. Two uses read it:
+
+- `spec_problems` checks the resilience spec against the manifests before any cluster starts
+  (named Deployment, container and HPA exist, HPA bounds match);
+- the `why_*` sentences say, when a scenario's promise is broken, what in the manifests made
+  it so ("Deployment httpbin runs 1 replica: ..."), so that a failure reads as a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.render import Object
+
+DEFAULT_PROGRESS_DEADLINE_S = 600.0  # Kubernetes' default progressDeadlineSeconds
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The manifests' facts about one Deployment (see the module docstring)."""
+
+    name: str
+    replicas: int
+    replicas_set: bool  # False: the manifests leave it at Kubernetes' default of 1
+    containers: tuple[Mapping[str, Any], ...]
+    hpas: tuple[Object, ...]
+    progress_deadline_s: float
+    progress_deadline_set: bool
+
+    @classmethod
+    def of(cls, objects: Sequence[Object], name: str) -> Workload | None:
+        """The Deployment `name` of `objects`, or None when there is none."""
+        found = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == name]
+        if not found:
+            return None
+        spec = found[0].get("spec") or {}
+        pod = spec.get("template") or {}
+        hpas = tuple(
+            o
+            for o in objects
+            if o["kind"] == "HorizontalPodAutoscaler"
+            and ((o.get("spec") or {}).get("scaleTargetRef") or {}).get("kind") == "Deployment"
+            and o["spec"]["scaleTargetRef"].get("name") == name
+        )
+        return cls(
+            name=name,
+            replicas=spec.get("replicas", 1),
+            replicas_set="replicas" in spec,
+            containers=tuple((pod.get("spec") or {}).get("containers") or []),
+            hpas=hpas,
+            progress_deadline_s=float(
+                spec.get("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE_S)
+            ),
+            progress_deadline_set="progressDeadlineSeconds" in spec,
+        )
+
+    def container(self, name: str) -> Mapping[str, Any] | None:
+        return next((c for c in self.containers if c.get("name") == name), None)
+
+    @property
+    def serves_alone(self) -> bool:
+        """One replica, and no HPA that would keep more."""
+        floor = min(((h.get("spec") or {}).get("minReplicas", 1) for h in self.hpas), default=1)
+        return self.replicas <= 1 and floor <= 1
+
+    def _replicas_text(self) -> str:
+        why = "" if self.replicas_set else " (the manifests set no replicas: 1 is the default)"
+        return f"Deployment {self.name} runs {self.replicas} replica{why}"
+
+    # --- findings: why a promise was broken ---------------------------------------------
+
+    def why_unavailable_during_replacement(self) -> str | None:
+        """A lost pod (deleted, evicted, its node gone) made requests fail."""
+        if self.serves_alone:
+            return (
+                f"{self._replicas_text()}: while its only pod is replaced or restarted, "
+                "nothing serves"
+            )
+        return None
+
+    def why_unavailable_when_unready(self) -> str | None:
+        """Requests failed while one pod was out of the endpoints."""
+        if self.serves_alone:
+            return (
+                f"{self._replicas_text()}: with its only pod out of the endpoints, new "
+                "connections are refused"
+            )
+        return None
+
+    def why_requests_failed_in_rollout(self, container: str) -> str | None:
+        """Requests failed while old pods were replaced by new ones."""
+        spec = self.container(container) or {}
+        reasons = []
+        if not ((spec.get("lifecycle") or {}).get("preStop")):
+            reasons.append(
+                f"container {container} has no preStop hook: an old pod stops serving on "
+                "SIGTERM while kube-proxy may still send it new connections"
+            )
+        if not spec.get("readinessProbe"):
+            reasons.append(
+                f"container {container} has no readiness probe: new pods take traffic before "
+                "they answer"
+            )
+        if self.serves_alone:
+            reasons.append(self._replicas_text())
+        return "; ".join(reasons) or None
+
+    def why_stuck_not_reported(self, within_s: float) -> str | None:
+        """Kubernetes did not report a stuck rollout within `within_s`."""
+        if self.progress_deadline_s > within_s:
+            default = "" if self.progress_deadline_set else " (the default: the manifests set none)"
+            return (
+                f"Deployment {self.name}'s progressDeadlineSeconds is "
+                f"{self.progress_deadline_s:g}s{default}: Kubernetes reports a stuck rollout "
+                f"only after that, not within {within_s:g}s"
+            )
+        return None
+
+
+def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:
+    """What in the resilience spec's service the manifests contradict, each a sentence.
+
+    Args:
+        service: a harness.spec.ServiceSpec.
+        objects: its manifests, rendered.
+    """
+    workload = Workload.of(objects, service.deployment)
+    if workload is None:
+        have = [o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"]
+        return [
+            f"deployment: the manifests have no Deployment {service.deployment!r} "
+            f"(they have: {', '.join(have) or 'none'})"
+        ]
+    problems = []
+    if workload.container(service.container) is None:
+        names = ", ".join(str(c.get("name")) for c in workload.containers)
+        problems.append(
+            f"container: Deployment {workload.name} has no container {service.container!r} "
+            f"(it has: {names})"
+        )
+    hpa = service.hpa
+    if hpa is not None:
+        named = [h for h in workload.hpas if h["metadata"]["name"] == hpa.name]
+        if not named:
+            have = ", ".join(h["metadata"]["name"] for h in workload.hpas) or "none"
+            problems.append(
+                f"expect.hpa.name: no HorizontalPodAutoscaler {hpa.name!r} targets Deployment "
+                f"{workload.name} (HPAs that do: {have})"
+            )
+        else:
+            bounds = named[0]["spec"]
+            minimum, maximum = bounds.get("minReplicas", 1), bounds.get("maxReplicas")
+            if (hpa.min, hpa.max) != (minimum, maximum):
+                problems.append(
+                    f"expect.hpa: min {hpa.min} / max {hpa.max}, but HorizontalPodAutoscaler "
+                    f"{hpa.name} says {minimum} / {maximum}"
+                )
+    return problems
