@@ -1,0 +1,136 @@
+"""The example services under examples/: each is a service this project did not write, held to
+what its authors' own manifests promise, with no change to them.
+
+The end-to-end test runs the built-in scenario suite against the example on the run's
+cluster, in a pytest of its own, and compares every item's outcome with what the service's
+manifests lead to: a promise kept passes, a promise broken fails with a sentence that says
+why, a promise the harness cannot test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from harness.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SCENARIOS = ROOT / "scenarios"
+
+
+def recorded_digests(source_md: Path) -> dict[str, str]:
+    return dict(
+        (name, digest)
+        for digest, name in (
+            (m[2], m[1])
+            for m in re.finditer(r"sha256 (\S+)\s+([0-9a-f]{64})", source_md.read_text())
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "source_md", sorted(EXAMPLES.glob("*/*/SOURCE.md")), ids=lambda p: p.parent.parent.name
+)
+def test_example_manifests_are_the_authors_unchanged(source_md: Path) -> None:
+    digests = recorded_digests(source_md)
+    assert digests, f"{source_md} records no sha256 digests"
+    for name, digest in digests.items():
+        actual = hashlib.sha256((source_md.parent / name).read_bytes()).hexdigest()
+        assert actual == digest, f"{source_md.parent / name} differs from the author's file"
+
+
+@pytest.mark.parametrize(
+    "spec", sorted(EXAMPLES.glob("*/resilience.yaml")), ids=lambda p: p.parent.name
+)
+def test_example_specs_are_valid(spec: Path) -> None:
+    assert load_spec(spec).services
+
+
+# What the examples run: the scenarios whose faults the harness makes without the service's
+# help (no admin endpoints), and its rollouts.
+EXAMPLE_SCENARIOS = ("test_self_healing.py", "test_probes.py", "test_zero_downtime_rollout.py")
+# Promises go-httpbin's manifests make nothing of: the skips the run may show, and why.
+HTTPBIN_SKIPS = {
+    "test_slow_starter_is_protected_by_its_startup_probe": "promises no start-up",
+}
+# A fault of the harness's own that must work on a service without admin hooks, whatever
+# the timing (the others' error rates with one replica sit near their limits: they pass,
+# or fail saying why).
+HTTPBIN_PASSES = ("test_failing_liveness_restarts_the_container",)
+
+
+def outcomes(junit_xml: Path) -> dict[str, tuple[str, str]]:
+    """Test name (without its parameter) -> (outcome, message) from pytest's JUnit XML."""
+    found = {}
+    for case in ET.parse(junit_xml).getroot().iter("testcase"):
+        name = case.get("name", "").split("[")[0]
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            element = case.find(tag)
+            if element is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                message = f"{element.get('message', '')}\n{element.text or ''}"
+        found[name] = (outcome, message)
+    return found
+
+
+def unexplained(found: Mapping[str, tuple[str, str]], skips: Mapping[str, str]) -> list[str]:
+    """Items that neither passed, nor failed saying why, nor skipped for an expected reason."""
+    bad = []
+    for name, (outcome, message) in found.items():
+        if outcome == "failed" and "why: " not in message:
+            bad.append(f"{name} failed without saying why: {message[:300]}")
+        elif outcome == "skipped" and skips.get(name, "\0") not in message:
+            bad.append(f"{name} skipped: {message[:300]}")
+        elif outcome == "error":
+            bad.append(f"{name} errored: {message[:300]}")
+    return bad
+
+
+def test_unexplained_outcomes_are_found() -> None:
+    found = {
+        "a": ("passed", ""),
+        "b": ("failed", "FAILED x\n  why: one replica"),
+        "c": ("failed", "FAILED x"),
+        "d": ("skipped", "the spec promises no start-up"),
+        "e": ("skipped", "the harness cannot do this"),
+        "f": ("error", "boom"),
+    }
+    assert [line.split(" ")[0] for line in unexplained(found, {"d": "promises no start-up"})] == [
+        "c",
+        "e",
+        "f",
+    ]
+
+
+@pytest.mark.e2e
+def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, cluster) -> None:
+    """The suite on go-httpbin's own kustomization: every promise is kept or broken with a
+    sentence that says why; the harness's own probe and crash faults work on it."""
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        f"--cluster-provider={cluster.name}",
+        f"--cluster-name={cluster.options.name}",
+        "--keep-cluster",
+        f"--resilience-spec={EXAMPLES / 'go-httpbin' / 'resilience.yaml'}",
+        "--run-id=example-go-httpbin",
+        f"--junitxml={junit}",
+        "-p",
+        "no:randomly",
+        *(str(SCENARIOS / name) for name in EXAMPLE_SCENARIOS),
+        timeout=1500,
+    )
+    found = outcomes(junit)
+    assert found, result.stdout.str()[-3000:]
+    assert unexplained(found, HTTPBIN_SKIPS) == []
+    for name in HTTPBIN_PASSES:
+        assert found[name][0] == "passed", found[name][1][:2000]
+    # One replica, as shipped: a deleted pod leaves nothing serving, and the finding says so.
+    deleted = found["test_deleted_pod_is_replaced"]
+    assert deleted[0] == "passed" or "runs 1 replica" in deleted[1], deleted[1][:2000]
