@@ -27,18 +27,24 @@ KIND_ARGS := --cluster-provider=kind --cluster-workers=2
 KIND_SMOKE := tests/test_provider.py tests/test_kind.py scenarios/test_node_failure.py \
 	scenarios/test_zero_downtime_rollout.py
 
-.PHONY: run test test-kind kind-prepare lint deps system-packages tools
+.PHONY: run test test-all test-kind kind-prepare lint deps system-packages tools
 
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
 test: lint tools kind-prepare
-	$(call pytest,tests scenarios)
+	$(call pytest,tests scenarios -m "not test_all")
 	$(call pytest,$(KIND_ARGS) $(KIND_SMOKE))
+
+# What CI's time leaves out (the examples' rollout scenarios), then every test and
+# scenario on kind.
+test-all: test
+	$(call pytest,tests -m test_all)
+	$(call pytest,$(KIND_ARGS) tests scenarios -m "not test_all")
 
 # Every test and scenario on kind.
 test-kind: lint tools kind-prepare
-	$(call pytest,$(KIND_ARGS) tests scenarios)
+	$(call pytest,$(KIND_ARGS) tests scenarios -m "not test_all")
 
 # Docker (with a runc wrapper where privileged containers fail), kind and its offline node
 # image; says each change before making it, and changes nothing that is already in place.
