@@ -332,7 +332,8 @@ def _register_report(commands: argparse._SubParsersAction) -> None:
         type=Path,
         nargs="*",
         default=None,
-        help="earlier runs' results.json (default: every other run beside RUN_DIR)",
+        help="earlier runs' history entries or results.json (default: the history/ folder "
+        "and every other run beside RUN_DIR)",
     )
     report.add_argument(
         "--screenshot", action="store_true", help="also save index.png (headless Chromium)"

@@ -14,6 +14,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.report import (
+    HISTORY_DIR,
     SCREENSHOT_FILE,
     capacity,
     earlier_runs,
@@ -237,6 +238,7 @@ def test_trends_show_how_key_figures_moved_and_flag_regressions(tmp_path):
     (reports / "not-a-report").mkdir()
     (reports / "not-a-report" / "results.json").write_text("{")
     run = copy_run("valid-suite", tmp_path, "20261123-030916-bbbb")
+    shutil.rmtree(reports / HISTORY_DIR)  # run folders from before the history (its own test)
 
     history = earlier_runs(reports, run)
     files = write_report(run, history=history)
@@ -317,7 +319,8 @@ def test_latest_points_at_the_run_just_reported(tmp_path):
     files = write_report(link)
     assert files.directory == second.resolve()  # the run the link points at, not "latest"
     assert strict_json(files.json)["run_id"] == "20261123-020000-bbbb"
-    assert earlier_runs(reports, first) == [second / "results.json"]  # the link is no run
+    # The link is no run; the second run is found by its history entry.
+    assert earlier_runs(reports, first) == [reports / HISTORY_DIR / "20261123-020000-bbbb.json"]
 
 
 def test_latest_refuses_to_replace_a_real_folder(tmp_path):

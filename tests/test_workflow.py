@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+
+from harness.report import HISTORY_DIR
 
 WORKFLOW = Path(__file__).resolve().parents[1] / ".github" / "workflows" / "nightly.yml"
 
@@ -69,3 +71,27 @@ def test_nightly_installs_kube_harness_and_runs_the_users_spec() -> None:
     assert install["run"] == 'python -m pip install "$HARNESS_PACKAGE"'
     run_step = next(s for s in job["steps"] if "harness run" in s.get("run", ""))
     assert run_step["run"].startswith('harness run "$RESILIENCE_SPEC" --')
+
+
+def test_nightly_restores_and_saves_the_run_history_the_harness_writes() -> None:
+    """reports/ does not survive the job: the history beside the run folders does, through the
+    cache, restored before the run and saved after it even when the run fails."""
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["scenarios"]
+    steps = job["steps"]
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
+    reports_root = PurePosixPath(upload["with"]["path"]).parent  # reports/<run-id>/ -> reports
+    assert job["env"]["HISTORY_PATH"] == str(reports_root / HISTORY_DIR)
+
+    names = [s.get("uses", "").split("@")[0] or s.get("run", "") for s in steps]
+    restore = steps[names.index("actions/cache/restore")]
+    save = steps[names.index("actions/cache/save")]
+    run = next(i for i, n in enumerate(names) if n.startswith("harness run"))
+    assert names.index("actions/cache/restore") < run < names.index("actions/cache/save")
+    assert restore["with"]["path"] == save["with"]["path"] == "${{ env.HISTORY_PATH }}"
+    # A new entry per run, found by the next run by its prefix (one history per branch and spec).
+    prefix = restore["with"]["restore-keys"]
+    assert restore["with"]["key"].startswith(prefix)
+    assert "${{ github.run_id }}" in restore["with"]["key"]
+    assert "${{ github.ref_name }}" in prefix and "${{ env.RESILIENCE_SPEC }}" in prefix
+    assert save["with"]["key"] == f"${{{{ steps.{restore['id']}.outputs.cache-primary-key }}}}"
+    assert save["if"].startswith("always()") and "env.HISTORY_PATH" in save["if"]

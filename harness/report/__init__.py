@@ -1,4 +1,5 @@
-"""Capacity and resilience reports for a run: reports/<run-id>/{index.html,summary.md,results.json}.
+"""Capacity and resilience reports for a run: reports/<run-id>/{index.html,summary.md,results.json},
+and the run's entry in reports/history/ that later runs' trends read (see harness.report.history).
 
 Reporters render, observers record: everything here reads a finished run folder (result.json,
 timeline.jsonl and load-N/load-events.jsonl of each test) and never talks to a cluster, so a
@@ -25,11 +26,13 @@ from harness.assertions import json_safe
 from harness.commands import run as run_command
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.report.document import RunStatus, build
+from harness.report.history import HISTORY_DIR, earlier_runs, write_entry
 from harness.report.html import render_html
 from harness.report.render import render_json, render_markdown, write_text
 from harness.report.trends import RESULTS_FILE
 
 __all__ = [
+    "HISTORY_DIR",
     "SCREENSHOT_FILE",
     "ReportFiles",
     "earlier_runs",
@@ -60,6 +63,7 @@ class ReportFiles:
     junit: Path | None
     status: RunStatus
     problems: tuple[str, ...]
+    history_entry: Path | None = None
 
 
 def write_report(
@@ -67,13 +71,16 @@ def write_report(
 ) -> ReportFiles:
     """Write index.html, summary.md and results.json into `run_dir` (created if missing).
 
+    Also writes the run's key figures into the history beside the run folder
+    (`run_dir/../history/<run-id>.json`, the newest `history.KEEP` kept), for later trends.
     Never fails on what the run recorded: missing or broken files make a partial report that
     lists them. A folder with no tests, or with tests that recorded but judged nothing, gets
     a report that says so.
 
     Args:
         run_dir: reports/<run-id>/ (or the reports/latest link).
-        history: earlier runs' results.json files (or their run folders), for trends.
+        history: earlier runs' history entries or results.json files (or their run folders),
+            for trends; `earlier_runs` finds them.
         junit_xml: pytest's JUnit XML of this run; copied into the folder as junit.xml and
             used for the outcome of tests that wrote no verdicts.
 
@@ -90,6 +97,7 @@ def write_report(
     # A JUnit XML that is missing is read anyway, so the report says it is missing.
     report = build(run_dir, history=history, junit_xml=junit or junit_xml)
     document = json.dumps(json_safe(render_json(report)), indent=2, allow_nan=False)
+    entry = write_entry(run_dir.parent, report.run_id, report.started, report.key_figures())
     return ReportFiles(
         directory=run_dir,
         html=write_text(run_dir / HTML_FILE, render_html(report)),
@@ -99,22 +107,7 @@ def write_report(
         status=report.status,
         problems=report.problems
         + tuple(f"{v.record.test_id}: {p}" for v in report.tests for p in v.problems),
-    )
-
-
-def earlier_runs(reports_root: Path, run_dir: Path) -> list[Path]:
-    """The results.json of every other run in `reports_root`, for `write_report`'s history.
-
-    The report itself keeps the runs that started before this one (the last
-    `trends.HISTORY_LIMIT`), so passing them all is right.
-    """
-    return sorted(
-        p / RESULTS_FILE
-        for p in (reports_root.iterdir() if reports_root.is_dir() else ())
-        if p.is_dir()
-        and not p.is_symlink()
-        and p.resolve() != run_dir.resolve()
-        and (p / RESULTS_FILE).is_file()
+        history_entry=entry,
     )
 
 

@@ -124,7 +124,8 @@ class PastRun:
 
 
 def read_history(paths: Sequence[Path]) -> tuple[list[PastRun], list[str]]:
-    """Earlier runs from their results.json (a file, or a run folder holding one).
+    """Earlier runs from their results.json (a file, or a run folder holding one) or their
+    entries in reports/history/ (see harness.report.history).
 
     Returns:
         The runs, oldest first, and what could not be read.
@@ -134,6 +135,8 @@ def read_history(paths: Sequence[Path]) -> tuple[list[PastRun], list[str]]:
         file = path / RESULTS_FILE if path.is_dir() else path
         try:
             data = json.loads(file.read_text())
+            if not str(data.get("schema", "")).startswith("kube-harness/"):
+                raise KeyError("schema")
             started = data.get("started")
             runs.append(
                 PastRun(
@@ -148,7 +151,9 @@ def read_history(paths: Sequence[Path]) -> tuple[list[PastRun], list[str]]:
         except (OSError, json.JSONDecodeError) as exc:
             problems.append(f"history {file}: unreadable ({type(exc).__name__}), skipped")
         except (KeyError, TypeError, ValueError, AttributeError):
-            problems.append(f"history {file}: not a kube-harness results.json, skipped")
+            problems.append(
+                f"history {file}: not a kube-harness results.json or history entry, skipped"
+            )
     return sorted(runs, key=_when), problems
 
 
