@@ -67,7 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where the cluster comes from (default: $HARNESS_PROVIDER, else detected: "
         "--kubeconfig given -> existing, Docker able to run kind -> kind, else local)",
     )
-    group.addoption("--kube-context", default=None, help="kubeconfig context (existing provider)")
+    group.addoption(
+        "--cluster-context", default=None, help="kubeconfig context (existing provider)"
+    )
     group.addoption(
         "--cluster-workers",
         type=int,
@@ -287,7 +289,7 @@ class ExperimentItem(pytest.Function):
 def _run_experiment(
     request: pytest.FixtureRequest,
     cluster: ClusterProvider,
-    kube: Kube,
+    kube_api: Kube,
     deployed: Deployed,
     service_spec: ServiceSpec,
     load: Load,
@@ -303,7 +305,7 @@ def _run_experiment(
         evidence = run_under_load(
             experiment,
             cluster=cluster,
-            kube=kube,
+            kube=kube_api,
             deployed=deployed,
             service=service_spec,
             load=load,
@@ -361,7 +363,7 @@ def _cluster_options(config: pytest.Config) -> ClusterOptions:
         name=DEFAULT_CLUSTER_NAME if name == PYTEST_KIND_DEFAULT_NAME else name,
         workers=opt("cluster_workers"),
         kubeconfig=Path(kubeconfig) if kubeconfig else None,
-        context=opt("kube_context"),
+        context=opt("cluster_context"),
         node_image=opt("kind_image"),
         allow_chaos=opt("allow_chaos_on_existing"),
     )
@@ -500,9 +502,10 @@ def _tear_down_cluster(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def kube(request: pytest.FixtureRequest, cluster: ClusterProvider) -> Iterator[Kube]:
-    """API clients for the session's cluster (`kube.core`, `kube.apps`, `kube.autoscaling`...)."""
-    api = Kube(cluster.kubeconfig(), request.config.getoption("kube_context"))
+def kube_api(request: pytest.FixtureRequest, cluster: ClusterProvider) -> Iterator[Kube]:
+    """API clients for the session's cluster (`kube_api.core`, `kube_api.apps`,
+    `kube_api.autoscaling`...); not `kube`, which is kubetest's fixture."""
+    api = Kube(cluster.kubeconfig(), request.config.getoption("cluster_context"))
     request.config.hook.pytest_harness_cluster_ready(cluster=cluster, kube=api)
     yield api
     api.close()
@@ -537,7 +540,7 @@ def load(test_report_dir: Path) -> Iterator[Load]:
 
 @pytest.fixture
 def namespace(
-    request: pytest.FixtureRequest, kube: Kube, cluster: ClusterProvider, harness_run: Run
+    request: pytest.FixtureRequest, kube_api: Kube, cluster: ClusterProvider, harness_run: Run
 ) -> Iterator[str]:
     """A fresh namespace for this test, labelled as the harness's; deleted afterwards.
 
@@ -546,17 +549,19 @@ def namespace(
     namespace is then kept for inspection.
     """
     name = namespace_name(harness_run.run_id)
-    create_namespace(kube, name, run_id=harness_run.run_id, test=request.node.nodeid)
+    create_namespace(kube_api, name, run_id=harness_run.run_id, test=request.node.nodeid)
     yield name
     phases = request.node.stash.get(PHASE_REPORTS_KEY, {})
     failed = any(report.failed for report in phases.values())
     if failed:
         dest = harness_run.test_directory(request.node.nodeid) / "diagnostics"
-        collect_diagnostics(kube, name, dest, cluster)
-        request.config.hook.pytest_harness_collect_diagnostics(kube=kube, namespace=name, dest=dest)
+        collect_diagnostics(kube_api, name, dest, cluster)
+        request.config.hook.pytest_harness_collect_diagnostics(
+            kube=kube_api, namespace=name, dest=dest
+        )
         request.config.stash[DIAGNOSTICS_KEY].append(dest)
     if not (failed and request.config.getoption("keep_failed_namespaces")):
-        delete_namespace(kube, name)
+        delete_namespace(kube_api, name)
 
 
 @pytest.fixture(scope="session")
@@ -587,16 +592,16 @@ def service_images(cluster: ClusterProvider, resilience_spec: ResilienceSpec) ->
 
 
 @pytest.fixture
-def timeline(kube: Kube, namespace: str, test_report_dir: Path) -> Iterator[TimelineRecorder]:
+def timeline(kube_api: Kube, namespace: str, test_report_dir: Path) -> Iterator[TimelineRecorder]:
     """Records the test namespace's pods, workloads, HPAs, endpoints, events and the nodes to
     reports/<run-id>/<test-id>/timeline.jsonl; `timeline.mark(...)` adds the test's own events."""
-    with TimelineRecorder(kube, namespace, test_report_dir / "timeline.jsonl") as recorder:
+    with TimelineRecorder(kube_api, namespace, test_report_dir / "timeline.jsonl") as recorder:
         yield recorder
 
 
 @pytest.fixture
 def deployed(
-    kube: Kube,
+    kube_api: Kube,
     namespace: str,
     service_spec: ServiceSpec,
     service_images: list[Path],
@@ -604,7 +609,7 @@ def deployed(
 ) -> Iterator[Deployed]:
     """The spec's service deployed into the test namespace and rolled out; removed afterwards."""
     try:
-        service = deploy_service(kube, namespace, service_spec)
+        service = deploy_service(kube_api, namespace, service_spec)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise

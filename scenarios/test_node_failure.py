@@ -34,12 +34,12 @@ def schedulable_nodes(kube) -> list[str]:
 
 
 def test_pods_of_a_stopped_node_are_ready_elsewhere(
-    service_spec, deployed, kube, cluster, node_lifecycle, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, cluster, node_lifecycle, timeline, load, test_report_dir
 ):
     expect = service_spec.node_failure
     if expect is None:
         pytest.skip(f"{service_spec.name}: the spec promises nothing about node failure")
-    nodes = schedulable_nodes(kube)
+    nodes = schedulable_nodes(kube_api)
     if len(nodes) < 2:
         pytest.skip(
             f"node failure needs two nodes that can run pods; this cluster has {nodes} "
@@ -48,8 +48,8 @@ def test_pods_of_a_stopped_node_are_ready_elsewhere(
     deployment = service_spec.deployment
     pods = deployed.pods()
     replicas = len(pods)
-    victim = kube.core.read_namespaced_pod(pods[0], deployed.namespace).spec.node_name
-    target = Target.of(cluster, kube, deployed.namespace)
+    victim = kube_api.core.read_namespaced_pod(pods[0], deployed.namespace).spec.node_name
+    target = Target.of(cluster, kube_api, deployed.namespace)
 
     budget = WARM_UP_S + max(expect.ready_elsewhere_within_s, expect.window_s) + SETTLE_S + 30
     with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
@@ -71,8 +71,8 @@ def test_pods_of_a_stopped_node_are_ready_elsewhere(
             )
             time.sleep(max(SETTLE_S, fault_at + expect.window_s + 1 - time.time()))
         finally:
-            revert(cluster, kube, injected)
-    wait_nodes_ready(kube, timeout=NODE_BACK_TIMEOUT_S)
+            revert(cluster, kube_api, injected)
+    wait_nodes_ready(kube_api, timeout=NODE_BACK_TIMEOUT_S)
     result = run.result()
     record = timeline.timeline()
     evidence = Evidence("node failure", record, loads=[result])

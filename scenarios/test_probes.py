@@ -42,7 +42,7 @@ def failing(cluster, kube, deployed, service, pod, probe):
 
 
 def test_failing_readiness_removes_the_pod_from_traffic(
-    service_spec, deployed, kube, cluster, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, cluster, timeline, load, test_report_dir
 ):
     expect = probes_of(service_spec)
     budget = WARM_UP_S + expect.readiness_leaves_endpoints_within_s + PROXY_SYNC_S + QUIET_S + 30
@@ -50,7 +50,7 @@ def test_failing_readiness_removes_the_pod_from_traffic(
         time.sleep(WARM_UP_S)
         victim = deployed.pods()[0]
         failed_at = timeline.mark("readiness made to fail", pod=victim).t
-        with failing(cluster, kube, deployed, service_spec, victim, "readiness") as how:
+        with failing(cluster, kube_api, deployed, service_spec, victim, "readiness") as how:
             timeline.mark(f"readiness fails through {how}", pod=victim)
             left = wait_for_check(
                 lambda: left_endpoints(
@@ -76,7 +76,7 @@ def test_failing_readiness_removes_the_pod_from_traffic(
 
 
 def test_failing_liveness_restarts_the_container(
-    service_spec, deployed, kube, cluster, timeline, test_report_dir
+    service_spec, deployed, kube_api, cluster, timeline, test_report_dir
 ):
     expect = probes_of(service_spec)
     replicas = len(deployed.pods())
@@ -84,7 +84,7 @@ def test_failing_liveness_restarts_the_container(
     failed_at = timeline.mark("liveness made to fail", pod=victim).t
     # Once restarted, the container must pass its probes again: a fault of the harness
     # ends with the block; an admin hook's failure ends with the process.
-    with failing(cluster, kube, deployed, service_spec, victim, "liveness") as how:
+    with failing(cluster, kube_api, deployed, service_spec, victim, "liveness") as how:
         timeline.mark(f"liveness fails through {how}", pod=victim)
         restarted = wait_for_check(
             lambda: container_restarted(
@@ -116,7 +116,7 @@ def test_failing_liveness_restarts_the_container(
 
 
 def test_slow_starter_is_protected_by_its_startup_probe(
-    service_spec, deployed, kube, timeline, test_report_dir
+    service_spec, deployed, kube_api, timeline, test_report_dir
 ):
     expect = probes_of(service_spec)
     if expect.startup_delay_s is None:
@@ -131,7 +131,7 @@ def test_slow_starter_is_protected_by_its_startup_probe(
         )
     delay = expect.startup_delay_s
     started = timeline.mark("slow start-up rolled out", delay_s=delay).t
-    kube.apps.patch_namespaced_deployment(
+    kube_api.apps.patch_namespaced_deployment(
         service_spec.deployment,
         deployed.namespace,
         {
@@ -149,7 +149,7 @@ def test_slow_starter_is_protected_by_its_startup_probe(
             }
         },
     )
-    wait_rolled_out(kube, deployed.namespace, [service_spec.deployment], timeout=delay * 4 + 60)
+    wait_rolled_out(kube_api, deployed.namespace, [service_spec.deployment], timeout=delay * 4 + 60)
     evidence = Evidence("startup probe", timeline.timeline())
     evidence.add(
         *startup_protected(

@@ -76,9 +76,9 @@ def heal(kind, inject, *, service_spec, deployed, timeline, load, report_dir, in
     judge(evidence, report_dir)
 
 
-def test_deleted_pod_is_replaced(service_spec, deployed, kube, timeline, load, test_report_dir):
+def test_deleted_pod_is_replaced(service_spec, deployed, kube_api, timeline, load, test_report_dir):
     def delete(pod):
-        kube.core.delete_namespaced_pod(pod, deployed.namespace)
+        kube_api.core.delete_namespaced_pod(pod, deployed.namespace)
 
     heal(
         "pod deleted",
@@ -93,10 +93,12 @@ def test_deleted_pod_is_replaced(service_spec, deployed, kube, timeline, load, t
 
 
 def test_killed_container_is_restarted(
-    service_spec, deployed, kube, cluster, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, cluster, timeline, load, test_report_dir
 ):
     def kill(pod):
-        kill_container(Target.of(cluster, kube, deployed.namespace), pod, service_spec.container)
+        kill_container(
+            Target.of(cluster, kube_api, deployed.namespace), pod, service_spec.container
+        )
 
     heal(
         "container killed",
@@ -111,11 +113,11 @@ def test_killed_container_is_restarted(
 
 
 def test_crashed_process_is_restarted(
-    service_spec, deployed, kube, cluster, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, cluster, timeline, load, test_report_dir
 ):
     heal(
         "process crashed",
-        lambda pod: crash(cluster, kube, deployed, service_spec, pod),
+        lambda pod: crash(cluster, kube_api, deployed, service_spec, pod),
         service_spec=service_spec,
         deployed=deployed,
         timeline=timeline,

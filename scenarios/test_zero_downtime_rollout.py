@@ -38,11 +38,11 @@ def rollout_of(service):
 
 
 def test_new_version_rolls_out_without_failed_requests(
-    service_spec, deployed, kube, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, timeline, load, test_report_dir
 ):
     expect = rollout_of(service_spec)
     deployment = service_spec.deployment
-    replicas, allowed = max_unavailable(kube, deployed.namespace, deployment)
+    replicas, allowed = max_unavailable(kube_api, deployed.namespace, deployment)
     budget = WARM_UP_S + expect.complete_within_s + SETTLE_S + 30
     with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
         time.sleep(WARM_UP_S)
@@ -84,7 +84,7 @@ def test_new_version_rolls_out_without_failed_requests(
             until=finished,
         ),
         all_pods_run(
-            kube,
+            kube_api,
             deployed.namespace,
             deployment=deployment,
             image=service_spec.images["next"],
@@ -97,18 +97,18 @@ def test_new_version_rolls_out_without_failed_requests(
 
 
 def test_broken_image_is_detected_and_rolled_back(
-    service_spec, deployed, kube, timeline, load, test_report_dir
+    service_spec, deployed, kube_api, timeline, load, test_report_dir
 ):
     expect = rollout_of(service_spec)
     deployment, namespace = service_spec.deployment, deployed.namespace
-    replicas, allowed = max_unavailable(kube, namespace, deployment)
+    replicas, allowed = max_unavailable(kube_api, namespace, deployment)
     broken = BROKEN_IMAGE
     current = service_spec.images["current"]
     budget = WARM_UP_S + expect.stuck_detected_within_s + expect.complete_within_s + 60
     with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         started = timeline.mark("rollout to a broken image", image=broken).t
-        set_image(kube, namespace, deployment, service_spec.container, broken)
+        set_image(kube_api, namespace, deployment, service_spec.container, broken)
         stuck = wait_for_check(
             lambda: rollout_stuck_detected(
                 timeline.timeline(), deployment=deployment, started=started,
@@ -118,7 +118,7 @@ def test_broken_image_is_detected_and_rolled_back(
             what=f"{deployment} to be reported stuck",
         )  # fmt: skip
         rolled_back = timeline.mark("rollback", image=current).t
-        set_image(kube, namespace, deployment, service_spec.container, current)
+        set_image(kube_api, namespace, deployment, service_spec.container, current)
         # Not deploy's own wait: the broken pods still fail to pull while they go away.
         back = wait_for_check(
             lambda: rollout_completed(
@@ -141,7 +141,7 @@ def test_broken_image_is_detected_and_rolled_back(
         max_unavailable_respected(record, deployment=deployment, replicas=replicas,
                                   max_unavailable=allowed, since=started, until=restored),
         back,
-        all_pods_run(kube, namespace, deployment=deployment, image=current, at=restored),
+        all_pods_run(kube_api, namespace, deployment=deployment, image=current, at=restored),
     )  # fmt: skip
     evidence.measurements["seconds until stuck was reported"] = stuck.verdict.measured
     evidence.measurements["seconds to roll back"] = back.verdict.measured

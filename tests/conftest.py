@@ -35,16 +35,18 @@ class Kubectl:
 
 
 @pytest.fixture(scope="module")
-def module_namespace(kube: Kube, harness_run: Run, request: pytest.FixtureRequest) -> Iterator[str]:
+def module_namespace(
+    kube_api: Kube, harness_run: Run, request: pytest.FixtureRequest
+) -> Iterator[str]:
     """One namespace for a whole test module (the plugin's `namespace` is per test)."""
     name = namespace_name(harness_run.run_id)
-    create_namespace(kube, name, run_id=harness_run.run_id, test=request.module.__name__)
+    create_namespace(kube_api, name, run_id=harness_run.run_id, test=request.module.__name__)
     yield name
-    kube.core.delete_namespace(name)
+    kube_api.core.delete_namespace(name)
 
     def gone() -> bool | Pending:
         try:
-            phase = kube.core.read_namespace(name).status.phase
+            phase = kube_api.core.read_namespace(name).status.phase
         except client.ApiException as exc:
             if exc.status == 404:
                 return True
@@ -55,12 +57,12 @@ def module_namespace(kube: Kube, harness_run: Run, request: pytest.FixtureReques
 
 
 @pytest.fixture(scope="module")
-def web(cluster: ClusterProvider, kube: Kube, module_namespace: str) -> Deployed:
+def web(cluster: ClusterProvider, kube_api: Kube, module_namespace: str) -> Deployed:
     """The `web` Deployment (2 busybox httpd pods answering their names), a NodePort Service
     on 127.0.0.1 and an HPA on CPU, deployed the way the scenarios deploy services."""
     archive, ref = busybox_image()
     load_once(cluster, [archive])
-    return deploy(kube, module_namespace, CLUSTER_DATA / "web", images={WEB_PLACEHOLDER: ref})
+    return deploy(kube_api, module_namespace, CLUSTER_DATA / "web", images={WEB_PLACEHOLDER: ref})
 
 
 @pytest.fixture(scope="module")

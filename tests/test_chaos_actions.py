@@ -413,10 +413,10 @@ def test_no_leftovers_logs_each_one(fake, monkeypatch, caplog):
 
 
 @pytest.mark.e2e
-def test_experiment_activities_on_the_deployed_service(cluster, kube, deployed, service_spec):
+def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deployed, service_spec):
     """What an experiment does, activity by activity: steady state, a partition, its
     rollback, and the steady state again with nothing left behind."""
-    labels = kube.apps.read_namespaced_deployment(
+    labels = kube_api.apps.read_namespaced_deployment(
         service_spec.deployment, deployed.namespace
     ).spec.selector.match_labels
     config = {
@@ -433,7 +433,7 @@ def test_experiment_activities_on_the_deployed_service(cluster, kube, deployed, 
         "harness_leaves_endpoints_within_s": 20,
         "harness_request_timeout_s": 5,
         "harness_pods_at_start": probes.pods_at_start(
-            kube, deployed.namespace, ",".join(f"{k}={v}" for k, v in labels.items())
+            kube_api, deployed.namespace, ",".join(f"{k}={v}" for k, v in labels.items())
         ),
     }
     replicas = len(deployed.pods())

@@ -687,12 +687,12 @@ def test_no_helper_shell_holds_the_whole_marker():
 
 
 @pytest.fixture
-def chaos(cluster, kube, deployed) -> Iterator[Target]:
+def chaos(cluster, kube_api, deployed) -> Iterator[Target]:
     """The deployed service's namespace as a fault target; whatever a test leaves is reverted."""
     if not isinstance(cluster, NodeShell):
         pytest.skip(f"the {cluster.name} provider cannot reach its nodes")
-    yield Target.of(cluster, kube, deployed.namespace)
-    revert_all(cluster, kube, namespace=deployed.namespace)
+    yield Target.of(cluster, kube_api, deployed.namespace)
+    revert_all(cluster, kube_api, namespace=deployed.namespace)
 
 
 def cpu_rate(t: Target, pod: str, container: str, window: float = 2.0) -> float:
@@ -738,7 +738,7 @@ def test_memory_pressure_raises_the_containers_memory(chaos, deployed, service_s
 
 
 @pytest.mark.e2e
-def test_crash_via_service_restarts_the_container(chaos, deployed, kube, service_spec):
+def test_crash_via_service_restarts_the_container(chaos, deployed, kube_api, service_spec):
     """The service's own crash hook (a token from its Secret, through a port-forward) kills
     the process; the kubelet restarts the container."""
     pod, admin = deployed.pods()[0], service_spec.admin
@@ -752,7 +752,7 @@ def test_crash_via_service_restarts_the_container(chaos, deployed, kube, service
     )
 
     def restarted() -> bool | Pending:
-        statuses = kube.core.read_namespaced_pod(pod, deployed.namespace).status
+        statuses = kube_api.core.read_namespaced_pod(pod, deployed.namespace).status
         count = sum(c.restart_count for c in statuses.container_statuses or [])
         return count > 0 or Pending(f"{pod} restarts: {count}")
 
@@ -772,12 +772,12 @@ def ready_in_endpoints(kube, namespace: str) -> set[str]:
 
 @pytest.mark.e2e
 def test_partitioned_pod_leaves_the_endpoints_and_comes_back(
-    chaos, deployed, kube, timeline, tmp_path
+    chaos, deployed, kube_api, timeline, tmp_path
 ):
     pod = deployed.pods()[0]
 
     def listed(wanted: bool) -> bool | Pending:
-        ready = ready_in_endpoints(kube, deployed.namespace)
+        ready = ready_in_endpoints(kube_api, deployed.namespace)
         return True if (pod in ready) == wanted else Pending(f"ready endpoints: {sorted(ready)}")
 
     wait_for(lambda: listed(True), what=f"{pod} in the endpoints", timeout=20)
@@ -798,7 +798,7 @@ def restarts(kube, namespace: str, pod: str) -> int:
 
 @pytest.mark.e2e
 def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
-    chaos, deployed, kube, service_spec, timeline, tmp_path
+    chaos, deployed, kube_api, service_spec, timeline, tmp_path
 ):
     """Without the service's help: the readiness probe's request is dropped, the pod leaves
     the endpoints, its liveness probe (another path) still passes, and the revert brings it
@@ -806,7 +806,7 @@ def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
     pod = deployed.pods()[0]
 
     def listed(wanted: bool) -> bool | Pending:
-        ready = ready_in_endpoints(kube, deployed.namespace)
+        ready = ready_in_endpoints(kube_api, deployed.namespace)
         return True if (pod in ready) == wanted else Pending(f"ready endpoints: {sorted(ready)}")
 
     with injected(chaos, fail_probe, pod, service_spec.container, "readiness") as fault:
@@ -816,23 +816,23 @@ def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
         found = leftovers(chaos.cluster, chaos.kube, ledger=Ledger("x", tmp_path / "none"))
         assert any("--hex-string" in line and fault.id in line for line in found), found
         time.sleep(10)  # one liveness period: /healthz is still answered
-        assert restarts(kube, deployed.namespace, pod) == 0
+        assert restarts(kube_api, deployed.namespace, pod) == 0
     wait_for(lambda: listed(True), what=f"{pod} back in the endpoints", timeout=30)
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
 @pytest.mark.e2e
-def test_crashed_process_is_restarted_with_exit_code_137(chaos, deployed, kube, service_spec):
+def test_crashed_process_is_restarted_with_exit_code_137(chaos, deployed, kube_api, service_spec):
     pod = deployed.pods()[0]
     crash_process(chaos, pod, service_spec.container)
 
     def crashed() -> int | Pending:
-        status = kube.core.read_namespaced_pod(pod, deployed.namespace).status
+        status = kube_api.core.read_namespaced_pod(pod, deployed.namespace).status
         for container in status.container_statuses or []:
             ended = container.last_state.terminated if container.last_state else None
             if container.restart_count and ended:
                 return ended.exit_code
-        return Pending(f"{pod} restarts: {restarts(kube, deployed.namespace, pod)}")
+        return Pending(f"{pod} restarts: {restarts(kube_api, deployed.namespace, pod)}")
 
     assert wait_for(crashed, what=f"{pod} to restart", timeout=30, interval=0.5) == 137
 
@@ -867,13 +867,13 @@ LOOKUP = (
 
 @pytest.mark.e2e
 def test_dns_failure_fails_lookups_from_the_pod_until_reverted(
-    chaos, deployed, kube, service_spec, timeline
+    chaos, deployed, kube_api, service_spec, timeline
 ):
     pod = deployed.pods()[0]
 
     def lookup() -> subprocess.CompletedProcess:
         return subprocess.run(
-            [kubectl_path(), "--kubeconfig", kube.kubeconfig, "-n", deployed.namespace, "exec",
+            [kubectl_path(), "--kubeconfig", kube_api.kubeconfig, "-n", deployed.namespace, "exec",
              pod, "-c", service_spec.container, "--", "python3", "-c", LOOKUP],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -897,40 +897,42 @@ def cordoned_by(kube, node: str) -> list[str] | None:
 
 @pytest.mark.e2e
 @pytest.mark.exclusive_cluster
-def test_drain_is_held_by_the_pdb_on_a_single_node(chaos, deployed, kube, service_spec, timeline):
+def test_drain_is_held_by_the_pdb_on_a_single_node(
+    chaos, deployed, kube_api, service_spec, timeline
+):
     """On one node, evicted pods have nowhere to go while it is cordoned: the first eviction
     passes (the PDB allows one disruption), the replacement stays Pending, and every further
     eviction is refused (HTTP 429) until the drain times out. The node stays cordoned and in
     the ledger; revert uncordons it, the replacement is scheduled and the service is whole.
     (On several nodes the drain would finish once the replacement is Ready elsewhere; the
     retry loop that makes that happen is covered with a fake API.)"""
-    if len(kube.core.list_node().items) > 1:
+    if len(kube_api.core.list_node().items) > 1:
         pytest.skip("this test describes a single-node cluster")
-    budgets = kube.policy.list_namespaced_pod_disruption_budget(deployed.namespace).items
+    budgets = kube_api.policy.list_namespaced_pod_disruption_budget(deployed.namespace).items
     min_available = budgets[0].spec.min_available if budgets else None
     if not isinstance(min_available, int):
         pytest.skip(f"{service_spec.name} has no PodDisruptionBudget with a minAvailable count")
     before = set(deployed.pods())
     if len(before) <= min_available:
         pytest.skip(f"{len(before)} pod(s) and minAvailable {min_available}: nothing to evict")
-    node = kube.core.read_namespaced_pod(sorted(before)[0], deployed.namespace).spec.node_name
+    node = kube_api.core.read_namespaced_pod(sorted(before)[0], deployed.namespace).spec.node_name
     timeline.mark("drain", node=node)
     with pytest.raises(DrainTimeout, match="disruption budget") as held:
         drain(chaos, node, timeout=8)
     fault = held.value.injected
     try:
-        assert fault.id in cordoned_by(kube, node)
+        assert fault.id in cordoned_by(kube_api, node)
         still = before & set(deployed.pods())
         assert len(still) == min_available, f"PDB min {min_available}, left: {still}"
         pending = [
             p
-            for p in kube.core.list_namespaced_pod(deployed.namespace).items
+            for p in kube_api.core.list_namespaced_pod(deployed.namespace).items
             if p.metadata.name not in before and p.status.phase == "Pending"
         ]
         assert pending, "the evicted pods' replacements wait for a schedulable node"
     finally:
-        revert(chaos.cluster, kube, fault)
-    left = cordoned_by(kube, node)  # None, unless another test's fault holds it right now
+        revert(chaos.cluster, kube_api, fault)
+    left = cordoned_by(kube_api, node)  # None, unless another test's fault holds it right now
     assert left is None or (left != [""] and fault.id not in left), f"cordoned by {left}"
     wait_for(
         lambda: len(deployed.pods()) >= len(before) or Pending(f"Ready: {deployed.pods()}"),
@@ -942,14 +944,14 @@ def test_drain_is_held_by_the_pdb_on_a_single_node(chaos, deployed, kube, servic
 
 @pytest.mark.e2e
 @pytest.mark.exclusive_cluster
-def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kube):
+def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kube_api):
     if not isinstance(cluster, ComponentControl):
         pytest.skip(f"the {cluster.name} provider cannot restart components")
     """The new kubelet takes over: it renews the node's lease, the node is Ready, and the
     pods it adopts keep running and serving."""
     pods = deployed.pods()
-    node = kube.core.read_namespaced_pod(pods[0], deployed.namespace).spec.node_name
-    leases = client.CoordinationV1Api(kube.api_client)
+    node = kube_api.core.read_namespaced_pod(pods[0], deployed.namespace).spec.node_name
+    leases = client.CoordinationV1Api(kube_api.api_client)
     restarted_at = datetime.now(UTC)
     restart_component(chaos, "kubelet")
 
@@ -958,7 +960,7 @@ def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kub
         return renewed > restarted_at or Pending(f"lease renewed at {renewed}")
 
     wait_for(lease_renewed, what=f"the new kubelet to renew {node}'s lease", timeout=60)
-    wait_nodes_ready(kube, timeout=60)
+    wait_nodes_ready(kube_api, timeout=60)
     wait_for(
         lambda: deployed.pods() == pods or Pending(f"Ready: {deployed.pods()}"),
         what="the same pods Ready after the kubelet restart",
@@ -971,14 +973,14 @@ def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kub
 
 @pytest.mark.e2e
 @pytest.mark.exclusive_cluster
-def test_stopped_kubelet_is_a_leftover_until_reverted(cluster, kube, namespace):
+def test_stopped_kubelet_is_a_leftover_until_reverted(cluster, kube_api, namespace):
     if not isinstance(cluster, ComponentControl):
         pytest.skip(f"the {cluster.name} provider cannot stop components")
-    t = Target.of(cluster, kube, namespace)
+    t = Target.of(cluster, kube_api, namespace)
     with injected(t, stop_component, "kubelet") as fault:
         assert not cluster.component_status()["kubelet"]["running"]
-        found = leftovers(cluster, kube, namespace=namespace)
+        found = leftovers(cluster, kube_api, namespace=namespace)
         assert "component kubelet is stopped" in found
         assert any(fault.id in line for line in found)
     assert cluster.component_status()["kubelet"]["running"]
-    assert leftovers(cluster, kube, namespace=namespace) == []
+    assert leftovers(cluster, kube_api, namespace=namespace) == []

@@ -278,9 +278,9 @@ def pods_answering(base_url: str, requests: int) -> dict[str, int]:
 
 @pytest.mark.e2e
 def test_ci_overlay_rolls_out_and_answers_on_localhost(
-    kube: Kube, namespace: str, demo_images: dict[str, str]
+    kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
-    demo = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+    demo = deploy(kube_api, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
     try:
         assert demo.base_url.startswith("http://127.0.0.1:300")
         pods = demo.pods()
@@ -298,14 +298,14 @@ def test_ci_overlay_rolls_out_and_answers_on_localhost(
         assert admin_status(demo.base_url, "/admin/recover", token + "x") == 403
     finally:
         demo.teardown()
-    assert leftovers(kube, namespace) == []
+    assert leftovers(kube_api, namespace) == []
 
 
 @pytest.mark.e2e
 def test_rollout_to_v2_keeps_the_nodeport(
-    kube: Kube, namespace: str, demo_images: dict[str, str]
+    kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
-    demo = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+    demo = deploy(kube_api, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
     try:
         before = demo.base_url
         demo.rollout({DEMO_REPOSITORY: demo_image_ref("v2")}, timeout=120)
@@ -336,20 +336,20 @@ def version_of(base_url: str) -> tuple[int, dict[str, str], dict[str, Any]]:
 
 @pytest.mark.e2e
 def test_two_namespaces_get_different_nodeports(
-    kube: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
+    kube_api: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
 ) -> None:
     other = namespace_name(harness_run.run_id)
-    create_namespace(kube, other, run_id=harness_run.run_id, test="second-namespace")
+    create_namespace(kube_api, other, run_id=harness_run.run_id, test="second-namespace")
     try:
-        first = deploy(kube, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
-        second = deploy(kube, other, DEMO_OVERLAY, images=demo_images, timeout=120)
+        first = deploy(kube_api, namespace, DEMO_OVERLAY, images=demo_images, timeout=120)
+        second = deploy(kube_api, other, DEMO_OVERLAY, images=demo_images, timeout=120)
         assert first.base_url != second.base_url
         assert version_of(first.base_url)[2]["pod"] in first.pods()
         assert version_of(second.base_url)[2]["pod"] in second.pods()
         first.teardown()
         second.teardown()
     finally:
-        delete_namespace(kube, other)
+        delete_namespace(kube_api, other)
 
 
 @pytest.mark.e2e
@@ -367,7 +367,7 @@ def test_two_namespaces_get_different_nodeports(
     ],
 )
 def test_bad_input_fails_fast_names_the_cause_and_leaves_nothing(
-    kube: Kube,
+    kube_api: Kube,
     namespace: str,
     demo_images: dict[str, str],
     case: str,
@@ -376,34 +376,37 @@ def test_bad_input_fails_fast_names_the_cause_and_leaves_nothing(
 ) -> None:
     started = time.monotonic()
     with pytest.raises(error) as caught:
-        deploy(kube, namespace, BAD_MANIFESTS / case, images=demo_images, timeout=120)
+        deploy(kube_api, namespace, BAD_MANIFESTS / case, images=demo_images, timeout=120)
     assert time.monotonic() - started < 90  # well before the timeout, teardown included
     for phrase in phrases:
         assert phrase in str(caught.value)
-    assert leftovers(kube, namespace) == []
+    assert leftovers(kube_api, namespace) == []
 
 
 @pytest.mark.e2e
-def test_missing_image_is_named_within_seconds(kube: Kube, namespace: str) -> None:
+def test_missing_image_is_named_within_seconds(kube_api: Kube, namespace: str) -> None:
     started = time.monotonic()
     with pytest.raises(WaitAborted) as caught:
         deploy(
-            kube, namespace, DEMO_OVERLAY, images={DEMO_REPOSITORY: f"{DEMO_REPOSITORY}:v0-missing"}
+            kube_api,
+            namespace,
+            DEMO_OVERLAY,
+            images={DEMO_REPOSITORY: f"{DEMO_REPOSITORY}:v0-missing"},
         )
     assert time.monotonic() - started < 60
     message = str(caught.value)
     assert "ErrImagePull" in message or "ImagePullBackOff" in message
     assert "demo-service:v0-missing" in message
-    assert leftovers(kube, namespace) == []
+    assert leftovers(kube_api, namespace) == []
 
 
 @pytest.mark.e2e
 def test_readiness_that_never_passes_is_named_at_the_timeout(
-    kube: Kube, namespace: str, demo_images: dict[str, str]
+    kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
     with pytest.raises(WaitTimeout) as caught:
         deploy(
-            kube,
+            kube_api,
             namespace,
             BAD_MANIFESTS / "invalid-readiness-never-passes",
             images=demo_images,
@@ -412,4 +415,4 @@ def test_readiness_that_never_passes_is_named_at_the_timeout(
     message = str(caught.value)
     assert "Readiness probe failed" in message
     assert "404" in message
-    assert leftovers(kube, namespace) == []
+    assert leftovers(kube_api, namespace) == []

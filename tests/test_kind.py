@@ -180,14 +180,14 @@ def kind_cluster(cluster: ClusterProvider) -> kind.KindProvider:
 
 @pytest.mark.e2e
 def test_nodes_are_one_control_plane_and_the_workers_asked_for(
-    kind_cluster: kind.KindProvider, kube: Kube
+    kind_cluster: kind.KindProvider, kube_api: Kube
 ) -> None:
     name = kind_cluster.options.name
     workers = [
         f"{name}-worker{i if i > 1 else ''}" for i in range(1, kind_cluster.options.workers + 1)
     ]
     assert sorted(kind_cluster.nodes()) == sorted([f"{name}-control-plane", *workers])
-    assert sorted(n.metadata.name for n in kube.core.list_node().items) == sorted(
+    assert sorted(n.metadata.name for n in kube_api.core.list_node().items) == sorted(
         kind_cluster.nodes()
     )
 
@@ -223,7 +223,7 @@ def test_node_logs_are_collected(kind_cluster: kind.KindProvider, tmp_path: Path
 @pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_stopped_worker_goes_not_ready_and_comes_back(
-    kind_cluster: kind.KindProvider, kube: Kube
+    kind_cluster: kind.KindProvider, kube_api: Kube
 ) -> None:
     workers = [n for n in kind_cluster.nodes() if not n.endswith("-control-plane")]
     if not workers:
@@ -231,7 +231,9 @@ def test_stopped_worker_goes_not_ready_and_comes_back(
     node = workers[-1]
 
     def ready_is(wanted: str) -> bool | Pending:
-        status = {c.type: c.status for c in kube.core.read_node(node).status.conditions}["Ready"]
+        status = {c.type: c.status for c in kube_api.core.read_node(node).status.conditions}[
+            "Ready"
+        ]
         return True if status == wanted else Pending(f"Ready={status}")
 
     kind_cluster.stop_node(node)

@@ -38,19 +38,19 @@ def local_cluster(cluster: ClusterProvider) -> LocalProvider:
     return cluster
 
 
-def test_node_is_ready(kube: Kube, local_cluster: LocalProvider) -> None:
-    (node,) = kube.core.list_node().items
+def test_node_is_ready(kube_api: Kube, local_cluster: LocalProvider) -> None:
+    (node,) = kube_api.core.list_node().items
     assert node.metadata.name == local_cluster.layout.node_name
     assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
     assert node.status.addresses[0].address == NODE_IP
 
 
 def test_service_answers_by_cluster_ip_from_this_machine(
-    kube: Kube, web: Deployed, local_cluster: LocalProvider
+    kube_api: Kube, web: Deployed, local_cluster: LocalProvider
 ) -> None:
     """The Service range is routed onto the node's bridge, so ClusterIPs answer from here."""
-    service = kube.core.read_namespaced_service("web", web.namespace)
-    names = {p.metadata.name for p in kube.core.list_namespaced_pod(web.namespace).items}
+    service = kube_api.core.read_namespaced_service("web", web.namespace)
+    names = {p.metadata.name for p in kube_api.core.list_namespaced_pod(web.namespace).items}
     by_cluster_ip = wait_for(
         lambda: _get(f"http://{service.spec.cluster_ip}/"),
         what="the web Service by ClusterIP",
@@ -70,11 +70,11 @@ def _route(address: str) -> dict:
 
 
 def test_no_cluster_address_routes_via_the_default_gateway(
-    kube: Kube, web: Deployed, local_cluster: LocalProvider
+    kube_api: Kube, web: Deployed, local_cluster: LocalProvider
 ) -> None:
     default = json.loads(run(["ip", "-j", "route", "show", "default"]))
-    pod_ip = kube.core.list_namespaced_pod(web.namespace).items[0].status.pod_ip
-    cluster_ip = kube.core.read_namespaced_service("web", web.namespace).spec.cluster_ip
+    pod_ip = kube_api.core.list_namespaced_pod(web.namespace).items[0].status.pod_ip
+    cluster_ip = kube_api.core.read_namespaced_service("web", web.namespace).spec.cluster_ip
     addresses = [
         NODE_IP, pod_ip, cluster_ip,
         str(POD_CIDR[-2]), str(SERVICE_CIDR[-2]), str(SERVICE_CIDR[1]), "10.213.0.254",
@@ -164,12 +164,12 @@ def test_a_second_cluster_is_refused_and_leaves_nothing(local_cluster: LocalProv
 
 @pytest.mark.exclusive_cluster
 def test_stopped_node_goes_not_ready_and_comes_back(
-    kube: Kube, local_cluster: LocalProvider
+    kube_api: Kube, local_cluster: LocalProvider
 ) -> None:
     (node,) = local_cluster.nodes()
 
     def ready_is(wanted: str) -> bool | Pending:
-        conditions = kube.core.read_node(node).status.conditions
+        conditions = kube_api.core.read_node(node).status.conditions
         status = {c.type: c.status for c in conditions}["Ready"]
         return True if status == wanted else Pending(f"Ready={status}")
 

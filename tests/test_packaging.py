@@ -331,7 +331,9 @@ def test_a_scenario_runs_from_the_installed_wheel(installed, cluster, cluster_op
     ]
     if cluster.name == "existing":
         options += [f"--kubeconfig={cluster.kubeconfig()}"]
-        options += [f"--kube-context={cluster_options.context}"] if cluster_options.context else []
+        options += (
+            [f"--cluster-context={cluster_options.context}"] if cluster_options.context else []
+        )
     run = installed.run(
         "harness",
         "run",

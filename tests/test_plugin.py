@@ -124,7 +124,7 @@ def _phase(kube: Kube, name: str) -> str:
 
 
 @pytest.mark.e2e
-def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster, kube):
+def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster, kube_api):
     pytester.makepyfile(INNER_NAMESPACE_TESTS)
     result = pytester.runpytest_subprocess(
         "-s",
@@ -139,8 +139,8 @@ def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster
     failing = re.search(r"FAILING-NS (\S+)", out)[1]
     assert passing.startswith("kh-plugin-e2e-")
     try:
-        assert _phase(kube, passing) in ("Terminating", "Gone")
-        assert _phase(kube, failing) == "Active"  # kept on request
+        assert _phase(kube_api, passing) in ("Terminating", "Gone")
+        assert _phase(kube_api, failing) == "Active"  # kept on request
         (test_dir,) = (pytester.path / "reports" / "plugin-e2e").glob("*.py__test_fails")
         bundle = test_dir / "diagnostics"
         for part in (
@@ -156,7 +156,7 @@ def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster
             ["*kube-harness diagnostics*", f"*{bundle.relative_to(pytester.path)}"]
         )
     finally:
-        kube.core.delete_namespace(failing)
+        kube_api.core.delete_namespace(failing)
 
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "scenarios" / "demo-service.spec.yaml"

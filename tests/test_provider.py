@@ -45,8 +45,8 @@ def _web_pods(kube: Kube, web: Deployed) -> list:
     return kube.core.list_namespaced_pod(web.namespace, label_selector="app=web").items
 
 
-def test_every_node_is_ready(kube: Kube, cluster: ClusterProvider) -> None:
-    nodes = kube.core.list_node().items
+def test_every_node_is_ready(kube_api: Kube, cluster: ClusterProvider) -> None:
+    nodes = kube_api.core.list_node().items
     assert nodes
     for node in nodes:
         assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
@@ -54,27 +54,27 @@ def test_every_node_is_ready(kube: Kube, cluster: ClusterProvider) -> None:
         assert len(nodes) == 1 + cluster.options.workers
 
 
-def test_pods_get_their_own_addresses(kube: Kube, web: Deployed) -> None:
-    pods = _web_pods(kube, web)
-    node_ips = {a.address for n in kube.core.list_node().items for a in n.status.addresses}
+def test_pods_get_their_own_addresses(kube_api: Kube, web: Deployed) -> None:
+    pods = _web_pods(kube_api, web)
+    node_ips = {a.address for n in kube_api.core.list_node().items for a in n.status.addresses}
     addresses = {p.status.pod_ip for p in pods}
     assert len(addresses) == len(pods) == 2
     assert not addresses & node_ips
 
 
-def test_service_answers_on_a_localhost_nodeport(kube: Kube, web: Deployed) -> None:
+def test_service_answers_on_a_localhost_nodeport(kube_api: Kube, web: Deployed) -> None:
     assert web.base_url.startswith("http://127.0.0.1:")
-    names = {p.metadata.name for p in _web_pods(kube, web)}
+    names = {p.metadata.name for p in _web_pods(kube_api, web)}
     with urllib.request.urlopen(web.base_url + "/", timeout=5) as response:
         assert response.read().decode().strip() in names
 
 
 def test_pods_reach_each_other_and_resolve_service_names(
-    kube: Kube, web: Deployed, kubectl: Kubectl
+    kube_api: Kube, web: Deployed, kubectl: Kubectl
 ) -> None:
-    first, second = _web_pods(kube, web)[:2]
+    first, second = _web_pods(kube_api, web)[:2]
     fqdn = f"web.{web.namespace}.svc.cluster.local"
-    service_ip = kube.core.read_namespaced_service("web", web.namespace).spec.cluster_ip
+    service_ip = kube_api.core.read_namespaced_service("web", web.namespace).spec.cluster_ip
     assert service_ip in kubectl("exec", first.metadata.name, "--", "nslookup", fqdn)
     # On a multi-node cluster the two pods usually sit on different nodes.
     direct = kubectl(
@@ -86,9 +86,9 @@ def test_pods_reach_each_other_and_resolve_service_names(
 
 
 def test_pods_reach_the_api_server_through_the_kubernetes_service(
-    kube: Kube, web: Deployed, kubectl: Kubectl
+    kube_api: Kube, web: Deployed, kubectl: Kubectl
 ) -> None:
-    pod = _web_pods(kube, web)[0]
+    pod = _web_pods(kube_api, web)[0]
     # The pod's service-account token, over TLS, through the `kubernetes` Service's ClusterIP.
     token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     script = (
@@ -110,9 +110,9 @@ def test_kubectl_top_pods_returns_numbers(web: Deployed, kubectl: Kubectl) -> No
     assert "web-" in wait_for(numbers, what="kubectl top pods to list web", timeout=90, interval=2)
 
 
-def test_hpa_reports_current_cpu_utilisation(kube: Kube, web: Deployed) -> None:
+def test_hpa_reports_current_cpu_utilisation(kube_api: Kube, web: Deployed) -> None:
     def utilisation() -> int | Pending:
-        hpa = kube.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", web.namespace)
+        hpa = kube_api.autoscaling.read_namespaced_horizontal_pod_autoscaler("web", web.namespace)
         for metric in hpa.status.current_metrics or []:
             if metric.resource and metric.resource.current.average_utilization is not None:
                 return metric.resource.current.average_utilization
@@ -124,12 +124,12 @@ def test_hpa_reports_current_cpu_utilisation(kube: Kube, web: Deployed) -> None:
     )
 
 
-def test_deleted_pod_is_replaced_by_its_replicaset(kube: Kube, web: Deployed) -> None:
-    victim = _web_pods(kube, web)[0]
-    kube.core.delete_namespaced_pod(victim.metadata.name, web.namespace)
+def test_deleted_pod_is_replaced_by_its_replicaset(kube_api: Kube, web: Deployed) -> None:
+    victim = _web_pods(kube_api, web)[0]
+    kube_api.core.delete_namespaced_pod(victim.metadata.name, web.namespace)
 
     def replaced() -> list | Pending:
-        ready = _ready_pods(kube, web.namespace, "app=web", 2)
+        ready = _ready_pods(kube_api, web.namespace, "app=web", 2)
         if isinstance(ready, Pending):
             return ready
         if victim.metadata.name in {p.metadata.name for p in ready}:
@@ -140,17 +140,19 @@ def test_deleted_pod_is_replaced_by_its_replicaset(kube: Kube, web: Deployed) ->
 
 
 def test_failing_liveness_probe_restarts_the_container(
-    kube: Kube, web: Deployed, kubectl: Kubectl
+    kube_api: Kube, web: Deployed, kubectl: Kubectl
 ) -> None:
     manifest = Template((CLUSTER_DATA / "liveness.yaml").read_text())
     kubectl("apply", "-f", "-", input=manifest.substitute(IMAGE=busybox_image()[1]))
 
     def restarted() -> int | Pending:
-        statuses = kube.core.read_namespaced_pod("flaky", web.namespace).status.container_statuses
+        statuses = kube_api.core.read_namespaced_pod(
+            "flaky", web.namespace
+        ).status.container_statuses
         count = statuses[0].restart_count if statuses else 0
         return count if count >= 1 else Pending(f"restart count {count}")
 
     try:
         assert wait_for(restarted, what="flaky to be restarted", timeout=60, interval=1) >= 1
     finally:
-        kube.core.delete_namespaced_pod("flaky", web.namespace, grace_period_seconds=0)
+        kube_api.core.delete_namespaced_pod("flaky", web.namespace, grace_period_seconds=0)
