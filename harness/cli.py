@@ -257,14 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     """pytest with --resilience-spec=SPEC, in a process of its own; its exit code."""
     from pytest import ExitCode
 
-    from harness.spec import load_spec
+    from harness.scenario import read_spec
 
     if not args.spec.is_file():
         raise InvalidConfiguration(
             f"resilience spec {args.spec} does not exist",
             fix="give your service's spec; `harness init MANIFESTS` drafts one",
         )
-    load_spec(args.spec)  # every problem of the spec listed before anything starts
+    # Every problem of the spec, and what its manifests contradict, before anything starts.
+    read_spec(str(args.spec), Path.cwd())
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     command = [sys.executable, "-m", "pytest", f"--resilience-spec={args.spec}", *extra]
     with subprocess.Popen(command) as process:

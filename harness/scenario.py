@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.access import LoadEntry
 from harness.assertions import Check, Evidence
-from harness.chaos import Target, crash_process, fail_probe, injected
+from harness.chaos import Target, cpu_hog, crash_process, fail_probe, injected
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
 from harness.deploy import Deployed, deploy
 from harness.errors import InvalidConfiguration, WaitTimeout
@@ -221,6 +221,25 @@ def probe_failing(
     t = Target.of(cluster, kube, deployed.namespace)
     with injected(t, fail_probe, pod, service.container, probe) as fault:
         yield f"the harness dropping the {fault.undo['what']}"
+
+
+@contextmanager
+def cpu_pressure(
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service: ServiceSpec,
+    *,
+    seconds: float,
+) -> Iterator[list[str]]:
+    """Burn one core in the container of each of the service's Ready pods for the block (at
+    most `seconds`); yields the pods. Pods started meanwhile (the HPA's) run unburdened."""
+    t = Target.of(cluster, kube, deployed.namespace)
+    with ExitStack() as burning:
+        pods = deployed.pods()
+        for pod in pods:
+            burning.enter_context(injected(t, cpu_hog, pod, service.container, seconds=seconds))
+        yield pods
 
 
 def crash(

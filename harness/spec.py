@@ -111,6 +111,15 @@ def _builder(raw: Any) -> str | GoProgramBuild:
     return raw
 
 
+HPA_DRIVERS = ("load", "cpu-pressure")
+
+
+def _hpa_driver(raw: Any) -> str:
+    if raw not in HPA_DRIVERS:
+        raise ValueError(f"{raw!r} is not a way to raise CPU; use one of: {', '.join(HPA_DRIVERS)}")
+    return raw
+
+
 def _port(raw: Any) -> str | int:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if not 1 <= raw <= 65535:
@@ -180,6 +189,10 @@ class HpaExpectation:
     scale_up_within_s: float
     scale_down_within_s: float
     max_direction_changes: int = 2
+    # How CPU rises: `load` sends the CPU load (load.cpu_path); `cpu-pressure` burns CPU in
+    # the pods' cgroups (harness.chaos.cpu_hog) while the steady load measures availability,
+    # for services without a CPU-heavy path.
+    driver: str = "load"
 
 
 @dataclass(frozen=True)
@@ -378,6 +391,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             scale_up_within_s=h.get("scale_up_within", parse_seconds),
             scale_down_within_s=h.get("scale_down_within", parse_seconds),
             max_direction_changes=h.get("max_direction_changes", _count(0), 2),
+            driver=h.get("driver", _hpa_driver, "load"),
         )
         if None not in (hpa.min, hpa.max, hpa.scale_up_to) and not (
             hpa.min < hpa.scale_up_to <= hpa.max

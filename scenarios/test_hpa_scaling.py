@@ -1,7 +1,11 @@
 """HPA: under CPU load the service scales from its minimum to at least N within T, never above
-its maximum, returns to the minimum within T once the load stops, and does not flap."""
+its maximum, returns to the minimum within T once the load stops, and does not flap.
+
+The CPU rises as the spec's `expect.hpa.driver` says: by the CPU load (`load.cpu_path`), or
+by the harness burning CPU in the pods (`cpu-pressure`) under the steady load."""
 
 import time
+from contextlib import nullcontext
 
 import pytest
 
@@ -12,14 +16,14 @@ from harness.assertions import (
     hpa_scaled_up,
     hpa_within_bounds,
 )
-from harness.scenario import judge, steady_load, wait_for_check
+from harness.scenario import cpu_pressure, judge, steady_load, wait_for_check
 
 HOLD_S = 20  # load kept after scaling up: long enough for an overshoot above max to show
 
 
 @pytest.mark.cpu_sensitive
 def test_hpa_scales_up_under_cpu_load_and_back_down(
-    service_spec, deployed, timeline, load, test_report_dir
+    service_spec, deployed, cluster, kube_api, timeline, load, test_report_dir
 ):
     expect = service_spec.hpa
     if expect is None:
@@ -35,14 +39,16 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(
             within_s=expect.scale_up_within_s,
         )
 
-    with steady_load(
-        load,
-        service_spec,
-        deployed.base_url,
-        cpu=True,
-        seconds=expect.scale_up_within_s + HOLD_S + 30,
-    ) as run:
-        started = timeline.mark("cpu load starts").t
+    seconds = expect.scale_up_within_s + HOLD_S + 30
+    by_load = expect.driver == "load"
+    pressure = (
+        nullcontext()
+        if by_load
+        else cpu_pressure(cluster, kube_api, deployed, service_spec, seconds=seconds)
+    )
+    steady = steady_load(load, service_spec, deployed.base_url, cpu=by_load, seconds=seconds)
+    with steady as run, pressure as burning:
+        started = timeline.mark("cpu load starts", driver=expect.driver, pods=burning).t
         scaled = wait_for_check(
             lambda: up(started),
             timeout=expect.scale_up_within_s + 5,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.provider import CACHE_DIR
 from harness.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def test_example_manifests_are_the_authors_unchanged(source_md: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", sorted(EXAMPLES.glob("*/resilience.yaml")), ids=lambda p: p.parent.name
+    "spec", sorted(EXAMPLES.glob("*/*.spec.yaml")), ids=lambda p: p.parent.name
 )
 def test_example_specs_are_valid(spec: Path) -> None:
     assert load_spec(spec).services
@@ -106,16 +107,21 @@ def test_unexplained_outcomes_are_found() -> None:
     ]
 
 
-def run_example(pytester: pytest.Pytester, cluster, spec: Path, *scenarios: str):
+def run_example(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cluster, spec: Path, *scenarios: str
+):
     """The built-in `scenarios` against `spec` on the run's cluster, in a pytest of its own;
     each item's outcome and message."""
+    # pytester gives the inner run a home of its own: it would build every cluster binary
+    # again into an empty cache, and look for the running cluster in the wrong place.
+    monkeypatch.setenv("HOME", str(CACHE_DIR.parents[1]))
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(
         f"--cluster-provider={cluster.name}",
         f"--cluster-name={cluster.options.name}",
         "--keep-cluster",
         f"--resilience-spec={spec}",
-        f"--run-id=example-{spec.parent.name}",
+        f"--run-id=example-{spec.stem.split('.')[0]}",
         f"--junitxml={junit}",
         "-p",
         "no:randomly",
@@ -127,14 +133,16 @@ def run_example(pytester: pytest.Pytester, cluster, spec: Path, *scenarios: str)
     return found
 
 
-HTTPBIN = EXAMPLES / "go-httpbin" / "resilience.yaml"
+HTTPBIN = EXAMPLES / "go-httpbin" / "go-httpbin.spec.yaml"
 
 
 @pytest.mark.e2e
-def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, cluster) -> None:
+def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
     """Self-healing and probes on go-httpbin's own kustomization: every promise is kept or
     broken with a sentence that says why; the harness's own probe fault works on it."""
-    found = run_example(pytester, cluster, HTTPBIN, "test_self_healing.py", "test_probes.py")
+    found = run_example(
+        pytester, monkeypatch, cluster, HTTPBIN, "test_self_healing.py", "test_probes.py"
+    )
     assert unexplained(found, HTTPBIN_SKIPS) == []
     for name in HTTPBIN_PASSES:
         assert found[name][0] == "passed", found[name][1][:2000]
@@ -145,12 +153,46 @@ def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, cluster) -
 
 @pytest.mark.e2e
 @pytest.mark.test_all
-def test_go_httpbin_rollouts_and_capacity(pytester: pytest.Pytester, cluster) -> None:
+def test_go_httpbin_rollouts_and_capacity(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
     """Rollouts (and the broken image) and the capacity scenario on go-httpbin as shipped."""
     found = run_example(
-        pytester, cluster, HTTPBIN, "test_zero_downtime_rollout.py", "test_capacity.py"
+        pytester, monkeypatch, cluster, HTTPBIN, "test_zero_downtime_rollout.py", "test_capacity.py"
     )
     assert unexplained(found, HTTPBIN_SKIPS) == []
     # The default progress deadline (600s) cannot report a stuck rollout within the spec's 60s.
     stuck = found["test_broken_image_is_detected_and_rolled_back"]
     assert stuck[0] == "failed" and "progressDeadlineSeconds is 600s" in stuck[1], stuck[1][:2000]
+
+
+DEMO_SPEC = SCENARIOS / "demo-service.spec.yaml"
+
+
+def cpu_pressure_variant(directory: Path) -> Path:
+    """The demo's spec with no CPU-heavy path to load: its HPA driven by cpu-pressure."""
+    text = DEMO_SPEC.read_text()
+    for old, new in (
+        ("../manifests/overlays/ci", str(ROOT / "manifests" / "overlays" / "ci")),
+        ("cpu_path: /work?ms=60", "cpu_path: /"),
+        ("        max_direction_changes: 2\n", "        max_direction_changes: 2\n"
+                                             "        driver: cpu-pressure\n"),
+    ):  # fmt: skip
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / "cpu-pressure.spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_cpu_pressure_variant_is_valid(tmp_path: Path) -> None:
+    (service,) = load_spec(cpu_pressure_variant(tmp_path)).services
+    assert (service.hpa.driver, service.load.cpu_path) == ("cpu-pressure", "/")
+
+
+@pytest.mark.e2e
+def test_cpu_pressure_drives_the_hpa_of_a_service_without_a_cpu_heavy_path(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    spec = cpu_pressure_variant(pytester.path)
+    found = run_example(pytester, monkeypatch, cluster, spec, "test_hpa_scaling.py")
+    (outcome, message) = found["test_hpa_scales_up_under_cpu_load_and_back_down"]
+    assert outcome == "passed", message[:3000]
