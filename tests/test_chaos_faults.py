@@ -814,7 +814,8 @@ def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
         assert fault.undo["what"] == "readiness probe: GET /readyz on port 8080"
         wait_for(lambda: listed(False), what=f"{pod} to leave the endpoints", timeout=20)
         found = leftovers(chaos.cluster, chaos.kube, ledger=Ledger("x", tmp_path / "none"))
-        assert any("--hex-string" in line and fault.id in line for line in found), found
+        # iptables lists the hex string it was given as the text it stands for.
+        assert any('"GET /readyz "' in line and fault.id in line for line in found), found
         time.sleep(10)  # one liveness period: /healthz is still answered
         assert restarts(kube_api, deployed.namespace, pod) == 0
     wait_for(lambda: listed(True), what=f"{pod} back in the endpoints", timeout=30)

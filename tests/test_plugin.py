@@ -101,12 +101,12 @@ def test_namespace_names_are_dns_labels_grouped_by_run():
 
 
 INNER_NAMESPACE_TESTS = f"""
-def test_passes(namespace, kube):
-    labels = kube.core.read_namespace(namespace).metadata.labels
+def test_passes(namespace, kube_api):
+    labels = kube_api.core.read_namespace(namespace).metadata.labels
     assert labels["{MANAGED_BY}"] == "kube-harness"
     print("PASSING-NS", namespace)
 
-def test_fails(namespace, kube):
+def test_fails(namespace, kube_api):
     print("FAILING-NS", namespace)
     assert False, "on purpose"
 """
