@@ -352,8 +352,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _register_init(commands: argparse._SubParsersAction) -> None:
     text = (
-        "write a draft resilience spec for a service's manifests (a kustomization, a manifest "
-        "file or a folder of them), each value commented with how it was derived"
+        "write a draft resilience spec for a service's manifests (a kustomization, a Helm "
+        "chart, a manifest file or a folder of them), each value commented with how it was "
+        "derived"
     )
     init = commands.add_parser("init", help=text, description=text)
     init.add_argument("path", type=Path, metavar="PATH", help="the service's manifests")

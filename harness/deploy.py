@@ -13,6 +13,7 @@ a timeout names the probe that has not passed. A failed deploy deletes what it c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -29,11 +30,13 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from harness.access import LoadEntry, Reach, reach
 from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
-from harness.errors import HarnessError, InvalidConfiguration, WaitAborted
+from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
+from harness.helm import Helm, HelmRelease, PostRender, is_chart
+from harness.image_availability import check_images_available
 from harness.kube import API_NOT_UP, Kube, secret_value
 from harness.locks import file_lock
 from harness.progress import step
-from harness.render import Object, describe, render
+from harness.render import Object, chart_release_name, describe, render
 from harness.wait import Pending, wait_for
 
 FIELD_MANAGER = "kube-harness"
@@ -604,9 +607,18 @@ def apply_all(
                     raise
 
 
+@dataclass(frozen=True)
+class _Update:
+    """What an update applies: the objects, the release (for a chart), what shapes them."""
+
+    objects: list[Object]
+    release: HelmRelease | None
+    config: PostRender
+
+
 @dataclass
 class Deployed:
-    """A kustomization deployed into a namespace; `teardown()` removes it again.
+    """A service's manifests deployed into a namespace; `teardown()` removes them again.
 
     Attributes:
         namespace: where it runs.
@@ -615,6 +627,8 @@ class Deployed:
             rules a moment later.
         node_ports: NodePort Service name -> the NodePort it got.
         objects: the objects as applied.
+        release: for a Helm chart, the release as installed (Helm applies, the harness
+            shapes what it applies through a post-renderer).
     """
 
     kube: Kube
@@ -626,6 +640,8 @@ class Deployed:
     applier: Applier
     kubectl: str | Path = "kubectl"
     own_service: Object | None = None  # the harness's NodePort Service, when it added one
+    release: HelmRelease | None = None
+    previous: _Update | None = None  # what ran before the last update()
 
     @property
     def deployments(self) -> list[str]:
@@ -647,31 +663,92 @@ class Deployed:
         """A value of a Secret as deployed (e.g. the demo's admin token)."""
         return secret_value(self.kube, self.namespace, name, key)
 
+    def _same_ports(self) -> NodePortPool:
+        # The Services keep their ports; should one be taken meanwhile, that is an error.
+        return NodePortPool(list(self.node_ports.values()), {})
+
+    def _helm(self) -> Helm:
+        return Helm(self.kube.kubeconfig, self.kube.context)
+
+    def _post_render(self, images: Mapping[str, str], replicas: Mapping[str, int]) -> PostRender:
+        node_ports = {
+            o["metadata"]["name"]: [p["nodePort"] for p in o["spec"]["ports"]]
+            for o in self.objects
+            if is_node_port_service(o)
+        }
+        return PostRender(self.namespace, dict(images), str(self.kubectl), node_ports, replicas)
+
+    def update(self, images: Mapping[str, str], *, upgrade: bool = False) -> None:
+        """Apply the manifests again with other images, and return without waiting.
+
+        NodePorts stay, and each Deployment keeps its current replica count (an HPA may
+        have changed it). A chart is upgraded with `helm upgrade`: to the spec's next
+        chart and values when `upgrade` is set, else with the same ones.
+        """
+        self._apply(self._prepare(images, upgrade=upgrade))
+
+    def _prepare(self, images: Mapping[str, str], *, upgrade: bool) -> _Update:
+        replicas = {
+            name: self.kube.apps.read_namespaced_deployment(name, self.namespace).spec.replicas
+            for name in self.deployments
+        }
+        release = self.release.upgraded() if self.release and upgrade else self.release
+        config = self._post_render(images, replicas)
+        objects = config.shape(
+            render(self.source if release is None else release.chart, namespace=self.namespace,
+                   images=images, kubectl=self.kubectl, release=release)
+        )  # fmt: skip
+        if self.own_service is not None:
+            objects.append(self.own_service)  # not the release's: Helm leaves it alone
+        return _Update(objects, release, config)
+
+    def _apply(self, update: _Update) -> None:
+        with step(f"updating {self.source.name} in {self.namespace}"):
+            if update.release is not None:
+                self._helm().upgrade(update.release, update.config)
+            else:
+                apply_all(self.applier, update.objects, self._same_ports(), dry_run=False)
+            self.previous = _Update(self.objects, self.release, update.config)
+            self.objects, self.release = update.objects, update.release
+
+    def roll_back(self) -> None:
+        """Back to what ran before the last `update()` (`helm rollback` for a chart),
+        without waiting."""
+        if self.previous is None:
+            raise InvalidConfiguration(
+                f"{self.source.name} in {self.namespace} was never updated: nothing to roll "
+                "back to",
+                fix="call update() (or rollout()) first",
+            )
+        previous = self.previous
+        with step(f"rolling back {self.source.name} in {self.namespace}"):
+            if self.release is not None:
+                self._helm().rollback(self.release, self.namespace)
+            else:
+                apply_all(self.applier, previous.objects, self._same_ports(), dry_run=False)
+            self.previous = _Update(self.objects, self.release, previous.config)
+            self.objects, self.release = previous.objects, previous.release
+
     def rollout(
-        self, images: Mapping[str, str], *, timeout: float = DEFAULT_ROLLOUT_TIMEOUT
+        self,
+        images: Mapping[str, str],
+        *,
+        timeout: float = DEFAULT_ROLLOUT_TIMEOUT,
+        upgrade: bool = True,
     ) -> None:
-        """Re-apply the same kustomization with other images and wait for the rollout.
+        """`update()` (to the next chart and values, for a chart) and wait for the rollout.
 
         Returns once the replaced pods have terminated, so new connections reach only the
-        new version. NodePorts stay, and each Deployment keeps its current replica count
-        (an HPA may have changed it).
+        new version.
+
+        Raises:
+            InvalidConfiguration: an image is on no node and not pullable (nothing changed).
+            WaitAborted, WaitTimeout: as for deploy().
         """
-        objects = render(self.source, namespace=self.namespace, images=images, kubectl=self.kubectl)
-        if self.own_service is not None:
-            objects.append(self.own_service)
-        for obj in objects:
-            if is_node_port_service(obj):
-                obj["spec"]["ports"] = _find(self.objects, obj)["spec"]["ports"]
-            if obj["kind"] == "Deployment":
-                live = self.kube.apps.read_namespaced_deployment(
-                    obj["metadata"]["name"], self.namespace
-                )
-                obj["spec"]["replicas"] = live.spec.replicas
-        # The Services keep their ports; should one be taken meanwhile, that is an error.
-        pool = NodePortPool(list(self.node_ports.values()), {})
+        update = self._prepare(images, upgrade=upgrade)
+        check_images_available(self.kube, update.objects)
+        self._apply(update)
         with step(f"rolling out {self.source.name} in {self.namespace}"):
-            apply_all(self.applier, objects, pool, dry_run=False)
-            self.objects = objects
             wait_rolled_out(
                 self.kube, self.namespace, self.deployments, timeout=timeout, old_pods_gone=True
             )
@@ -679,6 +756,8 @@ class Deployed:
     def teardown(self, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT) -> None:
         """Delete every object (and the pods) and wait until they are gone."""
         with step(f"removing {self.source.name} from {self.namespace}"):
+            if self.release is not None:
+                self._helm().uninstall(self.release, self.namespace)
             self.applier.delete(self.objects, timeout=timeout)
 
 
@@ -701,6 +780,7 @@ def deploy(
     kubectl: str | Path = "kubectl",
     keep_on_failure: bool = False,
     entry: LoadEntry | None = None,
+    release: HelmRelease | None = None,
 ) -> Deployed:
     """Render, check, apply and wait: the kustomization runs in `namespace` when this returns.
 
@@ -717,6 +797,8 @@ def deploy(
             selecting it in the manifests, the harness adds one of its own
             (harness.access). Without `entry`, the first NodePort Service of the
             manifests is used.
+        release: for a Helm chart, the release's name and values; the chart is then
+            installed by `helm install` (shaped by the harness, see harness.helm).
 
     Returns:
         A handle with the base URL on 127.0.0.1 (answering by then), the pods and
@@ -725,7 +807,8 @@ def deploy(
     Raises:
         InvalidConfiguration: found before anything is created: the namespace is missing,
             the manifests do not build, a kind is unknown, the API server refuses an
-            object, or (without `entry`) there is no NodePort Service.
+            object, (without `entry`) there is no NodePort Service, or an image is on no
+            node and its registry is unreachable.
         WaitAborted: a pod is stuck (image pull, crash loop, config error); objects deleted.
         WaitTimeout: the rollout did not finish in time; objects deleted.
 
@@ -743,7 +826,9 @@ def deploy(
             f"namespace {namespace} does not exist", fix="create it first (the test fixture does)"
         ) from None
     source = Path(kustomization_dir)
-    objects = render(source, namespace=namespace, images=images, kubectl=kubectl)
+    if release is None and is_chart(source):
+        release = HelmRelease(name=chart_release_name(source), chart=source)
+    objects = render(source, namespace=namespace, images=images, kubectl=kubectl, release=release)
     if entry is not None:
         reached = reach(objects, entry)
         if reached.own:
@@ -760,6 +845,7 @@ def deploy(
     applier = Applier(kube)
     for obj in objects:
         applier.resource(obj)  # unknown kinds fail here, before anything exists
+    check_images_available(kube, objects)
     rotation = NodePortRotation.of(kube)
     pool = NodePortPool(rotation.order(node_ports), node_ports_in_use(kube))
     for service in services:
@@ -767,7 +853,8 @@ def deploy(
     with step(f"deploying {source} into {namespace}"):
         apply_all(applier, objects, pool, dry_run=True)
         try:
-            apply_all(applier, objects, pool, dry_run=False)
+            if release is None:
+                apply_all(applier, objects, pool, dry_run=False)
             deployed = Deployed(
                 kube=kube,
                 namespace=namespace,
@@ -781,13 +868,20 @@ def deploy(
                 kubectl=kubectl,
                 applier=applier,
                 own_service=reached.service if reached.own else None,
+                release=release,
             )
+            if release is not None:
+                deployed._helm().install(release, deployed._post_render(images or {}, {}))
+                apply_all(applier, [reached.service] if reached.own else [], pool, dry_run=False)
             rotation.note(deployed.node_ports.values())
             wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)
             wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
         except BaseException:
             # Interrupted or failed: leave nothing behind unless asked to.
             if not keep_on_failure:
+                if release is not None:
+                    with contextlib.suppress(CommandFailed):  # the objects go all the same
+                        Helm(kube.kubeconfig, kube.context).uninstall(release, namespace)
                 applier.delete(objects, timeout=DEFAULT_TEARDOWN_TIMEOUT)
             raise
     return deployed

@@ -1,6 +1,7 @@
 """Drafting a resilience spec from a service's manifests: what `harness init PATH` writes.
 
-The manifests (a kustomization, one manifest file or a folder of them) are rendered, and
+The manifests (a kustomization, a Helm chart, one manifest file or a folder of them) are
+rendered, and
 for each Deployment the draft proposes the promises its own settings imply: the container
 and port to load, HPA bounds and timings from its HorizontalPodAutoscaler, probe reaction
 times from its probes, recovery and rollout durations from its replicas, strategy and
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from harness.errors import InvalidConfiguration
+from harness.helm import is_chart
 from harness.render import Object, check_source, describe, is_kustomization, render
 from harness.spec import API_VERSION, KIND
 
@@ -92,6 +94,7 @@ def draft_spec(path: Path, out: Path, *, kubectl: str = "kubectl") -> str:
     manifests = Path(os.path.relpath(path.resolve(), out.resolve().parent)).as_posix()
     kind = "kustomization directory" if is_kustomization(path) else "manifests folder"
     kind = "manifest file" if path.is_file() else kind
+    kind = "Helm chart, rendered with its default values" if is_chart(path) else kind
     y = _Yaml()
     y.comment(f"Draft resilience spec for {path}, written by `harness init`.")
     y.comment(
@@ -121,8 +124,8 @@ def _check_input(path: Path) -> None:
     if not path.exists():
         raise InvalidConfiguration(
             f"manifests {path} do not exist",
-            fix="give a kustomization directory, a manifest file, or a folder of manifest "
-            "files (*.yaml, *.yml, *.json)",
+            fix="give a kustomization directory, a Helm chart (folder or .tgz), a manifest "
+            "file, or a folder of manifest files (*.yaml, *.yml, *.json)",
         )
     check_source(path)  # a folder holds a kustomization or manifest files
 

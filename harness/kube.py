@@ -23,6 +23,7 @@ class Kube:
 
     def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
         self.kubeconfig = kubeconfig
+        self.context = context
         self.api_client: client.ApiClient = config.new_client_from_config(
             config_file=str(kubeconfig), context=context
         )

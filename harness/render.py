@@ -1,10 +1,11 @@
 """Rendering a service's manifests as its authors ship them, into objects the harness applies.
 
-Three shapes are accepted, none of them changed on disk: a kustomization directory (base or
-overlay), a single manifest file, or a folder of plain manifest files (`*.yaml`, `*.yml`,
-`*.json`, searched recursively; no kustomization needed). Each is rendered through a throw-away
+Four shapes are accepted, none of them changed on disk: a kustomization directory (base or
+overlay), a single manifest file, a folder of plain manifest files (`*.yaml`, `*.yml`,
+`*.json`, searched recursively; no kustomization needed), or a Helm chart (folder or .tgz,
+rendered by `helm template` with the spec's values). Each is rendered through a throw-away
 kustomization on top of it, so the test namespace and the image overrides are set the same
-way for all three.
+way for all four.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import yaml
 
 from harness.commands import run
 from harness.errors import CommandFailed, InvalidConfiguration
+from harness.helm import CHART_ARCHIVE_SUFFIXES, HelmRelease, is_chart, template
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -99,7 +102,7 @@ def check_source(path: Path) -> Path:
         InvalidConfiguration: see `plain_manifest_files`.
     """
     path = Path(path).resolve()
-    if not is_kustomization(path):
+    if not (is_kustomization(path) or is_chart(path)):
         plain_manifest_files(path)
     return path
 
@@ -135,24 +138,101 @@ def render(
     namespace: str | None = None,
     images: Mapping[str, str] | None = None,
     kubectl: str | Path = "kubectl",
+    release: HelmRelease | None = None,
 ) -> list[Object]:
-    """Render a service's manifests with `kubectl kustomize` into objects (dicts).
+    """Render a service's manifests into objects (dicts), through `kubectl kustomize`.
 
     Args:
-        source: a kustomization directory, a manifest file or a folder of manifest files.
+        source: a kustomization directory, a manifest file, a folder of manifest files or
+            a Helm chart (folder or .tgz; rendered by `helm template` first).
         namespace: namespace for every namespaced object.
         images: image name in the manifests -> reference to use instead.
         kubectl: the kubectl binary (its built-in kustomize renders).
+        release: for a chart, its release name, values and `--set` values (default: the
+            chart's own values, released under the chart's file name).
 
     Raises:
         InvalidConfiguration: nothing renderable there, kubectl missing, the manifests do not
-            build (invalid YAML, a missing file, ...), or the output is not objects.
+            build (invalid YAML, a missing file, a template error, ...), or the output is not
+            objects.
 
     Example:
         >>> render(Path("manifests/overlays/ci"), namespace="t1")[0]["kind"]  # doctest: +SKIP
         'ConfigMap'
     """
     directory = check_source(source)
+    if is_chart(directory):
+        release = release or HelmRelease(name=chart_release_name(directory), chart=directory)
+        return render_text(
+            template(release, namespace),
+            source=f"chart {directory}",
+            namespace=namespace,
+            images=images,
+            kubectl=kubectl,
+        )
+    with _kustomization(namespace, images, kubectl) as (tmp, build):
+        if is_kustomization(directory):
+            # kustomize refuses absolute paths as resources; a relative one reaches anywhere.
+            resources = [os.path.relpath(directory, tmp)]
+        else:
+            resources = _plain_resources(directory, tmp)
+            if not resources:
+                raise InvalidConfiguration(
+                    f"{directory} holds no Kubernetes objects (every manifest file is empty)",
+                    fix="point at the folder or file that holds the service's manifests",
+                )
+        try:
+            output = build(resources)
+        except CommandFailed as exc:
+            raise InvalidConfiguration(
+                f"manifests {directory} do not build: {_kustomize_error(exc.message)}",
+                fix=f"run `kubectl kustomize {directory}` and fix what it reports"
+                if is_kustomization(directory)
+                else "fix the manifest files named above",
+            ) from None
+    return parse_objects(output, source=str(directory))
+
+
+def render_text(
+    text: str,
+    *,
+    source: str,
+    namespace: str | None = None,
+    images: Mapping[str, str] | None = None,
+    kubectl: str | Path = "kubectl",
+) -> list[Object]:
+    """Objects of a YAML stream (e.g. Helm's output), with namespace and images set as
+    `render` sets them.
+
+    Raises:
+        InvalidConfiguration: the text is not objects, or kustomize refuses them.
+    """
+    parse_objects(text, source=source)  # name a broken document before kustomize does
+    with _kustomization(namespace, images, kubectl) as (tmp, build):
+        (tmp / "manifests.yaml").write_text(text)
+        try:
+            output = build(["manifests.yaml"])
+        except CommandFailed as exc:
+            raise InvalidConfiguration(
+                f"{source} do not build: {_kustomize_error(exc.message)}",
+                fix="fix the objects kustomize names above",
+            ) from None
+    return parse_objects(output, source=source)
+
+
+def chart_release_name(chart: Path) -> str:
+    """`podinfo` for charts/podinfo or podinfo-6.9.0.tgz: the release name by default."""
+    name = chart.name
+    for suffix in CHART_ARCHIVE_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return re.sub(r"-v?\d+(\.\d+)*$", "", name) or "release"
+
+
+@contextmanager
+def _kustomization(
+    namespace: str | None, images: Mapping[str, str] | None, kubectl: str | Path
+) -> Iterator[tuple[Path, Callable[[list[str]], str]]]:
+    """A throw-away kustomization folder, and a function that builds it over resources."""
     if shutil.which(str(kubectl)) is None:
         raise InvalidConfiguration(
             f"{kubectl} is needed to render manifests and was not found",
@@ -164,27 +244,14 @@ def render(
     if images:
         wrapper["images"] = [image_override(name, ref) for name, ref in images.items()]
     with tempfile.TemporaryDirectory(prefix="kh-render-") as tmp:
-        if is_kustomization(directory):
-            # kustomize refuses absolute paths as resources; a relative one reaches anywhere.
-            wrapper["resources"] = [os.path.relpath(directory, tmp)]
-        else:
-            wrapper["resources"] = _plain_resources(directory, Path(tmp))
-            if not wrapper["resources"]:
-                raise InvalidConfiguration(
-                    f"{directory} holds no Kubernetes objects (every manifest file is empty)",
-                    fix="point at the folder or file that holds the service's manifests",
-                )
-        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(wrapper))
-        try:
-            output = run([str(kubectl), "kustomize", tmp], timeout=120)
-        except CommandFailed as exc:
-            raise InvalidConfiguration(
-                f"manifests {directory} do not build: {_kustomize_error(exc.message)}",
-                fix=f"run `kubectl kustomize {directory}` and fix what it reports"
-                if is_kustomization(directory)
-                else "fix the manifest files named above",
-            ) from None
-    return parse_objects(output, source=str(directory))
+
+        def build(resources: list[str]) -> str:
+            (Path(tmp) / "kustomization.yaml").write_text(
+                yaml.safe_dump({**wrapper, "resources": resources})
+            )
+            return run([str(kubectl), "kustomize", tmp], timeout=120)
+
+        yield Path(tmp), build
 
 
 def parse_objects(text: str, *, source: str) -> list[Object]:

@@ -50,7 +50,9 @@ def read_spec(option: str | None, rootdir: Path) -> ResilienceSpec:
     problems = [
         f"services[{index}].{problem}"
         for index, service in enumerate(spec.services)
-        for problem in spec_problems(service, render(service.manifests, kubectl=kubectl_path()))
+        for problem in spec_problems(
+            service, render(service.manifests, kubectl=kubectl_path(), release=service.helm)
+        )
     ]
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
@@ -124,6 +126,7 @@ def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed
         images=service.image_override("current"),
         kubectl=kubectl_path(),
         entry=LoadEntry(service.deployment, service.port),
+        release=service.helm,
     )
 
 
@@ -261,11 +264,3 @@ def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, i
     if isinstance(raw, str) and raw.endswith("%"):
         return replicas, int(replicas * int(raw[:-1]) / 100)  # Kubernetes rounds this down
     return replicas, int(raw)
-
-
-def set_image(kube: Kube, namespace: str, deployment: str, container: str, image: str) -> None:
-    """Change one container's image in a Deployment (starting a rollout)."""
-    containers = [{"name": container, "image": image}]
-    kube.apps.patch_namespaced_deployment(
-        deployment, namespace, {"spec": {"template": {"spec": {"containers": containers}}}}
-    )

@@ -9,15 +9,17 @@ problem in the file is reported at once, each with its place in the file and the
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.errors import InvalidConfiguration
+from harness.helm import HelmRelease, is_chart
 from harness.load import SLO
 from harness.render import check_source
 
@@ -283,6 +285,7 @@ class ServiceSpec:
     build: str | GoProgramBuild | None = None
     port: str | int | None = None  # the Service (or container) port that takes the load
     archives: tuple[Path, ...] = ()  # image archives loaded into the cluster before deploying
+    helm: HelmRelease | None = None  # for a chart: release name, values, what upgrades go to
 
     @property
     def image_name(self) -> str:
@@ -358,6 +361,15 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             timeout_s=load.get("timeout", parse_seconds, 5.0),
         )
         load.done()
+    if (helm := r.section("helm", required=False)) is not None:
+        if service["manifests"] is not None and not is_chart(service["manifests"]):
+            helm.problems.append(
+                f"{helm.where}: {service['manifests']} is not a Helm chart (a folder with "
+                "Chart.yaml, or a .tgz): drop `helm:` or point `manifests:` at the chart"
+            )
+        service["helm"] = _read_release(helm, service["manifests"], service["name"], base)
+    elif service["manifests"] is not None and is_chart(service["manifests"]):
+        service["helm"] = HelmRelease(name=service["name"] or "release", chart=service["manifests"])
     if (admin := r.section("admin", required=False)) is not None:
         service["admin"] = AdminHooks(
             token_secret=admin.get("token_secret", _text),
@@ -372,6 +384,59 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
     service.update(_read_expectations(expect) if expect else {})
     r.done()
     return ServiceSpec(**service) if not problems else None
+
+
+def _read_release(
+    helm: _Reader, chart: Path | None, service: str | None, base: Path
+) -> HelmRelease | None:
+    """`helm: {release, values, set, next: {chart, values, set}}`."""
+
+    def chart_path(raw: Any) -> Path:
+        path = (base / _text(raw)).resolve()
+        if not is_chart(path):
+            raise ValueError(f"{path} is not a Helm chart (a folder with Chart.yaml, or a .tgz)")
+        return path
+
+    def values(raw: Any) -> tuple[Path, ...]:
+        if not isinstance(raw, list):
+            raise ValueError("must be a list of values files")
+        paths = tuple((base / _text(item)).resolve() for item in raw)
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"values file {path} does not exist")
+        return paths
+
+    def set_values(raw: Any) -> tuple[tuple[str, str], ...]:
+        if not isinstance(raw, Mapping):
+            raise ValueError("must map value paths to values, e.g. {replicaCount: 2}")
+        return tuple((str(k), json.dumps(v) if isinstance(v, bool) else str(v))
+                     for k, v in raw.items())  # fmt: skip
+
+    name = helm.get("release", _text, None) or service or "release"
+    given = dict(values=helm.get("values", values, ()), set=helm.get("set", set_values, ()))
+    upgrade = None
+    if (n := helm.section("next", required=False)) is not None:
+        upgrade = dict(
+            chart=n.get("chart", chart_path, None) or chart,
+            values=n.get("values", values, None),
+            set=n.get("set", set_values, None),
+        )
+        n.done()
+    helm.done()
+    if chart is None:
+        return None
+    current = HelmRelease(name=name, chart=chart, **given)
+    if upgrade is None:
+        return current
+    return replace(
+        current,
+        next=HelmRelease(
+            name=name,
+            chart=upgrade["chart"],
+            values=current.values if upgrade["values"] is None else upgrade["values"],
+            set=current.set if upgrade["set"] is None else upgrade["set"],
+        ),
+    )
 
 
 def _read_expectations(expect: _Reader) -> dict[str, Any]:

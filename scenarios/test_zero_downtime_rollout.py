@@ -18,7 +18,6 @@ from harness.assertions import (
 from harness.scenario import (
     judge,
     max_unavailable,
-    set_image,
     steady_load,
     wait_for_check,
     workload_of,
@@ -108,7 +107,7 @@ def test_broken_image_is_detected_and_rolled_back(
     with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         started = timeline.mark("rollout to a broken image", image=broken).t
-        set_image(kube_api, namespace, deployment, service_spec.container, broken)
+        deployed.update({service_spec.image_name: broken})  # `helm upgrade` for a chart
         stuck = wait_for_check(
             lambda: rollout_stuck_detected(
                 timeline.timeline(), deployment=deployment, started=started,
@@ -118,7 +117,7 @@ def test_broken_image_is_detected_and_rolled_back(
             what=f"{deployment} to be reported stuck",
         )  # fmt: skip
         rolled_back = timeline.mark("rollback", image=current).t
-        set_image(kube_api, namespace, deployment, service_spec.container, current)
+        deployed.roll_back()  # `helm rollback` for a chart
         # Not deploy's own wait: the broken pods still fail to pull while they go away.
         back = wait_for_check(
             lambda: rollout_completed(

@@ -15,6 +15,7 @@ from harness.spec import load_spec
 DATA = Path(__file__).parent / "data" / "draft"
 KUSTOMIZATION = DATA / "kustomization-web"
 PLAIN = DATA / "plain-manifests"
+CHART = Path(__file__).parent / "data" / "charts" / "demo"
 
 
 def _draft(tmp_path: Path, source: Path) -> tuple[str, dict]:
@@ -146,6 +147,17 @@ def test_a_single_manifest_file_is_drafted_with_its_own_path(tmp_path):
     (api,) = yaml.safe_load(out.read_text())["services"]
     assert (out.parent / api["manifests"]).resolve() == (PLAIN / "api.yaml").resolve()
     assert "# manifest file, relative to this file" in out.read_text()
+
+
+def test_a_helm_chart_is_drafted_from_its_default_values(tmp_path):
+    out = tmp_path / "shop.spec.yaml"
+    write_draft(CHART, out)
+    (demo,) = yaml.safe_load(out.read_text())["services"]
+    assert (demo["deployment"], demo["container"], demo["port"]) == ("demo", "demo", "http")
+    assert (
+        "# Helm chart, rendered with its default values, relative to this file" in out.read_text()
+    )
+    assert load_spec(out).services[0].helm.chart == CHART.resolve()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,121 @@
+"""Whether the images a rollout needs can start at all: on a node already, or pullable.
+
+An image that no node holds and whose registry cannot be reached would only show as
+ErrImagePull once the rollout is under way; checked first, it is named with the fix before
+anything is created or changed.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from harness.errors import InvalidConfiguration
+from harness.kube import Kube
+
+# The kubelet lists at most this many images per node (--node-status-max-images): a longer
+# list may leave out the one looked for, and proves nothing.
+NODE_STATUS_MAX_IMAGES = 50
+# Images loaded a moment ago reach the node's status with the kubelet's next update.
+NODE_STATUS_LAG_S = 20.0
+REGISTRY_CONNECT_TIMEOUT_S = 3.0
+DOCKER_HUB = "registry-1.docker.io"
+
+
+def workload_images(objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every container image of the Deployments, StatefulSets and DaemonSets, in order."""
+    images: dict[str, None] = {}
+    for obj in objects:
+        if obj.get("kind") not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            if container.get("image"):
+                images[container["image"]] = None
+    return list(images)
+
+
+def registry_of(image: str) -> str:
+    """The registry host an image reference is pulled from (Docker Hub when it names none).
+
+    Example:
+        >>> registry_of("ghcr.io/mccutchen/go-httpbin:v2.26.0"), registry_of("nginx:1.27")
+        ('ghcr.io', 'registry-1.docker.io')
+    """
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
+
+
+def registry_reachable(host: str) -> bool:
+    """A TLS port that accepts a connection (`localhost` is a name, not a registry here)."""
+    name, _, port = host.partition(":")
+    if name == "localhost":
+        return False
+    try:
+        with socket.create_connection((name, int(port or 443)), REGISTRY_CONNECT_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _node_images(kube: Kube) -> tuple[set[str], bool]:
+    """Image names some node holds, and whether every node's list is complete."""
+    names: set[str] = set()
+    complete = True
+    for node in kube.core.list_node(_request_timeout=30).items:
+        listed = node.status.images or []
+        complete &= len(listed) < NODE_STATUS_MAX_IMAGES
+        for image in listed:
+            names.update(image.names or [])
+    return names, complete
+
+
+def _normalised(image: str) -> set[str]:
+    """The names containerd may list `image` under (docker.io/library/ prefixes)."""
+    names = {image}
+    if registry_of(image) == DOCKER_HUB and not image.startswith("docker.io/"):
+        path = image if "/" in image else f"library/{image}"
+        names.add(f"docker.io/{path}")
+    return names
+
+
+def unavailable_images(
+    kube: Kube, images: Sequence[str], *, lag_s: float = NODE_STATUS_LAG_S
+) -> list[str]:
+    """The images no node holds and no reachable registry serves."""
+    unreachable = {host: registry_reachable(host) for host in {registry_of(i) for i in images}}
+    candidates = [i for i in images if not unreachable[registry_of(i)]]
+    deadline = time.monotonic() + lag_s
+    while candidates:
+        held, complete = _node_images(kube)
+        candidates = [i for i in candidates if not _normalised(i) & held]
+        if not complete or not candidates or time.monotonic() >= deadline:
+            return candidates if complete else []
+        time.sleep(2)
+    return []
+
+
+def check_images_available(
+    kube: Kube, objects: Iterable[Mapping[str, Any]], *, lag_s: float = NODE_STATUS_LAG_S
+) -> None:
+    """Raise, naming each image and the fix, when an image can neither start from a node nor
+    be pulled.
+
+    Raises:
+        InvalidConfiguration: an image is not on any node and its registry is unreachable.
+    """
+    missing = unavailable_images(kube, workload_images(objects), lag_s=lag_s)
+    if missing:
+        listing = ", ".join(
+            f"{image} (registry {registry_of(image)} unreachable)" for image in missing
+        )
+        raise InvalidConfiguration(
+            f"image(s) on no node of the cluster and not pullable: {listing}",
+            fix="list the image's archive under the spec's `archives:` (docker save or OCI "
+            "layout), let the harness build it (`build:`), or load it with `harness images "
+            "load ARCHIVE`; check the image name in the manifests and the spec's `images:`",
+        )

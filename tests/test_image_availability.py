@@ -1,0 +1,123 @@
+"""Which images can start at all: held by a node, or served by a reachable registry."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from harness import image_availability
+from harness.errors import InvalidConfiguration
+from harness.image_availability import (
+    NODE_STATUS_MAX_IMAGES,
+    check_images_available,
+    registry_of,
+    registry_reachable,
+    unavailable_images,
+    workload_images,
+)
+
+
+def node(names: list[str]) -> SimpleNamespace:
+    images = [SimpleNamespace(names=[name]) for name in names]
+    return SimpleNamespace(status=SimpleNamespace(images=images))
+
+
+class FakeKube:
+    """Nodes whose status lists `held` image names."""
+
+    def __init__(self, *held: list[str]) -> None:
+        nodes = [
+            SimpleNamespace(
+                status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names])
+            )
+            for names in held
+        ]
+        self.core = SimpleNamespace(list_node=lambda **_: SimpleNamespace(items=nodes))
+
+
+def deployment(*images: str, init: str | None = None) -> dict:
+    pod = {"containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]}
+    if init:
+        pod["initContainers"] = [{"name": "init", "image": init}]
+    return {"kind": "Deployment", "spec": {"template": {"spec": pod}}}
+
+
+@pytest.fixture(autouse=True)
+def no_registry(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """No registry answers, as on this machine; the hosts asked are recorded."""
+    asked: list[str] = []
+    monkeypatch.setattr(
+        image_availability, "registry_reachable", lambda h: asked.append(h) or False
+    )
+    return asked
+
+
+def test_images_of_every_workload_container_once_in_order() -> None:
+    objects = [
+        deployment("a:1", "b:1", init="init:1"),
+        {"kind": "Service", "spec": {}},
+        deployment("a:1"),
+    ]
+    assert workload_images(objects) == ["init:1", "a:1", "b:1"]
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("ghcr.io/mccutchen/go-httpbin:v2.26.0", "ghcr.io"),
+        ("nginx:1.27", "registry-1.docker.io"),
+        ("library/nginx", "registry-1.docker.io"),
+        ("localhost/kube-harness/demo-service:v1", "localhost"),
+        ("registry.local:5000/x/y:1", "registry.local:5000"),
+    ],
+)
+def test_registry_of_a_reference(image: str, registry: str) -> None:
+    assert registry_of(image) == registry
+
+
+def test_localhost_is_never_taken_for_a_registry() -> None:
+    assert registry_reachable("localhost") is False
+    assert registry_reachable("localhost:5000") is False
+
+
+def test_an_image_a_node_holds_is_available() -> None:
+    kube = FakeKube(["localhost/demo:v1"], ["docker.io/library/nginx:1.27"])
+    assert unavailable_images(kube, ["localhost/demo:v1", "nginx:1.27"], lag_s=0) == []
+
+
+def test_an_image_on_no_node_with_an_unreachable_registry_is_named() -> None:
+    kube = FakeKube(["localhost/demo:v1"])
+    with pytest.raises(InvalidConfiguration) as raised:
+        check_images_available(kube, [deployment("localhost/demo:v1", "ghcr.io/x/y:2")], lag_s=0)
+    assert "not pullable: ghcr.io/x/y:2 (registry ghcr.io unreachable)" in raised.value.message
+    assert "`archives:`" in raised.value.fix
+
+
+def test_an_image_from_a_reachable_registry_is_left_to_the_pull(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(image_availability, "registry_reachable", lambda host: host == "ghcr.io")
+    assert unavailable_images(FakeKube([]), ["ghcr.io/x/y:2", "quay.io/z:1"], lag_s=0) == [
+        "quay.io/z:1"
+    ]
+
+
+def test_a_full_node_image_list_proves_nothing() -> None:
+    """The kubelet lists at most 50 images: the one looked for may be left out."""
+    kube = FakeKube([f"filler/{n}:1" for n in range(NODE_STATUS_MAX_IMAGES)])
+    assert unavailable_images(kube, ["localhost/demo:v1"], lag_s=0) == []
+
+
+def test_an_image_loaded_a_moment_ago_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    held = ["localhost/demo:v1"]
+
+    def list_node(**_: object) -> SimpleNamespace:
+        calls["n"] += 1
+        return SimpleNamespace(items=[node(held if calls["n"] > 1 else [])])
+
+    monkeypatch.setattr(image_availability.time, "sleep", lambda s: None)
+    kube = SimpleNamespace(core=SimpleNamespace(list_node=list_node))
+    assert unavailable_images(kube, ["localhost/demo:v1"], lag_s=30) == []
+    assert calls["n"] == 2
