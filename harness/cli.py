@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -369,6 +370,28 @@ def _register_init(commands: argparse._SubParsersAction) -> None:
     init.set_defaults(func=cmd_init)
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.spec import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _register_schema(commands: argparse._SubParsersAction) -> None:
+    text = (
+        "print the resilience spec's JSON Schema, generated from the code that validates "
+        "specs (for editors: `# yaml-language-server: $schema=FILE` in the spec)"
+    )
+    schema = commands.add_parser("schema", help=text, description=text)
+    schema.add_argument("-o", "--output", type=Path, help="write it to this file")
+    schema.set_defaults(func=cmd_schema)
+
+
 def cmd_kind_prepare(args: argparse.Namespace) -> int:
     changes = kind_prepare.plan(node_image=not args.no_node_image)
     for change in changes:
@@ -455,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_report(commands)
     _register_kind(commands)
     _register_init(commands)
+    _register_schema(commands)
     return parser
 
 

@@ -9,6 +9,7 @@ problem in the file is reported at once, each with its place in the file and the
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -25,12 +26,44 @@ from harness.render import check_source
 
 API_VERSION = "kube-harness/v1"
 KIND = "ResilienceSpec"
+SCHEMA_ID = "urn:kube-harness:resilience-spec:v1"
 
 
 class InvalidSpec(InvalidConfiguration):
     """The resilience spec has problems; the message lists every one with its location."""
 
 
+Parse = Callable[[Any], Any]
+
+
+def _schema(fragment: dict[str, Any]) -> Callable[[Parse], Parse]:
+    """Attach the JSON Schema of what a parse function accepts; `spec_schema` reads it, so
+    the published schema comes from the code that validates."""
+
+    def mark(parse: Parse) -> Parse:
+        parse.json_schema = fragment  # type: ignore[attr-defined]
+        return parse
+
+    return mark
+
+
+DURATION_SCHEMA = {
+    "type": ["number", "string"],
+    "exclusiveMinimum": 0,
+    "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m)?\s*$",
+    "description": "a duration: 30s, 2m, 500ms, or a number of seconds",
+}
+FRACTION_SCHEMA = {
+    "type": ["number", "string"],
+    "minimum": 0,
+    "maximum": 1,
+    "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$",
+    "description": "a share: 2% or 0.02",
+}
+TEXT_SCHEMA = {"type": "string", "minLength": 1}
+
+
+@_schema(DURATION_SCHEMA)
 def parse_seconds(raw: Any) -> float:
     """`90`, `90s`, `1.5m`, `500ms` -> seconds."""
     if isinstance(raw, bool):
@@ -47,6 +80,7 @@ def parse_seconds(raw: Any) -> float:
     return value
 
 
+@_schema(FRACTION_SCHEMA)
 def parse_fraction(raw: Any) -> float:
     """`2%`, `0.02` -> 0.02."""
     text = str(raw).strip()
@@ -62,15 +96,18 @@ def _count(minimum: int) -> Callable[[Any], int]:
             raise ValueError(f"must be a whole number >= {minimum}, not {raw!r}")
         return raw
 
+    parse.json_schema = {"type": "integer", "minimum": minimum}  # type: ignore[attr-defined]
     return parse
 
 
+@_schema(TEXT_SCHEMA)
 def _text(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"must be a non-empty string, not {raw!r}")
     return raw
 
 
+@_schema({"type": "number", "exclusiveMinimum": 0})
 def _positive(raw: Any) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
         raise ValueError(f"must be a number > 0, not {raw!r}")
@@ -90,6 +127,20 @@ class GoProgramBuild:
 IMAGE_BUILDERS = ("demo",)
 
 
+@_schema(
+    {
+        "oneOf": [
+            {"enum": list(IMAGE_BUILDERS)},
+            {
+                "type": "object",
+                "properties": {"go": TEXT_SCHEMA, "user": TEXT_SCHEMA},
+                "required": ["go"],
+                "additionalProperties": False,
+            },
+        ],
+        "description": "how the harness builds the images: `demo`, or {go: MAIN_PACKAGE}",
+    }
+)
 def _builder(raw: Any) -> str | GoProgramBuild:
     if isinstance(raw, Mapping):
         unknown = sorted(set(raw) - {"go", "user"})
@@ -116,12 +167,22 @@ def _builder(raw: Any) -> str | GoProgramBuild:
 HPA_DRIVERS = ("load", "cpu-pressure")
 
 
+@_schema({"enum": list(HPA_DRIVERS)})
 def _hpa_driver(raw: Any) -> str:
     if raw not in HPA_DRIVERS:
         raise ValueError(f"{raw!r} is not a way to raise CPU; use one of: {', '.join(HPA_DRIVERS)}")
     return raw
 
 
+@_schema(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1, "maximum": 65535},
+            {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"},
+        ],
+        "description": "the Service (or container) port that takes the load: number or name",
+    }
+)
 def _port(raw: Any) -> str | int:
     if isinstance(raw, int) and not isinstance(raw, bool):
         if not 1 <= raw <= 65535:
@@ -132,6 +193,7 @@ def _port(raw: Any) -> str | int:
     raise ValueError(f"must be a port number or a port name like `http`, not {raw!r}")
 
 
+@_schema({"type": "string", "pattern": "^/"})
 def _url_path(raw: Any) -> str:
     if not _text(raw).startswith("/"):
         raise ValueError(f"must be a URL path starting with '/', not {raw!r}")
@@ -163,7 +225,10 @@ class _Reader:
             self.problems.append(f"{self.where}.{key}: {message}")
             return None
 
-    def section(self, key: str, *, required: bool = True) -> _Reader | None:
+    def section(
+        self, key: str, *, required: bool = True, about: str | None = None
+    ) -> _Reader | None:
+        """The mapping under `key` (`about` describes it in the published schema)."""
         self.known.add(key)
         if key not in self.data:
             if required:
@@ -176,6 +241,44 @@ class _Reader:
             close = difflib.get_close_matches(str(key), sorted(self.known), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.problems.append(f"{self.where}.{key}: unknown key{hint}")
+
+
+class _SchemaRecorder(_Reader):
+    """Goes through the same reading code as `_Reader`, recording each key's JSON Schema
+    (from its parse function) instead of reading a value: see `spec_schema`."""
+
+    def __init__(self, where: str, about: str | None = None) -> None:
+        super().__init__({}, where, [])
+        self.about = about
+        self.properties: dict[str, Any] = {}
+        self.required: list[str] = []
+        self.sections: dict[str, _SchemaRecorder] = {}
+
+    def get(self, key: str, parse: Callable[[Any], Any], default: Any = ...) -> Any:
+        self.properties[key] = dict(parse.json_schema)  # type: ignore[attr-defined]
+        if default is ...:
+            self.required.append(key)
+        return None
+
+    def section(self, key: str, *, required: bool = True, about: str | None = None) -> _Reader:
+        child = self.sections[key] = _SchemaRecorder(f"{self.where}.{key}", about)
+        self.properties[key] = {}
+        if required:
+            self.required.append(key)
+        return child
+
+    def schema(self) -> dict[str, Any]:
+        properties = {
+            key: self.sections[key].schema() if key in self.sections else fragment
+            for key, fragment in self.properties.items()
+        }
+        schema: dict[str, Any] = {"type": "object"}
+        if self.about:
+            schema["description"] = inspect.cleandoc(self.about).replace("\n", " ")
+        schema.update(properties=properties, additionalProperties=False)
+        if self.required:
+            schema["required"] = self.required
+        return schema
 
 
 @dataclass(frozen=True)
@@ -313,6 +416,15 @@ class ResilienceSpec:
         )
 
 
+@_schema(
+    {
+        "type": "object",
+        "required": ["current"],
+        "additionalProperties": TEXT_SCHEMA,
+        "description": "version name -> image reference; `current` is deployed, `next` is "
+        "what the rollout scenarios move to",
+    }
+)
 def _images(raw: Any) -> dict[str, str]:
     if not isinstance(raw, Mapping) or "current" not in raw:
         raise ValueError("must map version names to image references and name `current`")
@@ -320,11 +432,18 @@ def _images(raw: Any) -> dict[str, str]:
 
 
 def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> ServiceSpec | None:
-    r = _Reader(data, where, problems)
+    return _service_fields(_Reader(data, where, problems), base)
 
+
+def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
+    problems = r.problems
+
+    @_schema({**TEXT_SCHEMA, "description": "a kustomization, a Helm chart (folder or .tgz), "
+              "a manifest file or a folder of them, relative to the spec"})  # fmt: skip
     def manifests(raw: Any) -> Path:
         return check_source(base / _text(raw))
 
+    @_schema({"type": "array", "minItems": 1, "items": TEXT_SCHEMA})
     def archives(raw: Any) -> tuple[Path, ...]:
         if not isinstance(raw, list) or not raw:
             raise ValueError("must be a list of image archive paths (docker save, OCI layout)")
@@ -337,8 +456,9 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
                 )
         return paths
 
+    @_schema(SLO.json_schema())
     def slo(raw: Any) -> SLO:
-        return SLO.from_mapping(raw, source=f"{where}.slo")
+        return SLO.from_mapping(raw, source=f"{r.where}.slo")
 
     service = dict(
         name=r.get("name", _text),
@@ -351,7 +471,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
         port=r.get("port", _port, None),
         archives=r.get("archives", archives, ()),
     )
-    if (load := r.section("load")) is not None:
+    if (load := r.section("load", about=LoadSpec.__doc__)) is not None:
         service["load"] = LoadSpec(
             path=load.get("path", _url_path),
             users=load.get("users", _count(1)),
@@ -361,7 +481,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             timeout_s=load.get("timeout", parse_seconds, 5.0),
         )
         load.done()
-    if (helm := r.section("helm", required=False)) is not None:
+    if (helm := r.section("helm", required=False, about=HelmRelease.__doc__)) is not None:
         if service["manifests"] is not None and not is_chart(service["manifests"]):
             helm.problems.append(
                 f"{helm.where}: {service['manifests']} is not a Helm chart (a folder with "
@@ -370,7 +490,7 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
         service["helm"] = _read_release(helm, service["manifests"], service["name"], base)
     elif service["manifests"] is not None and is_chart(service["manifests"]):
         service["helm"] = HelmRelease(name=service["name"] or "release", chart=service["manifests"])
-    if (admin := r.section("admin", required=False)) is not None:
+    if (admin := r.section("admin", required=False, about=AdminHooks.__doc__)) is not None:
         service["admin"] = AdminHooks(
             token_secret=admin.get("token_secret", _text),
             token_key=admin.get("token_key", _text),
@@ -380,7 +500,9 @@ def _read_service(data: Any, where: str, base: Path, problems: list[str]) -> Ser
             startup_delay_env=admin.get("startup_delay_env", _text, None),
         )
         admin.done()
-    expect = r.section("expect")
+    expect = r.section(
+        "expect", about="What the service promises: each section runs its scenarios."
+    )
     service.update(_read_expectations(expect) if expect else {})
     r.done()
     return ServiceSpec(**service) if not problems else None
@@ -391,12 +513,14 @@ def _read_release(
 ) -> HelmRelease | None:
     """`helm: {release, values, set, next: {chart, values, set}}`."""
 
+    @_schema(TEXT_SCHEMA)
     def chart_path(raw: Any) -> Path:
         path = (base / _text(raw)).resolve()
         if not is_chart(path):
             raise ValueError(f"{path} is not a Helm chart (a folder with Chart.yaml, or a .tgz)")
         return path
 
+    @_schema({"type": "array", "items": TEXT_SCHEMA})
     def values(raw: Any) -> tuple[Path, ...]:
         if not isinstance(raw, list):
             raise ValueError("must be a list of values files")
@@ -406,6 +530,7 @@ def _read_release(
                 raise ValueError(f"values file {path} does not exist")
         return paths
 
+    @_schema({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}})
     def set_values(raw: Any) -> tuple[tuple[str, str], ...]:
         if not isinstance(raw, Mapping):
             raise ValueError("must map value paths to values, e.g. {replicaCount: 2}")
@@ -415,7 +540,11 @@ def _read_release(
     name = helm.get("release", _text, None) or service or "release"
     given = dict(values=helm.get("values", values, ()), set=helm.get("set", set_values, ()))
     upgrade = None
-    if (n := helm.section("next", required=False)) is not None:
+    if (
+        n := helm.section(
+            "next", required=False, about="What `helm upgrade` moves to in the rollout scenarios."
+        )
+    ) is not None:
         upgrade = dict(
             chart=n.get("chart", chart_path, None) or chart,
             values=n.get("values", values, None),
@@ -447,7 +576,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
         "rollout": None,
         "node_failure": None,
     }
-    if (h := expect.section("hpa", required=False)) is not None:
+    if (h := expect.section("hpa", required=False, about=HpaExpectation.__doc__)) is not None:
         hpa = HpaExpectation(
             name=h.get("name", _text),
             min=h.get("min", _count(1)),
@@ -467,21 +596,25 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             )
         h.done()
         out["hpa"] = hpa
-    if (s := expect.section("self_healing", required=False)) is not None:
+    if (
+        s := expect.section("self_healing", required=False, about=SelfHealingExpectation.__doc__)
+    ) is not None:
         out["self_healing"] = SelfHealingExpectation(
             ready_within_s=s.get("ready_within", parse_seconds),
             max_error_rate=s.get("max_error_rate", parse_fraction),
             window_s=s.get("window", parse_seconds, 20.0),
         )
         s.done()
-    if (n := expect.section("node_failure", required=False)) is not None:
+    if (
+        n := expect.section("node_failure", required=False, about=NodeFailureExpectation.__doc__)
+    ) is not None:
         out["node_failure"] = NodeFailureExpectation(
             ready_elsewhere_within_s=n.get("ready_elsewhere_within", parse_seconds),
             max_error_rate=n.get("max_error_rate", parse_fraction),
             window_s=n.get("window", parse_seconds, 60.0),
         )
         n.done()
-    if (p := expect.section("probes", required=False)) is not None:
+    if (p := expect.section("probes", required=False, about=ProbeExpectation.__doc__)) is not None:
         out["probes"] = ProbeExpectation(
             readiness_leaves_endpoints_within_s=p.get(
                 "readiness_leaves_endpoints_within", parse_seconds
@@ -490,7 +623,9 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             startup_delay_s=p.get("startup_delay", parse_seconds, None),
         )
         p.done()
-    if (o := expect.section("rollout", required=False)) is not None:
+    if (
+        o := expect.section("rollout", required=False, about=RolloutExpectation.__doc__)
+    ) is not None:
         out["rollout"] = RolloutExpectation(
             complete_within_s=o.get("complete_within", parse_seconds),
             max_failed_requests=o.get("max_failed_requests", _count(0)),
@@ -518,12 +653,7 @@ def load_spec(path: Path) -> ResilienceSpec:
         raise InvalidSpec(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from None
     problems: list[str] = []
     top = _Reader(data, "spec", problems)
-    top.get("apiVersion", lambda v: v if v == API_VERSION else _bad(f"must be {API_VERSION}"))
-    top.get("kind", lambda v: v if v == KIND else _bad(f"must be {KIND}"))
-    services = top.get(
-        "services",
-        lambda v: v if isinstance(v, list) and v else _bad("must be a non-empty list of services"),
-    )
+    services = _top_fields(top)
     top.done()
     parsed = [
         _read_service(item, f"services[{i}]", path.parent, problems)
@@ -541,5 +671,45 @@ def load_spec(path: Path) -> ResilienceSpec:
     return ResilienceSpec(path, tuple(s for s in parsed if s))
 
 
-def _bad(message: str) -> Any:
-    raise ValueError(message)
+@_schema({"const": API_VERSION})
+def _api_version(raw: Any) -> str:
+    if raw != API_VERSION:
+        raise ValueError(f"must be {API_VERSION}")
+    return raw
+
+
+@_schema({"const": KIND})
+def _kind(raw: Any) -> str:
+    if raw != KIND:
+        raise ValueError(f"must be {KIND}")
+    return raw
+
+
+@_schema({"type": "array", "minItems": 1})
+def _services(raw: Any) -> list[Any]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("must be a non-empty list of services")
+    return raw
+
+
+def _top_fields(top: _Reader) -> list[Any] | None:
+    top.get("apiVersion", _api_version)
+    top.get("kind", _kind)
+    return top.get("services", _services)
+
+
+def spec_schema() -> dict[str, Any]:
+    """The spec's format as a JSON Schema (draft 2020-12), recorded by running the code
+    that reads specs: editors complete and check a spec with it (`harness schema`)."""
+    top = _SchemaRecorder("spec", __doc__)
+    _top_fields(top)
+    service = _SchemaRecorder("services[]", "One service: its manifests, images, load, SLO "
+                              "and the behaviour expected of it.")  # fmt: skip
+    _service_fields(service, Path("."))
+    top.properties["services"]["items"] = service.schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": f"kube-harness {KIND} ({API_VERSION})",
+        **top.schema(),
+    }

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 import sys
@@ -161,3 +162,12 @@ def test_report_refuses_a_folder_that_does_not_exist(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is not a run folder" in err and "reports/latest" in err
     assert not (tmp_path / "typo").exists()
+
+
+def test_schema_prints_the_spec_schema_or_writes_it(tmp_path, capsys):
+    from harness.spec import spec_schema
+
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == spec_schema()
+    assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text()) == spec_schema()

@@ -1,8 +1,20 @@
+import json
+import re
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
-from harness.spec import GoProgramBuild, InvalidSpec, load_spec, parse_fraction, parse_seconds
+from harness.draft import write_draft
+from harness.spec import (
+    GoProgramBuild,
+    InvalidSpec,
+    load_spec,
+    parse_fraction,
+    parse_seconds,
+    spec_schema,
+)
 
 ROOT = Path(__file__).parent.parent
 DATA = Path(__file__).parent / "data" / "spec"
@@ -128,3 +140,69 @@ def test_bad_port_build_and_archives_are_named(tmp_path: Path, extra: str, compl
     with pytest.raises(InvalidSpec) as caught:
         load_spec(write_spec(tmp_path, extra))
     assert complaint in str(caught.value)
+
+
+# --- the published JSON Schema ----------------------------------------------------------------
+
+PUBLISHED_SCHEMA = ROOT / "docs" / "resilience-spec.schema.json"
+SHIPPED_SPECS = [
+    ROOT / "scenarios" / "demo-service.spec.yaml",
+    *ROOT.glob("examples/*/*.spec.yaml"),
+]
+
+
+def schema_errors(document: object) -> list[str]:
+    validator = jsonschema.Draft202012Validator(spec_schema())
+    return [error.message for error in validator.iter_errors(document)]
+
+
+def test_the_published_schema_is_the_one_the_code_generates():
+    assert json.loads(PUBLISHED_SCHEMA.read_text()) == spec_schema(), (
+        "docs/resilience-spec.schema.json is stale: run "
+        "`harness schema -o docs/resilience-spec.schema.json`"
+    )
+    jsonschema.Draft202012Validator.check_schema(spec_schema())
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.parent.name)
+def test_every_shipped_spec_passes_both_the_schema_and_the_loader(path):
+    load_spec(path)
+    assert schema_errors(yaml.safe_load(path.read_text())) == []
+
+
+def test_a_drafted_spec_passes_the_schema(tmp_path):
+    out = write_draft(ROOT / "manifests" / "overlays" / "ci", tmp_path / "demo.spec.yaml")
+    assert schema_errors(yaml.safe_load(out.read_text())) == []
+
+
+def edit(change):
+    """The demo spec with one change applied to its service (a dict)."""
+    document = yaml.safe_load((ROOT / "scenarios" / "demo-service.spec.yaml").read_text())
+    document["services"][0]["manifests"] = str(ROOT / "manifests" / "overlays" / "ci")
+    change(document["services"][0])
+    return document
+
+
+@pytest.mark.parametrize(
+    ("change", "loader_says"),
+    [
+        (lambda s: s.update(replica=2), "services[0].replica: unknown key"),
+        (lambda s: s.pop("deployment"), "services[0].deployment: required"),
+        (lambda s: s["load"].update(users="many"), "services[0].load.users: must be a whole"),
+        (lambda s: s["load"].update(path="work"), "services[0].load.path: must be a URL path"),
+        (lambda s: s["expect"]["hpa"].update(driver="stress"), "is not a way to raise CPU"),
+        (lambda s: s["expect"]["rollout"].update(complete_within="2 minutes"), "not a duration"),
+        (lambda s: s["slo"].update(p50="1s"), "unknown"),
+        (lambda s: s["images"].pop("current"), "services[0].images: must map version names"),
+        (lambda s: s.update(build={"go": "x", "tag": "v1"}), "a Go build is"),
+        (lambda s: s.update(port=70000), "a port number is 1-65535"),
+    ],
+)
+def test_the_schema_and_the_loader_refuse_the_same_mistakes(tmp_path, change, loader_says):
+    document = edit(change)
+    assert schema_errors(document), "the schema accepted it"
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(InvalidSpec, match=re.escape(loader_says)) as raised:
+        load_spec(path)
+    assert "1 problem(s)" in str(raised.value)  # that mistake, and only that one

@@ -115,6 +115,37 @@ class SLO:
         return cls(**_limits(spec, source), endpoints=per_endpoint)
 
     @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The YAML form as a JSON Schema (part of the resilience spec's schema)."""
+        duration = {
+            "type": ["number", "string"],
+            "minimum": 0,
+            "pattern": r"^\s*[0-9.]+\s*(ms|s)?\s*$",
+            "description": "a latency: 250ms, 1.5s, or a number of milliseconds",
+        }
+        limits = {
+            "error_rate": {
+                "type": ["number", "string"],
+                "minimum": 0,
+                "pattern": r"^\s*[0-9.]+\s*%?\s*$",
+                "description": "the highest error rate: 1% or 0.01",
+            },
+            "p95": duration,
+            "p99": duration,
+            "min_rps": {"type": "number", "minimum": 0, "description": "the lowest throughput"},
+        }
+        per_endpoint = {"type": "object", "properties": limits, "additionalProperties": False}
+        return {
+            "type": "object",
+            "description": "Limits on the load's results, overall and per endpoint.",
+            "properties": {
+                **limits,
+                "endpoints": {"type": "object", "additionalProperties": per_endpoint},
+            },
+            "additionalProperties": False,
+        }
+
+    @classmethod
     def load(cls, path: Path) -> SLO:
         """Read an SLO from a YAML file.
 
