@@ -43,7 +43,7 @@ def create_to_serving(provider_name: str, name: str) -> float:
         kube = Kube(provider.kubeconfig())
         try:
             create_namespace(kube, "bench", run_id="bench", test="bench")
-            deployed = deploy_service(kube, "bench", spec.services[0])
+            deployed = deploy_service(provider, kube, "bench", spec.services[0])
         finally:
             kube.close()
         took = time.monotonic() - started

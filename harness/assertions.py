@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,27 @@ def no_traffic_to(load: LoadResult, *, pod: str, after: float) -> Check:
         later[-1].t + 1 if later else after,
         ("EndpointSlice", "Pod", "Mark"),
     )
+
+
+def start_slowed_from_first_probe(
+    slowed: Sequence[str], late: Sequence[str], *, since: float, until: float
+) -> Check:
+    """The harness's slow start-up held from each new pod's first probe: otherwise the
+    startup probe's protection was not put to the test (inconclusive, not a pass)."""
+    if slowed and not late:
+        status, note = "pass", f"slowed: {', '.join(slowed)}"
+    else:
+        status = "inconclusive"
+        note = (
+            f"started before the harness could fail their probes: {', '.join(late)}"
+            if late
+            else "no new pod was slowed"
+        )
+    verdict = Verdict(
+        "new pods slowed from their first probe", len(slowed) - len(late), len(slowed),
+        "pods", status, note,
+    )  # fmt: skip
+    return Check(verdict, since, until, ("Pod", "Mark"))
 
 
 def startup_protected(

@@ -19,7 +19,7 @@ import json
 import socket
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -642,6 +642,7 @@ class Deployed:
     own_service: Object | None = None  # the harness's NodePort Service, when it added one
     release: HelmRelease | None = None
     previous: _Update | None = None  # what ran before the last update()
+    held_images: Callable[[], set[str] | None] | None = None  # see deploy()
 
     @property
     def deployments(self) -> list[str]:
@@ -742,11 +743,13 @@ class Deployed:
         new version.
 
         Raises:
-            InvalidConfiguration: an image is on no node and not pullable (nothing changed).
+            InvalidConfiguration: an image is on no node and not pullable (checked when
+                deploy() was given `held_images`; nothing changed).
             WaitAborted, WaitTimeout: as for deploy().
         """
         update = self._prepare(images, upgrade=upgrade)
-        check_images_available(self.kube, update.objects)
+        if self.held_images is not None:
+            check_images_available(self.kube, update.objects, held=self.held_images)
         self._apply(update)
         with step(f"rolling out {self.source.name} in {self.namespace}"):
             wait_rolled_out(
@@ -781,6 +784,7 @@ def deploy(
     keep_on_failure: bool = False,
     entry: LoadEntry | None = None,
     release: HelmRelease | None = None,
+    held_images: Callable[[], set[str] | None] | None = None,
 ) -> Deployed:
     """Render, check, apply and wait: the kustomization runs in `namespace` when this returns.
 
@@ -799,6 +803,10 @@ def deploy(
             manifests is used.
         release: for a Helm chart, the release's name and values; the chart is then
             installed by `helm install` (shaped by the harness, see harness.helm).
+        held_images: how to see the images the nodes hold
+            (`lambda: harness.image_availability.runtime_images(cluster)`; returning None
+            reads the nodes' status instead). Given, an image that is on no node and not
+            pullable is named before anything is created, and before each rollout.
 
     Returns:
         A handle with the base URL on 127.0.0.1 (answering by then), the pods and
@@ -807,8 +815,8 @@ def deploy(
     Raises:
         InvalidConfiguration: found before anything is created: the namespace is missing,
             the manifests do not build, a kind is unknown, the API server refuses an
-            object, (without `entry`) there is no NodePort Service, or an image is on no
-            node and its registry is unreachable.
+            object, (without `entry`) there is no NodePort Service, or (with
+            `held_images`) an image is on no node and its registry is unreachable.
         WaitAborted: a pod is stuck (image pull, crash loop, config error); objects deleted.
         WaitTimeout: the rollout did not finish in time; objects deleted.
 
@@ -845,7 +853,8 @@ def deploy(
     applier = Applier(kube)
     for obj in objects:
         applier.resource(obj)  # unknown kinds fail here, before anything exists
-    check_images_available(kube, objects)
+    if held_images is not None:
+        check_images_available(kube, objects, held=held_images)
     rotation = NodePortRotation.of(kube)
     pool = NodePortPool(rotation.order(node_ports), node_ports_in_use(kube))
     for service in services:
@@ -869,6 +878,7 @@ def deploy(
                 applier=applier,
                 own_service=reached.service if reached.own else None,
                 release=release,
+                held_images=held_images,
             )
             if release is not None:
                 deployed._helm().install(release, deployed._post_render(images or {}, {}))

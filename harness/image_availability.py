@@ -3,23 +3,30 @@
 An image that no node holds and whose registry cannot be reached would only show as
 ErrImagePull once the rollout is under way; checked first, it is named with the fix before
 anything is created or changed.
+
+What the nodes hold is asked of their container runtimes where the provider reaches the
+nodes (`crictl images`, exact at once); elsewhere it is read from the nodes' status, which the
+kubelet refreshes from its runtime every 30 s: an image loaded a moment ago is waited for.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.cluster.provider import NodeLifecycle, NodeShell
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
 
 # The kubelet lists at most this many images per node (--node-status-max-images): a longer
 # list may leave out the one looked for, and proves nothing.
 NODE_STATUS_MAX_IMAGES = 50
-# Images loaded a moment ago reach the node's status with the kubelet's next update.
-NODE_STATUS_LAG_S = 20.0
+# An image loaded a moment ago reaches the node's status after the kubelet's image cache
+# refresh (30 s) and its next status update (10 s).
+NODE_STATUS_LAG_S = 60.0
 REGISTRY_CONNECT_TIMEOUT_S = 3.0
 DOCKER_HUB = "registry-1.docker.io"
 
@@ -62,6 +69,19 @@ def registry_reachable(host: str) -> bool:
         return False
 
 
+def runtime_images(cluster: object) -> set[str] | None:
+    """Image names the container runtimes of the cluster's nodes hold, or None where the
+    provider cannot reach its nodes (an `existing` cluster)."""
+    if not (isinstance(cluster, NodeShell) and isinstance(cluster, NodeLifecycle)):
+        return None
+    names: set[str] = set()
+    for node in cluster.nodes():
+        listed = json.loads(cluster.node_exec(node, ["crictl", "images", "--output", "json"]))
+        for image in listed.get("images") or []:
+            names.update(image.get("repoTags") or [])
+    return names
+
+
 def _node_images(kube: Kube) -> tuple[set[str], bool]:
     """Image names some node holds, and whether every node's list is complete."""
     names: set[str] = set()
@@ -84,11 +104,23 @@ def _normalised(image: str) -> set[str]:
 
 
 def unavailable_images(
-    kube: Kube, images: Sequence[str], *, lag_s: float = NODE_STATUS_LAG_S
+    kube: Kube,
+    images: Sequence[str],
+    *,
+    held: Callable[[], set[str] | None] | None = None,
+    lag_s: float = NODE_STATUS_LAG_S,
 ) -> list[str]:
-    """The images no node holds and no reachable registry serves."""
-    unreachable = {host: registry_reachable(host) for host in {registry_of(i) for i in images}}
-    candidates = [i for i in images if not unreachable[registry_of(i)]]
+    """The images no node holds and no reachable registry serves.
+
+    Args:
+        held: what the nodes' runtimes hold (`runtime_images`), when the provider can say;
+            else the nodes' status is read, waiting up to `lag_s` for a recent load.
+    """
+    reachable = {host: registry_reachable(host) for host in {registry_of(i) for i in images}}
+    candidates = [i for i in images if not reachable[registry_of(i)]]
+    listed = held() if held is not None and candidates else None
+    if listed is not None:
+        return [i for i in candidates if not _normalised(i) & listed]
     deadline = time.monotonic() + lag_s
     while candidates:
         held, complete = _node_images(kube)
@@ -100,7 +132,11 @@ def unavailable_images(
 
 
 def check_images_available(
-    kube: Kube, objects: Iterable[Mapping[str, Any]], *, lag_s: float = NODE_STATUS_LAG_S
+    kube: Kube,
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    held: Callable[[], set[str] | None] | None = None,
+    lag_s: float = NODE_STATUS_LAG_S,
 ) -> None:
     """Raise, naming each image and the fix, when an image can neither start from a node nor
     be pulled.
@@ -108,7 +144,7 @@ def check_images_available(
     Raises:
         InvalidConfiguration: an image is not on any node and its registry is unreachable.
     """
-    missing = unavailable_images(kube, workload_images(objects), lag_s=lag_s)
+    missing = unavailable_images(kube, workload_images(objects), held=held, lag_s=lag_s)
     if missing:
         listing = ", ".join(
             f"{image} (registry {registry_of(image)} unreachable)" for image in missing

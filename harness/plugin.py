@@ -601,6 +601,7 @@ def timeline(kube_api: Kube, namespace: str, test_report_dir: Path) -> Iterator[
 
 @pytest.fixture
 def deployed(
+    cluster: ClusterProvider,
     kube_api: Kube,
     namespace: str,
     service_spec: ServiceSpec,
@@ -609,7 +610,7 @@ def deployed(
 ) -> Iterator[Deployed]:
     """The spec's service deployed into the test namespace and rolled out; removed afterwards."""
     try:
-        service = deploy_service(kube_api, namespace, service_spec)
+        service = deploy_service(cluster, kube_api, namespace, service_spec)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise

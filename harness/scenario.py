@@ -11,15 +11,17 @@ from pathlib import Path
 from harness.access import LoadEntry
 from harness.assertions import Check, Evidence
 from harness.chaos import Target, cpu_hog, crash_process, fail_probe, injected
+from harness.chaos.slow_start import SlowStarter, slow_starts
 from harness.cluster.provider import CACHE_DIR, ClusterProvider
-from harness.deploy import Deployed, deploy
+from harness.deploy import Deployed, deploy, deployment_and_pods, rollout_verdict
 from harness.errors import InvalidConfiguration, WaitTimeout
+from harness.image_availability import runtime_images
 from harness.images.cache import archive_file
 from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
-from harness.progress import say
+from harness.progress import say, step
 from harness.render import render
 from harness.spec import GoProgramBuild, InvalidSpec, ResilienceSpec, ServiceSpec, load_spec
 from harness.suite import DEMO_SPEC, PATHS_LOCUSTFILE
@@ -117,8 +119,11 @@ def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
         record.write_text(json.dumps({"cluster": identity, "archives": sorted(loaded)}))
 
 
-def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed:
-    """The spec's service (its current images) deployed into `namespace` and rolled out."""
+def deploy_service(
+    cluster: ClusterProvider, kube: Kube, namespace: str, service: ServiceSpec
+) -> Deployed:
+    """The spec's service (its current images) deployed into `namespace` and rolled out;
+    an image on no node and not pullable is named first, here and before each rollout."""
     return deploy(
         kube,
         namespace,
@@ -127,6 +132,7 @@ def deploy_service(kube: Kube, namespace: str, service: ServiceSpec) -> Deployed
         kubectl=kubectl_path(),
         entry=LoadEntry(service.deployment, service.port),
         release=service.helm,
+        held_images=lambda: runtime_images(cluster),
     )
 
 
@@ -253,6 +259,44 @@ def crash(
         admin_call(kube, deployed, service, pod, service.admin.crash)
     else:
         crash_process(Target.of(cluster, kube, deployed.namespace), pod, service.container)
+
+
+def slowed_start(
+    cluster: ClusterProvider,
+    kube: Kube,
+    deployed: Deployed,
+    service: ServiceSpec,
+    *,
+    delay_s: float,
+    timeout: float,
+) -> list[SlowStarter]:
+    """Roll the service out again with every new pod's start-up slowed by `delay_s`, without
+    the service's help (harness.chaos.slow_start); returns once rolled out.
+
+    Raises:
+        ProbeNotFailable: its probes cannot be failed from outside (nothing changed).
+        WaitTimeout: the rollout did not complete within `timeout`.
+    """
+    from harness.images.builders import busybox_image
+
+    archive, gate_image = busybox_image()
+    load_once(cluster, [archive])
+    namespace, deployment = deployed.namespace, service.deployment
+
+    def rolled_out() -> bool:
+        live, pods = deployment_and_pods(kube, namespace, deployment)
+        return rollout_verdict(live, pods, [], old_pods_gone=True).complete
+
+    with step(f"rolling out {deployment} with start-ups slowed by {delay_s:g}s"):
+        return slow_starts(
+            Target.of(cluster, kube, namespace),
+            deployment,
+            service.container,
+            delay_s=delay_s,
+            gate_image=gate_image,
+            rolled_out=rolled_out,
+            timeout=timeout,
+        )
 
 
 def max_unavailable(kube: Kube, namespace: str, deployment: str) -> tuple[int, int]:

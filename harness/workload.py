@@ -110,6 +110,27 @@ class Workload:
             reasons.append(self._replicas_text())
         return "; ".join(reasons) or None
 
+    def why_slow_start_restarted(self, container: str, delay_s: float) -> str | None:
+        """A start-up of `delay_s` was restarted (or stayed unready) before it finished."""
+        spec = self.container(container) or {}
+        startup, liveness = spec.get("startupProbe"), spec.get("livenessProbe")
+        if startup:
+            allowed = _probe_patience(startup)
+            if allowed < delay_s:
+                return (
+                    f"container {container}'s startupProbe gives up after {_patience_text(startup)}"
+                    f" = {allowed:g}s, shorter than the {delay_s:g}s start-up: the kubelet "
+                    "restarts it before it answers"
+                )
+            return None
+        if liveness and _probe_patience(liveness) < delay_s:
+            return (
+                f"container {container} has no startupProbe, and its livenessProbe restarts it "
+                f"after {_patience_text(liveness)} = {_probe_patience(liveness):g}s without an "
+                f"answer, shorter than the {delay_s:g}s start-up"
+            )
+        return None
+
     def why_stuck_not_reported(self, within_s: float) -> str | None:
         """Kubernetes did not report a stuck rollout within `within_s`."""
         if self.progress_deadline_s > within_s:
@@ -120,6 +141,19 @@ class Workload:
                 f"only after that, not within {within_s:g}s"
             )
         return None
+
+
+def _probe_patience(probe: Mapping[str, Any]) -> float:
+    """Seconds of failures a probe takes before the kubelet acts (Kubernetes' defaults)."""
+    return probe.get("initialDelaySeconds", 0) + probe.get("failureThreshold", 3) * probe.get(
+        "periodSeconds", 10
+    )
+
+
+def _patience_text(probe: Mapping[str, Any]) -> str:
+    delay = probe.get("initialDelaySeconds", 0)
+    text = f"{probe.get('failureThreshold', 3)} failures x {probe.get('periodSeconds', 10)}s"
+    return f"{delay}s + {text}" if delay else text
 
 
 def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:

@@ -13,11 +13,19 @@ from harness.assertions import (
     no_traffic_to,
     recovered,
     slo_checks,
+    start_slowed_from_first_probe,
     startup_protected,
 )
 from harness.chaos.probe_failure import ProbeNotFailable
 from harness.deploy import wait_rolled_out
-from harness.scenario import judge, probe_failing, steady_load, wait_for_check, workload_of
+from harness.scenario import (
+    judge,
+    probe_failing,
+    slowed_start,
+    steady_load,
+    wait_for_check,
+    workload_of,
+)
 
 WARM_UP_S = 5
 # kube-proxy rewrites its rules after the endpoint change; requests already routed may land.
@@ -116,44 +124,44 @@ def test_failing_liveness_restarts_the_container(
 
 
 def test_slow_starter_is_protected_by_its_startup_probe(
-    service_spec, deployed, kube_api, timeline, test_report_dir
+    service_spec, deployed, kube_api, cluster, timeline, test_report_dir
 ):
     expect = probes_of(service_spec)
     if expect.startup_delay_s is None:
         pytest.skip(f"{service_spec.name}: the spec promises no start-up (probes.startup_delay)")
     variable = service_spec.admin.startup_delay_env if service_spec.admin else None
-    if variable is None:
-        # What a harness-made slow start needs: the probe's packets dropped from the new
-        # pod's first moment, before its container starts; not built yet.
-        pytest.skip(
-            f"{service_spec.name}: the spec names no start-up delay (admin.startup_delay_env); "
-            "the harness cannot slow a start-up by itself yet"
-        )
     delay = expect.startup_delay_s
-    started = timeline.mark("slow start-up rolled out", delay_s=delay).t
-    kube_api.apps.patch_namespaced_deployment(
-        service_spec.deployment,
-        deployed.namespace,
-        {
-            "spec": {
-                "template": {
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": service_spec.container,
-                                "env": [{"name": variable, "value": f"{delay:g}"}],
-                            }
-                        ]
-                    }
-                }
-            }
-        },
-    )
-    wait_rolled_out(kube_api, deployed.namespace, [service_spec.deployment], timeout=delay * 4 + 60)
+    budget = delay * 4 + 60
+    checks = []
+    if variable is None:
+        started = timeline.mark("start-ups slowed by the harness", delay_s=delay).t
+        try:
+            starters = slowed_start(cluster, kube_api, deployed, service_spec, delay_s=delay,
+                                    timeout=budget)  # fmt: skip
+        except ProbeNotFailable as exc:
+            pytest.skip(f"{service_spec.name}: {exc.message}")
+        checks.append(start_slowed_from_first_probe(
+            [s.pod for s in starters], [s.pod for s in starters if s.late],
+            since=started, until=timeline.mark("slowed rollout finished").t,
+        ))  # fmt: skip
+    else:
+        started = timeline.mark("slow start-up rolled out", delay_s=delay).t
+        env = [{"name": variable, "value": f"{delay:g}"}]
+        containers = [{"name": service_spec.container, "env": env}]
+        kube_api.apps.patch_namespaced_deployment(
+            service_spec.deployment,
+            deployed.namespace,
+            {"spec": {"template": {"spec": {"containers": containers}}}},
+        )
+        wait_rolled_out(kube_api, deployed.namespace, [service_spec.deployment], timeout=budget)
     evidence = Evidence("startup probe", timeline.timeline())
+    evidence.add(*checks)
     evidence.add(
         *startup_protected(
             timeline.timeline(), deployment=service_spec.deployment, since=started, delay_s=delay
-        )
+        ),
+        why=workload_of(deployed, service_spec).why_slow_start_restarted(
+            service_spec.container, delay
+        ),
     )
     judge(evidence, test_report_dir)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from harness.run import Run
 from harness.scenario import load_once
 from harness.wait import Pending, wait_for
 
+ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DATA = Path(__file__).parent / "data" / "cluster"
 WEB_PLACEHOLDER = "kube-harness/web-placeholder"
 
@@ -68,3 +72,38 @@ def web(cluster: ClusterProvider, kube_api: Kube, module_namespace: str) -> Depl
 @pytest.fixture(scope="module")
 def kubectl(cluster: ClusterProvider, module_namespace: str) -> Kubectl:
     return Kubectl(cluster, module_namespace)
+
+
+def _source_tree(dest: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored), as a git URL install sees them:
+    the build's own build/ and *.egg-info stay out of the shared checkout."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def kube_harness_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel built from this checkout (as `pip install git+URL` would build it)."""
+    work = tmp_path_factory.mktemp("wheel-build")
+    source = _source_tree(work / "source")
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", "dist"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = (work / "dist").glob("kube_harness-*.whl")
+    return wheel

@@ -188,3 +188,14 @@ def test_a_failed_check_says_why_and_a_passed_one_does_not(tmp_path):
     assert "fail\n  why: container web has no preStop hook" in str(caught.value)
     verdicts = json.loads(evidence.write(tmp_path).read_text())["verdicts"]
     assert [v.get("why") for v in verdicts] == [None, "container web has no preStop hook"]
+
+
+def test_a_slow_start_that_did_not_hold_from_the_first_probe_is_inconclusive():
+    held = a.start_slowed_from_first_probe(["p1", "p2"], [], since=0, until=10)
+    assert held.verdict.status == "pass"
+    late = a.start_slowed_from_first_probe(["p1", "p2"], ["p2"], since=0, until=10)
+    assert (late.verdict.status, late.verdict.measured) == ("inconclusive", 1)
+    assert "started before the harness could fail their probes: p2" in late.verdict.note
+    nothing = a.start_slowed_from_first_probe([], [], since=0, until=10)
+    assert nothing.verdict.status == "inconclusive"
+    assert not late.passed and not nothing.passed

@@ -32,6 +32,7 @@ from harness.deploy import (
     wait_node_ports_answer,
 )
 from harness.errors import HarnessError, InvalidConfiguration, WaitAborted, WaitTimeout
+from harness.image_availability import runtime_images
 from harness.images.demo import DEMO_REPOSITORY, build_demo_images, demo_image_ref
 from harness.kube import Kube
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
@@ -384,7 +385,9 @@ def test_bad_input_fails_fast_names_the_cause_and_leaves_nothing(
 
 
 @pytest.mark.e2e
-def test_missing_image_is_named_before_anything_is_created(kube_api: Kube, namespace: str) -> None:
+def test_missing_image_is_named_before_anything_is_created(
+    cluster: ClusterProvider, kube_api: Kube, namespace: str
+) -> None:
     started = time.monotonic()
     with pytest.raises(InvalidConfiguration) as caught:
         deploy(
@@ -392,6 +395,7 @@ def test_missing_image_is_named_before_anything_is_created(kube_api: Kube, names
             namespace,
             DEMO_OVERLAY,
             images={DEMO_REPOSITORY: f"{DEMO_REPOSITORY}:v0-missing"},
+            held_images=lambda: runtime_images(cluster),
         )
     assert time.monotonic() - started < 60
     message = str(caught.value)

@@ -54,13 +54,15 @@ def test_example_specs_are_valid(spec: Path) -> None:
 
 
 # Promises go-httpbin's manifests make nothing of: the skips the run may show, and why.
-HTTPBIN_SKIPS = {
-    "test_slow_starter_is_protected_by_its_startup_probe": "promises no start-up",
-}
-# A fault of the harness's own that must work on a service without admin hooks, whatever
+HTTPBIN_SKIPS: dict[str, str] = {}
+# Faults of the harness's own that must work on a service without admin hooks, whatever
 # the timing (the others' error rates with one replica sit near their limits: they pass,
-# or fail saying why).
-HTTPBIN_PASSES = ("test_failing_liveness_restarts_the_container",)
+# or fail saying why): a liveness probe made to fail, and a start-up slowed by 20s that
+# liveness' 3 x 10s allows.
+HTTPBIN_PASSES = (
+    "test_failing_liveness_restarts_the_container",
+    "test_slow_starter_is_protected_by_its_startup_probe",
+)
 
 
 def outcomes(junit_xml: Path) -> dict[str, tuple[str, str]]:
@@ -196,3 +198,42 @@ def test_cpu_pressure_drives_the_hpa_of_a_service_without_a_cpu_heavy_path(
     found = run_example(pytester, monkeypatch, cluster, spec, "test_hpa_scaling.py")
     (outcome, message) = found["test_hpa_scales_up_under_cpu_load_and_back_down"]
     assert outcome == "passed", message[:3000]
+
+
+def longer_start_variant(directory: Path) -> Path:
+    """go-httpbin's spec promising a 45s start-up: longer than its liveness probe allows."""
+    text = HTTPBIN.read_text()
+    for old, new in (
+        ("manifests: kustomize", f"manifests: {HTTPBIN.parent / 'kustomize'}"),
+        ("startup_delay: 20s", "startup_delay: 45s"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / "longer-start.spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_longer_start_variant_is_valid(tmp_path: Path) -> None:
+    (service,) = load_spec(longer_start_variant(tmp_path)).services
+    assert service.probes.startup_delay_s == 45
+
+
+@pytest.mark.e2e
+def test_a_start_longer_than_liveness_allows_fails_saying_why(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    """The harness slows go-httpbin's start-up by 45s; with no startup probe, its liveness
+    probe (3 x 10s) restarts it first: the scenario fails, naming that."""
+    spec = longer_start_variant(pytester.path)
+    found = run_example(
+        pytester,
+        monkeypatch,
+        cluster,
+        spec,
+        "test_probes.py::test_slow_starter_is_protected_by_its_startup_probe",
+    )
+    outcome, message = found["test_slow_starter_is_protected_by_its_startup_probe"]
+    assert outcome == "failed", message[:3000]
+    assert "restarts of slow starters" in message
+    assert "why: container httpbin has no startupProbe" in message, message[:3000]

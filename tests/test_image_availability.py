@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ from harness.image_availability import (
     check_images_available,
     registry_of,
     registry_reachable,
+    runtime_images,
     unavailable_images,
     workload_images,
 )
@@ -121,3 +123,33 @@ def test_an_image_loaded_a_moment_ago_is_waited_for(monkeypatch: pytest.MonkeyPa
     kube = SimpleNamespace(core=SimpleNamespace(list_node=list_node))
     assert unavailable_images(kube, ["localhost/demo:v1"], lag_s=30) == []
     assert calls["n"] == 2
+
+
+class FakeNodes:
+    """A provider that reaches its nodes: `crictl images` answers per node."""
+
+    def __init__(self, **held: list[str]) -> None:
+        self.held = held
+
+    def nodes(self) -> list[str]:
+        return list(self.held)
+
+    def stop_node(self, node: str) -> None: ...
+
+    def start_node(self, node: str) -> None: ...
+
+    def node_exec(self, node: str, argv: list[str]) -> str:
+        assert argv == ["crictl", "images", "--output", "json"]
+        return json.dumps({"images": [{"id": "sha256:x", "repoTags": self.held[node]}]})
+
+
+def test_the_runtimes_of_reachable_nodes_say_at_once_what_they_hold() -> None:
+    cluster = FakeNodes(one=["localhost/demo:v1"], two=["localhost/other:v2"])
+    assert runtime_images(cluster) == {"localhost/demo:v1", "localhost/other:v2"}
+    assert runtime_images(object()) is None  # an existing cluster: nodes out of reach
+    never_listed = FakeKube([])  # the node status has not caught up yet
+    held = lambda: runtime_images(cluster)  # noqa: E731
+    assert unavailable_images(never_listed, ["localhost/demo:v1"], held=held, lag_s=60) == []
+    assert unavailable_images(never_listed, ["localhost/gone:v0"], held=held, lag_s=60) == [
+        "localhost/gone:v0"
+    ]

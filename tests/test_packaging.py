@@ -223,42 +223,14 @@ class Installed:
         )
 
 
-def _source_tree(dest: Path) -> Path:
-    """The checkout's files (tracked and new, not ignored), as a git URL install sees them:
-    the build's own build/ and *.egg-info stay out of the shared checkout."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Installed:
+def installed(tmp_path_factory, kube_harness_wheel: Path) -> Installed:
     """The wheel built from this checkout, installed with its dependencies (from PyPI, through
     pip's cache) into a fresh virtualenv inside a user's repository: the demo service's
     manifests and spec, a test and an experiment of its own, with file names the built-in
     suite also uses."""
+    wheel = kube_harness_wheel
     work = tmp_path_factory.mktemp("wheel")
-    source = _source_tree(work / "source")
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(source), "-w", "dist"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert build.returncode == 0, build.stderr
-    (wheel,) = (work / "dist").glob("kube_harness-*.whl")
-
     repo = work / "repo"
     shutil.copytree(ROOT / "manifests", repo / "manifests")
     spec = DEMO_SPEC.read_text().replace("../manifests/overlays/ci", "manifests/overlays/ci")

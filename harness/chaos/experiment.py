@@ -670,7 +670,7 @@ def run_in_fresh_namespace(
             TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
             Load(report_dir) as load,
         ):
-            deployed = deploy_service(kube, namespace, service)
+            deployed = deploy_service(cluster, kube, namespace, service)
             timeline.mark("deployed", base_url=deployed.base_url)
             try:
                 evidence = run_under_load(

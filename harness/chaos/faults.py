@@ -126,6 +126,10 @@ class NotInjectable(InvalidConfiguration):
     """The fault cannot be injected here (provider lacks the ability, or target not ours)."""
 
 
+class SandboxNotRunning(NotInjectable):
+    """The pod has no running sandbox yet (or any more): its network namespace is not there."""
+
+
 class DrainTimeout(WaitTimeout):
     """A drain ran out of time, most often on a PodDisruptionBudget.
 
@@ -276,7 +280,7 @@ def _sandbox_pid(shell: NodeShell, node: str, pod: client.V1Pod) -> int:
     infos = _sandbox_infos(shell, node, ids[:1])
     pid = int((infos[0].get("info") or {}).get("pid") or 0) if infos else 0
     if not pid:
-        raise NotInjectable(
+        raise SandboxNotRunning(
             f"pod {pod.metadata.name} has no running sandbox on {node}",
             fix="wait until the pod runs",
         )
