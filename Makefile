@@ -22,10 +22,11 @@ define pytest
 endef
 
 # kind's part of `make test`: what only kind shows (its provider, a multi-node cluster, a node
-# failure) and one scenario, on a cluster of one control plane and two workers.
+# failure), the nightly workflow's steps in a team's repository, and two scenarios, on a
+# cluster of one control plane and two workers.
 KIND_ARGS := --cluster-provider=kind --cluster-workers=2
-KIND_SMOKE := tests/test_provider.py tests/test_kind.py scenarios/test_node_failure.py \
-	scenarios/test_zero_downtime_rollout.py
+KIND_SMOKE := tests/test_provider.py tests/test_kind.py tests/test_workflow.py \
+	scenarios/test_node_failure.py scenarios/test_zero_downtime_rollout.py
 
 .PHONY: run test test-all test-kind kind-prepare lint deps system-packages tools
 

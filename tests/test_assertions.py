@@ -199,3 +199,31 @@ def test_a_slow_start_that_did_not_hold_from_the_first_probe_is_inconclusive():
     nothing = a.start_slowed_from_first_probe([], [], since=0, until=10)
     assert nothing.verdict.status == "inconclusive"
     assert not late.passed and not nothing.passed
+
+
+def slow_starter(restarts: int, ready_at: float) -> Timeline:
+    return Timeline(
+        [
+            pod(10, "demo-new", ready=False, type_="ADDED"),
+            pod(20, "demo-new", ready=False, restarts=restarts),
+            pod(ready_at, "demo-new", ready=True, restarts=restarts),
+        ]
+    )
+
+
+def test_a_slow_starter_ready_after_its_delay_without_restarts_is_protected():
+    restarts, ready = a.startup_protected(slow_starter(0, 40), deployment="demo", since=5,
+                                          delay_s=20)  # fmt: skip
+    assert restarts.passed and ready.passed
+    assert ready.verdict.measured == 30
+
+
+def test_a_slow_starter_restarted_by_liveness_is_not_protected():
+    restarts, _ = a.startup_protected(slow_starter(1, 70), deployment="demo", since=5,
+                                      delay_s=20)  # fmt: skip
+    assert not restarts.passed and restarts.verdict.measured == 1
+
+
+def test_no_slow_starter_at_all_is_not_a_pass():
+    checks = a.startup_protected(Timeline([]), deployment="demo", since=5, delay_s=20)
+    assert not any(check.passed for check in checks)
