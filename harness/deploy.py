@@ -697,7 +697,8 @@ class Deployed:
         config = self._post_render(images, replicas)
         objects = config.shape(
             render(self.source if release is None else release.chart, namespace=self.namespace,
-                   images=images, kubectl=self.kubectl, release=release)
+                   images=images, kubectl=self.kubectl, release=release,
+                   kube_version=self.kube.server_version if release else None)
         )  # fmt: skip
         if self.own_service is not None:
             objects.append(self.own_service)  # not the release's: Helm leaves it alone
@@ -836,7 +837,8 @@ def deploy(
     source = Path(kustomization_dir)
     if release is None and is_chart(source):
         release = HelmRelease(name=chart_release_name(source), chart=source)
-    objects = render(source, namespace=namespace, images=images, kubectl=kubectl, release=release)
+    objects = render(source, namespace=namespace, images=images, kubectl=kubectl, release=release,
+                     kube_version=kube.server_version if release else None)  # fmt: skip
     if entry is not None:
         reached = reach(objects, entry)
         if reached.own:

@@ -75,14 +75,27 @@ class HelmRelease:
         return args
 
 
-def template(release: HelmRelease, namespace: str | None) -> str:
-    """The chart rendered by `helm template` (test hooks left out).
+def default_kube_version() -> str:
+    """The Kubernetes version the harness's own clusters run (harness/cluster/versions.yaml)."""
+    from harness.cluster.build import load_versions
+
+    return next(s.version for s in load_versions().go_sources if s.name == "kubernetes")
+
+
+def template(release: HelmRelease, namespace: str | None, kube_version: str | None = None) -> str:
+    """The chart rendered by `helm template` (test hooks left out), for the cluster's
+    Kubernetes version: without one, Helm renders for v1.20, and a chart that picks its API
+    versions by `.Capabilities.KubeVersion` would render objects no current cluster serves.
+
+    Args:
+        kube_version: the cluster's version; the harness's own clusters' by default.
 
     Raises:
         InvalidConfiguration: the chart does not render (a template error, a missing
             values file, a dependency not vendored).
     """
-    argv = [helm_path(), "template", release.name, *release.chart_args(), "--skip-tests"]
+    argv = [helm_path(), "template", release.name, *release.chart_args(), "--skip-tests",
+            "--kube-version", kube_version or default_kube_version()]  # fmt: skip
     if namespace:
         argv += ["--namespace", namespace]
     try:

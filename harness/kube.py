@@ -56,6 +56,11 @@ class Kube:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api_client)
 
+    @cached_property
+    def server_version(self) -> str:
+        """The API server's version, e.g. v1.34.4."""
+        return client.VersionApi(self.api_client).get_code(_request_timeout=30).git_version
+
     def close(self) -> None:
         self.api_client.close()
 

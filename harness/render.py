@@ -139,6 +139,7 @@ def render(
     images: Mapping[str, str] | None = None,
     kubectl: str | Path = "kubectl",
     release: HelmRelease | None = None,
+    kube_version: str | None = None,
 ) -> list[Object]:
     """Render a service's manifests into objects (dicts), through `kubectl kustomize`.
 
@@ -150,6 +151,7 @@ def render(
         kubectl: the kubectl binary (its built-in kustomize renders).
         release: for a chart, its release name, values and `--set` values (default: the
             chart's own values, released under the chart's file name).
+        kube_version: for a chart, the cluster's Kubernetes version (`.Capabilities`).
 
     Raises:
         InvalidConfiguration: nothing renderable there, kubectl missing, the manifests do not
@@ -164,7 +166,7 @@ def render(
     if is_chart(directory):
         release = release or HelmRelease(name=chart_release_name(directory), chart=directory)
         return render_text(
-            template(release, namespace),
+            template(release, namespace, kube_version),
             source=f"chart {directory}",
             namespace=namespace,
             images=images,

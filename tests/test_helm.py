@@ -195,3 +195,16 @@ def test_a_chart_installs_upgrades_and_rolls_back_as_a_helm_release(
     finally:
         shop.teardown()
     assert helm.releases(namespace) == []
+
+
+def test_charts_render_for_a_current_kubernetes_not_helms_default() -> None:
+    """gubernator's chart picks its HPA API by .Capabilities.KubeVersion: rendered for Helm's
+    built-in default (v1.20) it asks for autoscaling/v2beta2, which no current cluster serves."""
+    chart = Path(__file__).parents[1] / "examples" / "gubernator" / "chart"
+    objects = render(chart, kubectl=kubectl_path())
+    (hpa,) = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    older = render(chart, kubectl=kubectl_path(), kube_version="v1.22.0")
+    assert [o["apiVersion"] for o in older if o["kind"] == "HorizontalPodAutoscaler"] == [
+        "autoscaling/v2beta2"
+    ]
