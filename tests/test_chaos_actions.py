@@ -33,6 +33,7 @@ CONFIG = {
     "harness_deployment": "demo",
     "harness_selector": "app=demo",
     "harness_base_url": "http://127.0.0.1:1",
+    "harness_load_path": "/ok",
     "harness_container": "demo",
     "harness_ready_within_s": 0.2,
     "harness_leaves_endpoints_within_s": 0.2,
@@ -385,6 +386,7 @@ def test_service_answers_only_with_a_2xx(http_server):
     config = CONFIG | {"harness_base_url": http_server + "/"}
     assert probes.service_answers("/ok", configuration=config) is True
     assert probes.service_answers("/broken", configuration=config) is False
+    assert probes.service_answers(configuration=config) is True  # the spec's load.path
     assert probes.service_answers(configuration=CONFIG) is False  # nothing listens on port 1
 
 
@@ -427,6 +429,7 @@ def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deploy
         "harness_deployment": service_spec.deployment,
         "harness_selector": ",".join(f"{k}={v}" for k, v in labels.items()),
         "harness_base_url": deployed.base_url,
+        "harness_load_path": service_spec.load.path,
         "harness_container": service_spec.container,
         "harness_allow_chaos": cluster.options.allow_chaos,
         "harness_ready_within_s": 60,

@@ -519,6 +519,7 @@ def test_a_good_run_is_judged_written_and_reverted(world, monkeypatch):
         "harness_deployment": "demo",
         "harness_selector": "app=demo,tier=web",
         "harness_base_url": "http://127.0.0.1:30080",
+        "harness_load_path": "/",
         "harness_container": "demo",
         "harness_allow_chaos": "false",
         "harness_ready_within_s": 60.0,

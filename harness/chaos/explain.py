@@ -302,7 +302,8 @@ def answers_sentence(facts: RunFacts, probe: ProbeRun) -> str:
     if probe.arguments.get("timeout_s") is not None:
         timeout = Timing(float(probe.arguments["timeout_s"]), "the probe's timeout_s")
     head = (
-        f"the service did not answer {probe.arguments.get('path', '/')} with a 2xx within {timeout}"
+        f"the service did not answer {probe.arguments.get('path') or facts.load_path} with a 2xx "
+        f"within {timeout}"
     )
     pods = _pods(facts, probe.ended)
     serving = _endpoint_pods(facts, probe.ended) & set(pods)

@@ -109,6 +109,7 @@ class RunFacts:
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     pdbs: tuple[Mapping[str, Any], ...] = ()
     terminations: Mapping[str, str] = field(default_factory=dict)
+    load_path: str = "/"  # what `service_answers` asks for unless given a path
 
 
 def method_actions(journal: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -143,6 +144,7 @@ def collect_facts(
         timeline,
         started,
         actions=method_actions(journal),
+        load_path=service.load.path,
     )
     serialize = kube.api_client.sanitize_for_serialization
     try:

@@ -123,10 +123,14 @@ def _changed_since_start(pod: client.V1Pod, before: Mapping[str, Mapping[str, in
 
 
 def service_answers(
-    path: str = "/", timeout_s: float | None = None, configuration: Configuration | None = None
+    path: str | None = None,
+    timeout_s: float | None = None,
+    configuration: Configuration | None = None,
 ) -> bool:
-    """Whether the service answers `path` with a 2xx status within `timeout_s` (default: the
-    spec's load.timeout, `harness_request_timeout_s`)."""
+    """Whether the service answers `path` (default: the spec's load.path,
+    `harness_load_path`) with a 2xx status within `timeout_s` (default: the spec's
+    load.timeout, `harness_request_timeout_s`)."""
+    path = path or setting(configuration, "harness_load_path")
     url = setting(configuration, "harness_base_url").rstrip("/") + "/" + path.lstrip("/")
     timeout = timeout_s if timeout_s is not None else _seconds(configuration, REQUEST_TIMEOUT)
     try:
