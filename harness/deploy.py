@@ -648,6 +648,11 @@ class Deployed:
     def deployments(self) -> list[str]:
         return [o["metadata"]["name"] for o in self.objects if o["kind"] == "Deployment"]
 
+    @property
+    def label(self) -> str:
+        """What progress lines call it: the Helm release, else the manifests' folder."""
+        return f"Helm release {self.release.name}" if self.release else self.source.name
+
     def pods(self) -> list[str]:
         """Names of the Ready pods of its Deployments."""
         names = []
@@ -705,7 +710,7 @@ class Deployed:
         return _Update(objects, release, config)
 
     def _apply(self, update: _Update) -> None:
-        with step(f"updating {self.source.name} in {self.namespace}"):
+        with step(f"updating {self.label} in {self.namespace}"):
             if update.release is not None:
                 self._helm().upgrade(update.release, update.config)
             else:
@@ -718,12 +723,11 @@ class Deployed:
         without waiting."""
         if self.previous is None:
             raise InvalidConfiguration(
-                f"{self.source.name} in {self.namespace} was never updated: nothing to roll "
-                "back to",
+                f"{self.label} in {self.namespace} was never updated: nothing to roll back to",
                 fix="call update() (or rollout()) first",
             )
         previous = self.previous
-        with step(f"rolling back {self.source.name} in {self.namespace}"):
+        with step(f"rolling back {self.label} in {self.namespace}"):
             if self.release is not None:
                 self._helm().rollback(self.release, self.namespace)
             else:
@@ -752,14 +756,14 @@ class Deployed:
         if self.held_images is not None:
             check_images_available(self.kube, update.objects, held=self.held_images)
         self._apply(update)
-        with step(f"rolling out {self.source.name} in {self.namespace}"):
+        with step(f"rolling out {self.label} in {self.namespace}"):
             wait_rolled_out(
                 self.kube, self.namespace, self.deployments, timeout=timeout, old_pods_gone=True
             )
 
     def teardown(self, *, timeout: float = DEFAULT_TEARDOWN_TIMEOUT) -> None:
         """Delete every object (and the pods) and wait until they are gone."""
-        with step(f"removing {self.source.name} from {self.namespace}"):
+        with step(f"removing {self.label} from {self.namespace}"):
             if self.release is not None:
                 self._helm().uninstall(self.release, self.namespace)
             self.applier.delete(self.objects, timeout=timeout)

@@ -237,3 +237,39 @@ def test_a_start_longer_than_liveness_allows_fails_saying_why(
     assert outcome == "failed", message[:3000]
     assert "restarts of slow starters" in message
     assert "why: container httpbin has no startupProbe" in message, message[:3000]
+
+
+GUBERNATOR = EXAMPLES / "gubernator" / "gubernator.spec.yaml"
+# What gubernator's chart as shipped cannot keep, and the finding each failure must name.
+GUBERNATOR_FINDINGS = {
+    "test_new_version_rolls_out_without_failed_requests": "has no readiness probe: new pods "
+    "take traffic before they answer",
+    "test_broken_image_is_detected_and_rolled_back": "progressDeadlineSeconds is 600s",
+    "drain-blocked-by-pdb": "the drain evicted every replica: no PodDisruptionBudget selects",
+    "partition-one-replica": "its container gubernator has no readiness probe, so nothing "
+    "takes it out",
+}
+# Promises its spec does not make (the chart has no probes; the local cluster has one node).
+GUBERNATOR_SKIPS = {
+    "test_failing_readiness_removes_the_pod_from_traffic": "promises no probe behaviour",
+    "test_failing_liveness_restarts_the_container": "promises no probe behaviour",
+    "test_slow_starter_is_protected_by_its_startup_probe": "promises no probe behaviour",
+    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.test_all
+def test_gubernator_as_its_authors_chart_ships_it(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    """The whole built-in suite and every experiment on gubernator's Helm chart, installed
+    by Helm: its HPA scales on CPU the harness raises, it heals, and what the chart lacks
+    (probes, a PodDisruptionBudget, a short progress deadline) fails with that finding."""
+    found = run_example(pytester, monkeypatch, cluster, GUBERNATOR, ".")
+    for name, finding in GUBERNATOR_FINDINGS.items():
+        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
+    rest = {k: v for k, v in found.items() if k not in GUBERNATOR_FINDINGS}
+    assert unexplained(rest, GUBERNATOR_SKIPS) == []
+    for name in ("test_hpa_scales_up_under_cpu_load_and_back_down", "container-kill"):
+        assert found[name][0] == "passed", found[name][1][:3000]
