@@ -169,20 +169,28 @@ def test_go_httpbin_rollouts_and_capacity(pytester: pytest.Pytester, monkeypatch
 DEMO_SPEC = SCENARIOS / "demo-service.spec.yaml"
 
 
+def spec_variant(spec: Path, into: Path, *changes: tuple[str, str]) -> Path:
+    """A copy of `spec` in folder `into` with each (old, new) text change made; every old
+    text must be there, so a changed spec breaks the variant loudly."""
+    text = spec.read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = into / f"variant-{spec.name}"
+    path.write_text(text)
+    return path
+
+
 def cpu_pressure_variant(directory: Path) -> Path:
     """The demo's spec with no CPU-heavy path to load: its HPA driven by cpu-pressure."""
-    text = DEMO_SPEC.read_text()
-    for old, new in (
+    return spec_variant(
+        DEMO_SPEC,
+        directory,
         ("../manifests/overlays/ci", str(ROOT / "manifests" / "overlays" / "ci")),
         ("cpu_path: /work?ms=60", "cpu_path: /"),
         ("        max_direction_changes: 2\n", "        max_direction_changes: 2\n"
                                              "        driver: cpu-pressure\n"),
-    ):  # fmt: skip
-        assert old in text, old
-        text = text.replace(old, new)
-    path = directory / "cpu-pressure.spec.yaml"
-    path.write_text(text)
-    return path
+    )  # fmt: skip
 
 
 def test_the_cpu_pressure_variant_is_valid(tmp_path: Path) -> None:
@@ -202,16 +210,12 @@ def test_cpu_pressure_drives_the_hpa_of_a_service_without_a_cpu_heavy_path(
 
 def longer_start_variant(directory: Path) -> Path:
     """go-httpbin's spec promising a 45s start-up: longer than its liveness probe allows."""
-    text = HTTPBIN.read_text()
-    for old, new in (
+    return spec_variant(
+        HTTPBIN,
+        directory,
         ("manifests: kustomize", f"manifests: {HTTPBIN.parent / 'kustomize'}"),
         ("startup_delay: 20s", "startup_delay: 45s"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
-    path = directory / "longer-start.spec.yaml"
-    path.write_text(text)
-    return path
+    )
 
 
 def test_the_longer_start_variant_is_valid(tmp_path: Path) -> None:
