@@ -36,7 +36,7 @@ from harness.image_availability import check_images_available
 from harness.kube import API_NOT_UP, Kube, secret_value
 from harness.locks import file_lock
 from harness.progress import step
-from harness.render import Object, chart_release_name, describe, render
+from harness.render import Object, chart_release_name, describe, own_by_namespace, render
 from harness.wait import Pending, wait_for
 
 FIELD_MANAGER = "kube-harness"
@@ -643,6 +643,7 @@ class Deployed:
     release: HelmRelease | None = None
     previous: _Update | None = None  # what ran before the last update()
     held_images: Callable[[], set[str] | None] | None = None  # see deploy()
+    namespace_uid: str = ""  # owner of the service's cluster-scoped objects (harness.render)
 
     @property
     def deployments(self) -> list[str]:
@@ -682,7 +683,10 @@ class Deployed:
             for o in self.objects
             if is_node_port_service(o)
         }
-        return PostRender(self.namespace, dict(images), str(self.kubectl), node_ports, replicas)
+        return PostRender(
+            self.namespace, dict(images), str(self.kubectl), node_ports, replicas,
+            self.namespace_uid,
+        )  # fmt: skip
 
     def update(self, images: Mapping[str, str], *, upgrade: bool = False) -> None:
         """Apply the manifests again with other images, and return without waiting.
@@ -831,7 +835,7 @@ def deploy(
         >>> demo.teardown()                                            # doctest: +SKIP
     """
     try:
-        kube.core.read_namespace(namespace, _request_timeout=30)
+        namespace_uid = kube.core.read_namespace(namespace, _request_timeout=30).metadata.uid
     except ApiException as exc:
         if exc.status != 404:
             raise
@@ -843,6 +847,7 @@ def deploy(
         release = HelmRelease(name=chart_release_name(source), chart=source)
     objects = render(source, namespace=namespace, images=images, kubectl=kubectl, release=release,
                      kube_version=kube.server_version if release else None)  # fmt: skip
+    own_by_namespace(objects, namespace, namespace_uid)
     if entry is not None:
         reached = reach(objects, entry)
         if reached.own:
@@ -885,6 +890,7 @@ def deploy(
                 own_service=reached.service if reached.own else None,
                 release=release,
                 held_images=held_images,
+                namespace_uid=namespace_uid,
             )
             if release is not None:
                 deployed._helm().install(release, deployed._post_render(images or {}, {}))

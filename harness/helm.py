@@ -117,10 +117,15 @@ class PostRender:
     kubectl: str
     node_ports: Mapping[str, Sequence[int]] = field(default_factory=dict)  # Service -> ports
     replicas: Mapping[str, int] = field(default_factory=dict)  # Deployment -> replicas
+    namespace_uid: str = ""  # owns the release's ClusterRoles and their bindings
 
     def shape(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`objects` with the NodePorts and replica counts kept (namespace and images are
-        set by rendering)."""
+        """`objects` with the NodePorts and replica counts kept, and cluster-scoped RBAC owned
+        by the namespace (namespace and images are set by rendering)."""
+        from harness.render import own_by_namespace
+
+        if self.namespace_uid:
+            own_by_namespace(objects, self.namespace, self.namespace_uid)
         for obj in objects:
             name = obj["metadata"]["name"]
             ports = (obj.get("spec") or {}).get("ports") or []

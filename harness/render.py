@@ -27,6 +27,10 @@ from harness.errors import CommandFailed, InvalidConfiguration
 from harness.helm import CHART_ARCHIVE_SUFFIXES, HelmRelease, is_chart, template
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+# Cluster-scoped objects a service brings for itself (its ClusterRole, and the binding to its
+# ServiceAccount): renamed per test namespace, `<name>-<namespace>`, so that tests running side
+# by side neither share nor overwrite them; kustomize renames the references along (roleRef).
+PER_NAMESPACE_KINDS = ("ClusterRole", "ClusterRoleBinding")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 Object = dict[str, Any]
@@ -59,6 +63,18 @@ def image_override(name: str, ref: str) -> dict[str, str]:
     if colon and "/" not in tag:
         return {"name": name, "newName": head, "newTag": tag}
     return {"name": name, "newName": ref}
+
+
+def own_by_namespace(objects: list[Object], namespace: str, uid: str) -> list[Object]:
+    """`objects`, the per-namespace cluster-scoped ones made dependents of the namespace, so
+    the garbage collector removes them with it (even when the run was killed before its
+    teardown)."""
+    for obj in objects:
+        if obj["kind"] in PER_NAMESPACE_KINDS and not obj["metadata"].get("namespace"):
+            obj["metadata"]["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": uid}
+            ]
+    return objects
 
 
 def is_kustomization(path: Path) -> bool:
@@ -241,8 +257,17 @@ def _kustomization(
             fix="install kubectl (it includes kustomize) or pass its path as kubectl=",
         )
     wrapper: Object = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"}
+    per_namespace: Object = {}
     if namespace:
         wrapper["namespace"] = namespace
+        wrapper["transformers"] = ["per-namespace-names.yaml"]
+        per_namespace = {
+            "apiVersion": "builtin",
+            "kind": "PrefixSuffixTransformer",
+            "metadata": {"name": "kube-harness-per-namespace-names"},
+            "suffix": f"-{namespace}",
+            "fieldSpecs": [{"kind": kind, "path": "metadata/name"} for kind in PER_NAMESPACE_KINDS],
+        }
     if images:
         wrapper["images"] = [image_override(name, ref) for name, ref in images.items()]
     with tempfile.TemporaryDirectory(prefix="kh-render-") as tmp:
@@ -251,6 +276,8 @@ def _kustomization(
             (Path(tmp) / "kustomization.yaml").write_text(
                 yaml.safe_dump({**wrapper, "resources": resources})
             )
+            if per_namespace:
+                (Path(tmp) / "per-namespace-names.yaml").write_text(yaml.safe_dump(per_namespace))
             return run([str(kubectl), "kustomize", tmp], timeout=120)
 
         yield Path(tmp), build

@@ -344,3 +344,26 @@ def test_build_all_says_where_each_binary_came_from(capsys: pytest.CaptureFixtur
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split()[:2] == ["kubectl", str(paths["kubectl"])]
     assert printed[1].startswith(f"runc     {paths['runc']}  (Debian runc 1.1.5")
+
+
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [
+        ("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "go-httpbin"),
+        ("k8s.io/kube-state-metrics/v2", "kube-state-metrics"),
+        ("example.com/tool/v12", "tool"),
+        ("example.com/v1", "v1"),
+        ("helm.sh/helm/v3/cmd/helm", "helm"),
+    ],
+)
+def test_program_name_is_the_one_go_install_gives(package: str, name: str) -> None:
+    assert build.program_name(package) == name
+
+
+def test_program_whose_version_list_the_proxy_refuses_is_built_all_the_same() -> None:
+    """kube-state-metrics' version list answers 403 on the proxy, so `go install` fails
+    ("loading deprecation"); the program is built through a wrapper module instead."""
+    binary = build.go_program("k8s.io/kube-state-metrics/v2", "v2.18.0")
+    assert binary.name == "kube-state-metrics"
+    shown = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    assert "--telemetry-port" in shown.stdout + shown.stderr

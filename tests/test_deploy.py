@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.cluster.provider import ClusterProvider
@@ -351,6 +352,66 @@ def test_two_namespaces_get_different_nodeports(
         second.teardown()
     finally:
         delete_namespace(kube_api, other)
+
+
+CLUSTER_RBAC = Path(__file__).parent / "data" / "deploy" / "cluster-rbac"
+
+
+def may_list_pods_everywhere(kube: Kube, namespace: str, service_account: str) -> bool:
+    review = client.V1SubjectAccessReview(
+        spec=client.V1SubjectAccessReviewSpec(
+            user=f"system:serviceaccount:{namespace}:{service_account}",
+            resource_attributes=client.V1ResourceAttributes(verb="list", resource="pods"),
+        )
+    )
+    return (
+        client.AuthorizationV1Api(kube.api_client)
+        .create_subject_access_review(review)
+        .status.allowed
+    )
+
+
+def cluster_roles(kube: Kube, prefix: str) -> set[str]:
+    rbac = client.RbacAuthorizationV1Api(kube.api_client)
+    found = {("ClusterRole", r.metadata.name) for r in rbac.list_cluster_role().items}
+    found |= {
+        ("ClusterRoleBinding", b.metadata.name) for b in rbac.list_cluster_role_binding().items
+    }
+    return {f"{kind} {name}" for kind, name in found if name.startswith(prefix)}
+
+
+@pytest.mark.e2e
+def test_cluster_wide_rbac_is_per_namespace_and_goes_with_it(
+    kube_api: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
+) -> None:
+    """Two namespaces deploy the same ClusterRole and binding side by side, each its own;
+    teardown removes one, and deleting a namespace without teardown (a killed run) the other."""
+    other = namespace_name(harness_run.run_id)
+    create_namespace(kube_api, other, run_id=harness_run.run_id, test="cluster-rbac")
+    try:
+        first = deploy(kube_api, namespace, CLUSTER_RBAC, images=demo_images, timeout=120)
+        deploy(kube_api, other, CLUSTER_RBAC, images=demo_images, timeout=120)
+        assert cluster_roles(kube_api, "pod-reader") == {
+            f"{kind} pod-reader-{ns}"
+            for kind in ("ClusterRole", "ClusterRoleBinding")
+            for ns in (namespace, other)
+        }
+        assert may_list_pods_everywhere(kube_api, namespace, "pod-reader")
+        assert may_list_pods_everywhere(kube_api, other, "pod-reader")
+        first.teardown()
+        assert not may_list_pods_everywhere(kube_api, namespace, "pod-reader")
+        assert cluster_roles(kube_api, f"pod-reader-{namespace}") == set()
+    finally:
+        delete_namespace(kube_api, other)
+    # The garbage collector removes the other's, owned by its namespace.
+    wait_for(
+        lambda: (
+            cluster_roles(kube_api, f"pod-reader-{other}") == set()
+            or Pending(f"left: {cluster_roles(kube_api, f'pod-reader-{other}')}")
+        ),
+        what="the deleted namespace's ClusterRole and binding to go",
+        timeout=120,
+    )
 
 
 @pytest.mark.e2e

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InvalidConfiguration
-from harness.render import _kustomize_error, image_override, parse_objects, render
+from harness.render import (
+    _kustomize_error,
+    image_override,
+    own_by_namespace,
+    parse_objects,
+    render,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_OVERLAY = ROOT / "manifests" / "overlays" / "ci"
@@ -139,3 +145,42 @@ def test_render_refuses_a_folder_of_empty_manifests(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("# nothing yet\n")
     with pytest.raises(InvalidConfiguration, match="holds no Kubernetes objects"):
         render(tmp_path)
+
+
+def test_cluster_roles_and_bindings_are_named_per_namespace_with_their_references() -> None:
+    objects = render(Path(__file__).parent / "data" / "deploy" / "cluster-rbac", namespace="t-7")
+    named = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    binding = named["ClusterRoleBinding", "pod-reader-t-7"]
+    assert ("ClusterRole", "pod-reader-t-7") in named
+    assert binding["roleRef"]["name"] == "pod-reader-t-7"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "pod-reader", "namespace": "t-7"}
+    ]
+    assert ("ServiceAccount", "pod-reader") in named  # namespaced objects keep their names
+
+
+def test_a_binding_to_a_cluster_role_the_manifests_do_not_bring_keeps_its_reference(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "binding.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+        "metadata: {name: viewers}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}\n"
+        "subjects: [{kind: ServiceAccount, name: default}]\n"
+    )
+    (binding,) = render(tmp_path, namespace="t-7")
+    assert (binding["metadata"]["name"], binding["roleRef"]["name"]) == ("viewers", "view")
+
+
+def test_per_namespace_cluster_objects_are_owned_by_the_namespace() -> None:
+    objects = own_by_namespace(
+        render(Path(__file__).parent / "data" / "deploy" / "cluster-rbac", namespace="t-7"),
+        "t-7",
+        "uid-1",
+    )
+    owned = {o["kind"] for o in objects if o["metadata"].get("ownerReferences")}
+    assert owned == {"ClusterRole", "ClusterRoleBinding"}
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    assert role["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Namespace", "name": "t-7", "uid": "uid-1"}
+    ]

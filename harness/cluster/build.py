@@ -659,7 +659,13 @@ class _GoBuilder:
             yield
 
     def _build_binary(
-        self, wrapper: Path, source: GoSource, binary: GoBinary, fetched: _Fetched, target: Path
+        self,
+        wrapper: Path,
+        source: GoSource,
+        binary: GoBinary,
+        fetched: _Fetched,
+        target: Path,
+        recipe: str | None = None,
     ) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{binary.name}.partial-{os.getpid()}")
@@ -696,7 +702,7 @@ class _GoBuilder:
                 raise _build_failure(f"go build {binary.package}@{source.version}", exit_code,
                                      tail, fix)  # fmt: skip
             os.replace(partial, target)
-            write_stamp(target, source.version, build_recipe(source, binary))
+            write_stamp(target, source.version, recipe or build_recipe(source, binary))
         finally:
             partial.unlink(missing_ok=True)
 
@@ -711,6 +717,14 @@ class _GoBuilder:
             exit_code, tail = self._run_go(
                 argv, cwd=Path(gobin), env=env, what=target.name, version=version
             )
+            if exit_code != 0 and any("loading deprecation" in line for line in tail):
+                # `go install pkg@version` first asks the proxy for the module's version list
+                # (to warn of deprecation); a proxy that refuses the list (403) serves the
+                # version itself all the same, which a wrapper module can build.
+                say(f"the module proxy refuses the version list of {package}'s module; "
+                    "building it through a wrapper module")  # fmt: skip
+                self._build_program_in_wrapper(package, version, target)
+                return
             if exit_code != 0:
                 raise _build_failure(
                     f"go install {package}@{version}",
@@ -721,6 +735,51 @@ class _GoBuilder:
                 )
             os.replace(Path(gobin) / target.name, target)
         write_stamp(target, version, go_program_recipe(package))
+
+    def _build_program_in_wrapper(self, package: str, version: str, target: Path) -> None:
+        """Build main package `package` at `version` as a dependency of a wrapper module,
+        with the versions and checksums its own module records (its go.mod and go.sum)."""
+        module = self._module_of(package, version)
+        source = GoSource(target.name, (module,), version, version, (), ())
+        fetched = self._fetch(source)
+        with tempfile.TemporaryDirectory(
+            prefix=f"{target.name}-", dir=self._wrappers_dir()
+        ) as wrapper:
+            (Path(wrapper) / "go.mod").write_text(render_wrapper_go_mod(source, fetched.go_mods))
+            sums = fetched.source_dirs[module] / "go.sum"
+            if sums.is_file():
+                shutil.copyfile(sums, Path(wrapper) / "go.sum")
+            binary = GoBinary(target.name, package, ())
+            self._build_binary(
+                Path(wrapper), source, binary, fetched, target, go_program_recipe(package)
+            )
+
+    def _module_of(self, package: str, version: str) -> str:
+        """The module that holds `package` at `version`: the longest path prefix of it that
+        the module proxy serves at that version.
+
+        Raises:
+            PinnedVersionNotFound: no prefix of `package` is a module with that version.
+        """
+        parts = package.split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
+        done = subprocess.run(
+            [self.go, "mod", "download", "-json", *(f"{p}@{version}" for p in prefixes)],
+            env=self._go_env(),
+            cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        served = {r["Path"] for r in _json_stream(done.stdout) if not r.get("Error")}
+        module = next((p for p in prefixes if p in served), None)
+        if module is None:
+            raise PinnedVersionNotFound(
+                f"no module of the Go module proxy holds {package} at {version}",
+                fix=f"check the package path and that {version} is one of its module's "
+                "published versions",
+            )
+        return module
 
     def _run_go(
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str, version: str
@@ -754,11 +813,27 @@ def go_program_recipe(package: str) -> str:
     return hashlib.sha256(json.dumps(["go-install", package, "-s -w"]).encode()).hexdigest()[:16]
 
 
+def program_name(package: str) -> str:
+    """The file name `go install` gives main package `package`: its last path element, or
+    the one before a major-version suffix (`k8s.io/kube-state-metrics/v2` ->
+    `kube-state-metrics`).
+
+    Example:
+        >>> program_name("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin")
+        'go-httpbin'
+    """
+    parts = package.rstrip("/").split("/")
+    if len(parts) > 1 and re.fullmatch(r"v(?:[2-9]|[1-9]\d+)", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
 def go_program(package: str, version: str) -> Path:
     """The binary of Go main package `package` at module version `version`.
 
     Built once with `go install package@version` from the module proxy (static, CGO off, as
-    the cluster's components) and cached under `<cache>/bin/programs/`; a service's image
+    the cluster's components; through a wrapper module when the proxy refuses the module's
+    version list) and cached under `<cache>/bin/programs/`; a service's image
     is made of it (harness.images.builders.go_program_image).
 
     Raises:
@@ -769,7 +844,7 @@ def go_program(package: str, version: str) -> Path:
         >>> go_program("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "v2.26.0")
         PosixPath('/root/.cache/kube-harness/bin/programs/github.com/.../v2.26.0/go-httpbin')
     """
-    name = package.rstrip("/").rsplit("/", 1)[-1]
+    name = program_name(package)
     cache = cache_root()
     target = cache / "bin" / "programs" / package / version / name
     recipe = go_program_recipe(package)
