@@ -78,10 +78,7 @@ def build_service_images(service: ServiceSpec) -> list[Path]:
         from harness.images.builders import go_program_image
 
         build = service.build
-        archives += [
-            go_program_image(ref, build.package, user=build.user)
-            for ref in dict.fromkeys(service.images.values())
-        ]
+        archives += [go_program_image(ref, build) for ref in dict.fromkeys(service.images.values())]
     return archives
 
 

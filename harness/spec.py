@@ -114,17 +114,62 @@ def _positive(raw: Any) -> float:
     return float(raw)
 
 
+GO_PACKAGE = re.compile(r"[a-z0-9.-]+\.[a-z]+(/[\w.~-]+)+")
+
+
 @dataclass(frozen=True)
 class GoProgramBuild:
-    """`build: {go: PACKAGE}`: each image version is built from Go main package `package` at
-    the module version its tag names (e.g. `...:v2.26.0`), as the cluster's components are."""
+    """`build: {go: ...}`: each image version is built from Go main packages at the module
+    version its tag names (e.g. `...:v2.26.0`, or through `versions:`), as the cluster's
+    components are.
 
-    package: str
+    Attributes:
+        programs: (path in the image, main package) pairs; the first is the entrypoint. A
+            bare package is put at `/bin/<its name>`.
+        user: UID:GID the image runs as (distroless's nonroot by default).
+        workdir: the image's working directory (for commands like `./app`).
+        versions: image tag -> module version, for services whose image tags are not
+            their module's versions.
+    """
+
+    programs: tuple[tuple[str, str], ...]
     user: str = "65532:65532"
+    workdir: str = "/"
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def package(self) -> str:
+        """The entrypoint's main package."""
+        return self.programs[0][1]
+
+    def module_version(self, tag: str) -> str:
+        return self.versions.get(tag, tag)
 
 
 # Image builders of the harness a spec may ask for (`build: demo`), run before deploying.
 IMAGE_BUILDERS = ("demo",)
+GO_BUILD_KEYS = ("go", "user", "workdir", "versions")
+GO_BUILD_FORM = (
+    "a Go build is `{go: MAIN_PACKAGE}` or `{go: {IMAGE_PATH: MAIN_PACKAGE, ...}}` "
+    "(optionally `user: UID:GID`, `workdir: PATH`, `versions: {IMAGE_TAG: MODULE_VERSION}`)"
+)
+
+
+def _go_package(raw: Any) -> str:
+    package = _text(raw)
+    if "@" in package or not GO_PACKAGE.fullmatch(package):
+        raise ValueError(
+            f"{package!r} is not a Go package path like github.com/org/repo/cmd/app "
+            "(the version comes from each image's tag)"
+        )
+    return package
+
+
+def _image_path(raw: Any) -> str:
+    path = _text(raw)
+    if not path.startswith("/") or path.endswith("/") or ".." in path.split("/"):
+        raise ValueError(f"{path!r} is not an absolute file path in the image, like /bin/app")
+    return path
 
 
 @_schema(
@@ -133,29 +178,54 @@ IMAGE_BUILDERS = ("demo",)
             {"enum": list(IMAGE_BUILDERS)},
             {
                 "type": "object",
-                "properties": {"go": TEXT_SCHEMA, "user": TEXT_SCHEMA},
+                "properties": {
+                    "go": {
+                        "oneOf": [
+                            TEXT_SCHEMA,
+                            {"type": "object", "additionalProperties": TEXT_SCHEMA,
+                             "minProperties": 1},
+                        ],
+                        "description": "a main package, or image path -> main package (the "
+                        "first is the entrypoint), as the service's Dockerfile lays them out",
+                    },
+                    "user": TEXT_SCHEMA,
+                    "workdir": TEXT_SCHEMA,
+                    "versions": {"type": "object", "additionalProperties": TEXT_SCHEMA},
+                },
                 "required": ["go"],
                 "additionalProperties": False,
             },
         ],
         "description": "how the harness builds the images: `demo`, or {go: MAIN_PACKAGE}",
     }
-)
+)  # fmt: skip
 def _builder(raw: Any) -> str | GoProgramBuild:
+    from harness.cluster.build import program_name
+
     if isinstance(raw, Mapping):
-        unknown = sorted(set(raw) - {"go", "user"})
+        unknown = sorted(set(raw) - set(GO_BUILD_KEYS))
         if unknown or "go" not in raw:
+            raise ValueError(f"{GO_BUILD_FORM}, not {dict(raw)!r}")
+        go = raw["go"]
+        if isinstance(go, Mapping) and go:
+            programs = tuple((_image_path(k), _go_package(v)) for k, v in go.items())
+        else:
+            package = _go_package(go)
+            programs = ((f"/bin/{program_name(package)}", package),)
+        versions = raw.get("versions", {})
+        if not isinstance(versions, Mapping) or not all(
+            re.fullmatch(r"v\d+\.\d+\.\d+\S*", str(v)) for v in versions.values()
+        ):
             raise ValueError(
-                "a Go build is `{go: MAIN_PACKAGE}` (optionally `user: UID:GID`), "
-                f"not {dict(raw)!r}"
+                "versions: must map image tags to module versions (vX.Y.Z or a pseudo-version), "
+                f"not {versions!r}"
             )
-        package = _text(raw["go"])
-        if "@" in package or not re.fullmatch(r"[a-z0-9.-]+\.[a-z]+(/[\w.~-]+)+", package):
-            raise ValueError(
-                f"{package!r} is not a Go package path like github.com/org/repo/cmd/app "
-                "(the version comes from each image's tag)"
-            )
-        return GoProgramBuild(package, **({"user": _text(raw["user"])} if "user" in raw else {}))
+        return GoProgramBuild(
+            programs,
+            user=_text(raw.get("user", "65532:65532")),
+            workdir=_image_path(raw["workdir"]) if "workdir" in raw else "/",
+            versions={str(k): str(v) for k, v in versions.items()},
+        )
     if raw not in IMAGE_BUILDERS:
         raise ValueError(
             f"{raw!r} is not an image builder; known: {', '.join(IMAGE_BUILDERS)}, "

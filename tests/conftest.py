@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,21 @@ def _source_tree(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     return dest
+
+
+# What would make another installation's Python or pytest use this checkout's settings.
+LEAKS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+
+
+@pytest.fixture(scope="session")
+def installation_env() -> dict[str, str]:
+    """This process's environment without what would leak this run into a separately
+    installed kube-harness (a user's virtualenv, a workflow's runner)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in LEAKS and not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))
+    }
 
 
 @pytest.fixture(scope="session")

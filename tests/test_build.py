@@ -128,6 +128,7 @@ def test_parse_go_mod_reads_single_line_and_block_forms() -> None:
         "1.22",
         frozenset({"example.com/a", "example.com/b"}),
         frozenset({"example.com/a", "example.com/b"}),
+        ("example.com/c => example.com/c v1.2.3",),
     )
 
 

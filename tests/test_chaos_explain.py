@@ -379,6 +379,14 @@ def test_the_error_rate_names_the_failures_and_the_pods_they_went_to():
     )
 
 
+def test_failed_requests_of_a_service_that_serves_alone_say_so():
+    rate = Verdict("whole chaos run: error rate", 0.5, 0.1, "ratio", "fail")
+    why = "Deployment ksm runs 1 replica: while its only pod is replaced, nothing serves"
+    failed = [failure(1, "ConnectionRefusedError", "")] * 2
+    sentence = explain.slo_sentence(rate, load(failed, requests=4), "the spec allows", why)
+    assert sentence.endswith("most with ConnectionRefusedError (2); " + why)
+
+
 def test_throughput_and_an_inconclusive_verdict():
     rps = Verdict("whole chaos run: throughput", 3.2, 5, "req/s", "fail")
     assert explain.slo_sentence(rps, load([]), "the spec's slo allows (min_rps)") == (

@@ -277,3 +277,43 @@ def test_gubernator_as_its_authors_chart_ships_it(
     assert unexplained(rest, GUBERNATOR_SKIPS) == []
     for name in ("test_hpa_scales_up_under_cpu_load_and_back_down", "container-kill"):
         assert found[name][0] == "passed", found[name][1][:3000]
+
+
+KUBE_STATE_METRICS = EXAMPLES / "kube-state-metrics" / "kube-state-metrics.spec.yaml"
+# What kube-state-metrics' plain manifests as shipped (one replica, no PodDisruptionBudget)
+# cannot keep under the experiments, and the finding each failure must name; its scenarios'
+# failures say why by themselves (one replica, no preStop hook, the default progress deadline).
+KUBE_STATE_METRICS_FINDINGS = {
+    "container-kill": "Deployment kube-state-metrics runs 1 replica",
+    "pod-kill-under-load": "Deployment kube-state-metrics runs 1 replica",
+    "drain-blocked-by-pdb": "the drain evicted every replica: no PodDisruptionBudget selects",
+    "partition-one-replica": "no replica of kube-state-metrics was in the Service's endpoints",
+}
+KUBE_STATE_METRICS_SKIPS = {
+    "test_hpa_scales_up_under_cpu_load_and_back_down": "promises no HPA behaviour",
+    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
+}
+# Its httpGet probes (liveness on the metrics port, readiness on the telemetry port), made to
+# fail by the harness, and a start-up slowed within what liveness allows.
+KUBE_STATE_METRICS_PASSES = (
+    "test_failing_readiness_removes_the_pod_from_traffic",
+    "test_failing_liveness_restarts_the_container",
+    "test_slow_starter_is_protected_by_its_startup_probe",
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.test_all
+def test_kube_state_metrics_as_its_plain_manifests_ship_it(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    """The whole built-in suite and every experiment on kube-state-metrics' plain manifest
+    files: its ClusterRole and binding per test namespace, its probes failed by the harness,
+    and what one replica without a PodDisruptionBudget cannot keep, failing with that."""
+    found = run_example(pytester, monkeypatch, cluster, KUBE_STATE_METRICS, ".")
+    for name, finding in KUBE_STATE_METRICS_FINDINGS.items():
+        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
+    rest = {k: v for k, v in found.items() if k not in KUBE_STATE_METRICS_FINDINGS}
+    assert unexplained(rest, KUBE_STATE_METRICS_SKIPS) == []
+    for name in KUBE_STATE_METRICS_PASSES:
+        assert found[name][0] == "passed", found[name][1][:3000]

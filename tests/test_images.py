@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import tarfile
@@ -14,6 +15,7 @@ from harness.images import builders, debian_rootfs, write_oci_archive
 from harness.images.cache import cached
 from harness.images.layers import files_layer
 from harness.images.oci import archive_ref, file_digest, normalize_ref
+from harness.spec import GoProgramBuild
 
 
 @pytest.mark.parametrize(
@@ -144,3 +146,50 @@ def test_debian_rootfs_with_an_unknown_package_fails_clearly(tmp_path: Path) -> 
     with pytest.raises(CommandFailed, match="mmdebstrap"):
         debian_rootfs(tmp_path / "bad.tar", include=["no-such-package-kh"])
     assert not (tmp_path / "bad.tar").exists()
+
+
+def test_an_image_tag_that_names_no_module_version_points_at_versions() -> None:
+    build = GoProgramBuild((("/bin/app", "example.org/app"),), versions={"1.0": "v1.0.0"})
+    with pytest.raises(InvalidConfiguration) as caught:
+        builders.go_program_image("example.org/app:6.9.2", build)
+    assert "has no tag that is a module version of example.org/app" in caught.value.message
+    assert "versions: {TAG: MODULE_VERSION}" in caught.value.fix
+
+
+def test_a_go_build_is_laid_out_as_its_programs_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each program at its image path, the first the entrypoint, in the build's workdir."""
+    built = {}
+
+    def fake_go_program(package: str, version: str) -> Path:
+        built[package] = version
+        path = tmp_path / package.replace("/", "_")
+        path.write_bytes(b"\x7fELF" + package.encode())
+        return path
+
+    monkeypatch.setattr("harness.cluster.build.go_program", fake_go_program)
+    monkeypatch.setattr(builders, "IMAGES_DIR", tmp_path / "images")
+    build = GoProgramBuild(
+        (
+            ("/home/app/web", "example.org/web/cmd/web"),
+            ("/usr/local/bin/cli", "example.org/web/cmd/cli"),
+        ),
+        workdir="/home/app",
+        versions={"6.9.2": "v1.8.1-0.20250910200901-e86405a8674e"},
+    )
+    archive = builders.go_program_image("example.org/web:6.9.2", build)
+    assert set(built.values()) == {"v1.8.1-0.20250910200901-e86405a8674e"}
+    with tarfile.open(archive) as image:
+        blobs = {m.name: image.extractfile(m).read() for m in image.getmembers() if m.isfile()}
+    configs = [json.loads(b) for b in blobs.values() if b.startswith(b"{") and b'"rootfs"' in b]
+    (config,) = configs
+    assert config["config"]["Entrypoint"] == ["/home/app/web"]
+    assert config["config"]["WorkingDir"] == "/home/app"
+    layer_names = set()
+    for blob in blobs.values():
+        if blob.startswith((b"{", b"[")):
+            continue  # the index, manifests and config
+        with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
+            layer_names |= set(layer.getnames())
+    assert {"home/app/web", "usr/local/bin/cli"} <= layer_names

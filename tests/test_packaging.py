@@ -193,22 +193,16 @@ def test_harness_run_is_pytest_with_the_spec_and_passes_its_exit_code_on(tmp_pat
 
 # --- the built wheel, installed in a fresh virtualenv outside the checkout -------------------
 
+
 # The environment of the installed harness: nothing that would point Python back at the
 # checkout, or pytest at this run.
-LEAKS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
-
-
 class Installed:
     """A user's repository with its own virtualenv, kube-harness installed from the wheel."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, env: dict[str, str]) -> None:
         self.repo = repo
         self.bin = repo / ".venv" / "bin"
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in LEAKS and not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))
-        }
+        self.env = dict(env)
         self.env["PATH"] = f"{self.bin}{os.pathsep}{self.env.get('PATH', '')}"
 
     def run(self, program: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -224,7 +218,7 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory, kube_harness_wheel: Path) -> Installed:
+def installed(tmp_path_factory, kube_harness_wheel: Path, installation_env) -> Installed:
     """The wheel built from this checkout, installed with its dependencies (from PyPI, through
     pip's cache) into a fresh virtualenv inside a user's repository: the demo service's
     manifests and spec, a test and an experiment of its own, with file names the built-in
@@ -238,7 +232,7 @@ def installed(tmp_path_factory, kube_harness_wheel: Path) -> Installed:
     (repo / "tests").mkdir()
     (repo / "tests" / "test_self_healing.py").write_text(OWN_TEST)
     venv.EnvBuilder(with_pip=True).create(repo / ".venv")
-    user = Installed(repo)
+    user = Installed(repo, installation_env)
     pip = user.run("pip", "install", "-q", "--no-compile", str(wheel), timeout=900)
     assert pip.returncode == 0, pip.stderr
 

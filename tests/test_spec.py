@@ -120,8 +120,27 @@ def test_plain_manifests_a_port_a_go_build_and_archives(tmp_path: Path) -> None:
     service = load_spec(write_spec(tmp_path, extra)).services[0]
     assert service.manifests == PLAIN
     assert service.port == "http"
-    assert service.build == GoProgramBuild("github.com/example/web/cmd/web")
+    assert service.build == GoProgramBuild((("/bin/web", "github.com/example/web/cmd/web"),))
     assert service.archives == (tmp_path / "web.tar", tmp_path / "oci" / "layout")
+
+
+def test_a_go_build_laid_out_as_the_services_dockerfile(tmp_path: Path) -> None:
+    extra = (
+        "    build:\n"
+        "      go:\n"
+        "        /home/app/web: example.org/web/cmd/web\n"
+        "        /usr/local/bin/webcli: example.org/web/cmd/webcli\n"
+        "      workdir: /home/app\n"
+        "      versions: {'6.9.2': v1.8.1-0.20250910200901-e86405a8674e}\n"
+    )
+    build = load_spec(write_spec(tmp_path, extra)).services[0].build
+    assert build.programs == (
+        ("/home/app/web", "example.org/web/cmd/web"),
+        ("/usr/local/bin/webcli", "example.org/web/cmd/webcli"),
+    )
+    assert (build.package, build.workdir) == ("example.org/web/cmd/web", "/home/app")
+    assert build.module_version("6.9.2") == "v1.8.1-0.20250910200901-e86405a8674e"
+    assert build.module_version("v1.0.0") == "v1.0.0"
 
 
 @pytest.mark.parametrize(
@@ -131,6 +150,8 @@ def test_plain_manifests_a_port_a_go_build_and_archives(tmp_path: Path) -> None:
         ("    port: Not_A_Name\n", "services[0].port: must be a port number or a port name"),
         ("    build: {go: github.com/x/y@v1.0.0}\n", "the version comes from each image's tag"),
         ("    build: {rust: x}\n", "a Go build is `{go: MAIN_PACKAGE}`"),
+        ("    build: {go: {bin/app: example.org/app}}\n", "'bin/app' is not an absolute file"),
+        ("    build: {go: example.org/app, versions: {'1.0': '1.0'}}\n", "versions: must map"),
         ("    build: docker\n", "'docker' is not an image builder; known: demo, or {go:"),
         ("    archives: [missing.tar]\n", "missing.tar is neither an image archive file nor"),
         ("    archives: []\n", "services[0].archives: must be a list of image archive paths"),

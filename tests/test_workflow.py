@@ -21,10 +21,9 @@ from harness.report.history import write_entry
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
 DEMO_SPEC = ROOT / "scenarios" / "demo-service.spec.yaml"
+
+
 # What would point the installed harness back at this checkout or this pytest run.
-LEAKS = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
-
-
 @pytest.fixture(scope="module")
 def actionlint() -> str:
     path = os.environ.get("ACTIONLINT") or shutil.which("actionlint")
@@ -204,7 +203,7 @@ def kind_only(cluster: ClusterProvider) -> ClusterProvider:
 
 @pytest.mark.e2e
 def test_the_workflow_runs_in_a_teams_repository(
-    kind_only, cluster_options, kube_harness_wheel, tmp_path
+    kind_only, cluster_options, kube_harness_wheel, installation_env, tmp_path
 ) -> None:
     """The workflow's steps, as GitHub runs them, in a repository laid out as a team's (its
     manifests, resilience.yaml, the workflow copied in): kube-harness is installed from this
@@ -228,7 +227,7 @@ def test_the_workflow_runs_in_a_teams_repository(
 
     workflow = yaml.safe_load(WORKFLOW.read_text())
     job = workflow["jobs"]["scenarios"]
-    env = {k: v for k, v in os.environ.items() if k not in LEAKS}
+    env = dict(installation_env)
     env |= {
         "HARNESS_INPUT": str(kube_harness_wheel),
         "GITHUB_STEP_SUMMARY": str(tmp_path / "step-summary.md"),

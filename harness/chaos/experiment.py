@@ -92,7 +92,7 @@ from harness.load import SLO, Load, Verdict
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.run import Run
-from harness.scenario import deploy_service, provide_images, steady_load
+from harness.scenario import deploy_service, provide_images, steady_load, workload_of
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
 
 # What a provider must be able to do for the harness actions that reach past the API.
@@ -590,6 +590,7 @@ def run_under_load(
             result,
             overridden=settings.slo_overrides,
             what="whole chaos run",
+            why_failed=workload_of(deployed, service).why_unavailable_during_replacement(),
         ),
         sentence_check(
             "faults still pending after the rollbacks",

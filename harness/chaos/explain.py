@@ -361,10 +361,13 @@ def _share(value: float) -> str:
     return f"{value * 100:.3g}%"
 
 
-def slo_sentence(verdict: Verdict, load: LoadResult, source: str) -> str:
+def slo_sentence(
+    verdict: Verdict, load: LoadResult, source: str, why_failed: str | None = None
+) -> str:
     """An SLO limit the run missed, with what the load record says about it.
 
-    `source` names who set the limit ("the experiment allows (max_error_rate)").
+    `source` names who set the limit ("the experiment allows (max_error_rate)");
+    `why_failed`, what in the manifests makes requests fail under faults (one replica).
     """
     what = verdict.name.rpartition(": ")[2]
     if verdict.status == "inconclusive":
@@ -382,7 +385,7 @@ def slo_sentence(verdict: Verdict, load: LoadResult, source: str) -> str:
         if errors:
             sentence += f": most with {errors[0][0]} ({errors[0][1]})"
             sentence += f", sent to {' and '.join(pods)}" if pods else ""
-        return sentence
+        return sentence + (f"{JOIN}{why_failed}" if why_failed else "")
     if what.endswith("latency"):
         slow = [f.end - f.t for f in load.failures if (f.end - f.t) * 1000 > verdict.limit]
         sentence = (

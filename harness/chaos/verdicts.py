@@ -53,15 +53,24 @@ def explained(check: Check, sentence: str) -> Check:
 
 
 def slo_verdicts(
-    slo: SLO, load: LoadResult, *, overridden: Iterable[str], what: str
+    slo: SLO,
+    load: LoadResult,
+    *,
+    overridden: Iterable[str],
+    what: str,
+    why_failed: str | None = None,
 ) -> list[Check]:
     """The SLO over a load run (harness.assertions.slo_checks), each failed limit explained;
-    `overridden` names the SLO fields the experiment set (the others are the spec's)."""
+    `overridden` names the SLO fields the experiment set (the others are the spec's), and
+    `why_failed` what in the manifests makes requests fail under faults."""
     return [
         explained(
             check,
             slo_sentence(
-                check.verdict, load, slo_source(check.verdict.name.rpartition(": ")[2], overridden)
+                check.verdict,
+                load,
+                slo_source(check.verdict.name.rpartition(": ")[2], overridden),
+                why_failed,
             ),
         )
         for check in slo_checks(slo, load, what=what)

@@ -163,6 +163,7 @@ class GoMod:
     go_version: str
     requires: frozenset[str]
     local_replaces: frozenset[str]
+    version_replaces: tuple[str, ...] = ()  # "old [v] => new v", as written
 
 
 def load_versions(path: Path = VERSIONS_FILE) -> Versions:
@@ -474,6 +475,7 @@ def parse_go_mod(text: str) -> GoMod:
     go_version = ""
     requires: set[str] = set()
     local_replaces: set[str] = set()
+    version_replaces: list[str] = []
     block = None
     for raw in text.splitlines():
         line = raw.split("//", 1)[0].strip()
@@ -497,7 +499,11 @@ def parse_go_mod(text: str) -> GoMod:
             replaced, _, target = entry.partition("=>")
             if target.strip().startswith(("./", "../")):
                 local_replaces.add(replaced.split()[0])
-    return GoMod(go_version, frozenset(requires), frozenset(local_replaces))
+            else:
+                version_replaces.append(" ".join(entry.split()))
+    return GoMod(
+        go_version, frozenset(requires), frozenset(local_replaces), tuple(version_replaces)
+    )
 
 
 def render_wrapper_go_mod(source: GoSource, go_mods: Mapping[str, GoMod]) -> str:
@@ -717,11 +723,10 @@ class _GoBuilder:
             exit_code, tail = self._run_go(
                 argv, cwd=Path(gobin), env=env, what=target.name, version=version
             )
-            if exit_code != 0 and any("loading deprecation" in line for line in tail):
-                # `go install pkg@version` first asks the proxy for the module's version list
-                # (to warn of deprecation); a proxy that refuses the list (403) serves the
-                # version itself all the same, which a wrapper module can build.
-                say(f"the module proxy refuses the version list of {package}'s module; "
+            said = " ".join(" ".join(tail).split())  # go wraps its messages over lines
+            refusal = next((r for t, r in GO_INSTALL_REFUSALS.items() if t in said), "")
+            if exit_code != 0 and refusal:
+                say(f"go install refuses {package}@{version} ({refusal}); "
                     "building it through a wrapper module")  # fmt: skip
                 self._build_program_in_wrapper(package, version, target)
                 return
@@ -745,7 +750,11 @@ class _GoBuilder:
         with tempfile.TemporaryDirectory(
             prefix=f"{target.name}-", dir=self._wrappers_dir()
         ) as wrapper:
-            (Path(wrapper) / "go.mod").write_text(render_wrapper_go_mod(source, fetched.go_mods))
+            go_mod = render_wrapper_go_mod(source, fetched.go_mods)
+            replaces = fetched.go_mods[module].version_replaces
+            if replaces:  # the module's own pins, which apply only to a main module
+                go_mod += "\nreplace (\n" + "".join(f"\t{r}\n" for r in replaces) + ")\n"
+            (Path(wrapper) / "go.mod").write_text(go_mod)
             sums = fetched.source_dirs[module] / "go.sum"
             if sums.is_file():
                 shutil.copyfile(sums, Path(wrapper) / "go.sum")
@@ -803,6 +812,17 @@ class _GoBuilder:
                     process.kill()
                     process.wait()
         return exit_code, log_path.read_text().strip().splitlines()[-BUILD_LOG_TAIL_LINES:]
+
+
+# Why `go install pkg@version` refuses a module the proxy serves, by what it prints; a wrapper
+# module that requires the module builds the same package all the same.
+GO_INSTALL_REFUSALS = {
+    # It first asks for the module's version list (to warn of deprecation): some proxies
+    # refuse the list (403) and serve the version itself.
+    "loading deprecation": "the module proxy refuses its version list",
+    # Its go.mod pins dependencies with replace directives, which only a main module honours.
+    "contains one or more replace directives": "its go.mod has replace directives",
+}
 
 
 def _build_failure(what: str, exit_code: int, tail: Sequence[str], fix: str) -> BuildFailed:

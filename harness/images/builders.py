@@ -11,12 +11,16 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.commands import run
 from harness.errors import InvalidConfiguration
 from harness.images.cache import IMAGES_DIR, cached
 from harness.images.layers import files_layer
 from harness.images.oci import file_digest, write_oci_archive
+
+if TYPE_CHECKING:
+    from harness.spec import GoProgramBuild
 
 PAUSE_SOURCE = Path(__file__).with_name("pause.c")
 PAUSE_REF = "localhost/kube-harness/pause:1.0"
@@ -86,6 +90,7 @@ def layered_image(
     base: Path | None = None,
     name: str,
     user: str | None = None,
+    workdir: str = "/",
 ) -> Path:
     """Archive of image `ref`: `files` (image path -> host file) on an optional `base` layer.
 
@@ -97,13 +102,17 @@ def layered_image(
         inputs.append(_short_digest(base))
     if user is not None:
         inputs.append(f"user={user}")
+    if workdir != "/":
+        inputs.append(f"workdir={workdir}")
     key = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:12]
 
     def build(dest: Path) -> Path:
         with tempfile.TemporaryDirectory(prefix="kh-layer-") as tmp:
             layer = files_layer(Path(tmp) / "layer.tar", files=files)
             layers = [base, layer] if base is not None else [layer]
-            return write_oci_archive(dest, ref=ref, layers=layers, entrypoint=entrypoint, user=user)
+            return write_oci_archive(
+                dest, ref=ref, layers=layers, entrypoint=entrypoint, user=user, workdir=workdir
+            )
 
     return cached(IMAGES_DIR / f"{name}-{key}.tar", build)
 
@@ -112,31 +121,40 @@ def layered_image(
 NONROOT_USER = "65532:65532"
 
 
-def go_program_image(ref: str, package: str, *, user: str = NONROOT_USER) -> Path:
-    """Archive of image `ref` holding Go main package `package`, built at the module version
-    that is `ref`'s tag, as its entrypoint (`/bin/<name>`, running as `user`).
+def go_program_image(ref: str, build: GoProgramBuild) -> Path:
+    """Archive of image `ref` holding `build`'s Go main packages, each built at the module
+    version that is `ref`'s tag (or that `build.versions` maps it to), laid out at their
+    image paths, the first the entrypoint, running as `build.user` in `build.workdir`.
 
     Raises:
-        InvalidConfiguration: `ref` has no tag that names a module version (vX.Y.Z).
+        InvalidConfiguration: `ref`'s tag names no module version (vX.Y.Z).
         BuildFailed, GoToolchainMissing: see harness.cluster.build.go_program.
 
     Example:
-        >>> go_program_image("ghcr.io/mccutchen/go-httpbin:v2.26.0",
-        ...                  "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin")  # doctest: +SKIP
+        >>> go_program_image("ghcr.io/mccutchen/go-httpbin:v2.26.0", GoProgramBuild(
+        ...     (("/bin/go-httpbin", "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin"),)
+        ... ))  # doctest: +SKIP
     """
     from harness.cluster.build import go_program
 
-    head, colon, version = ref.rpartition(":")
-    if not colon or "/" in version or not re.fullmatch(r"v\d+\.\d+\.\d+\S*", version):
+    head, colon, tag = ref.rpartition(":")
+    version = build.module_version(tag) if colon and "/" not in tag else ""
+    if not re.fullmatch(r"v\d+\.\d+\.\d+\S*", version):
         raise InvalidConfiguration(
-            f"image {ref} has no tag that is a module version of {package}",
+            f"image {ref} has no tag that is a module version of {build.package}",
             fix="tag the image with the module version to build, e.g. "
-            f"{head if colon and '/' not in version else ref}:v1.2.3",
+            f"{head if colon and '/' not in tag else ref}:v1.2.3, or map its tag to one in "
+            "the spec's `build: {versions: {TAG: MODULE_VERSION}}`",
         )
-    binary = go_program(package, version)
-    name = binary.name
+    files = {path.lstrip("/"): go_program(package, version) for path, package in build.programs}
+    entrypoint = build.programs[0][0]
     return layered_image(
-        ref, files={f"bin/{name}": binary}, entrypoint=[f"/bin/{name}"], name=name, user=user
+        ref,
+        files=files,
+        entrypoint=[entrypoint],
+        name=entrypoint.rsplit("/", 1)[-1],
+        user=build.user,
+        workdir=build.workdir,
     )
 
 
