@@ -23,7 +23,6 @@ import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,11 @@ from harness.errors import InvalidConfiguration
 from harness.helm import is_chart
 from harness.render import Object, check_source, describe, is_kustomization, render
 from harness.spec import API_VERSION, KIND
+from harness.workload import ProbeTimings
 
 DEFAULT_OUTPUT = Path("resilience.yaml")
 
 # What Kubernetes assumes when the manifests leave a field out.
-PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1}
-PROBE_DEFAULTS |= {"successThreshold": 1, "failureThreshold": 3}
 SCALE_DOWN_DEFAULTS = {"stabilizationWindowSeconds": 300, "selectPolicy": "Max"}
 SCALE_DOWN_POLICIES = [{"type": "Percent", "value": 100, "periodSeconds": 15}]
 PROGRESS_DEADLINE_DEFAULT = 600
@@ -174,7 +172,9 @@ def _service(
     replicas = spec.get("replicas", 1)
     if hpa is not None:
         replicas = max(replicas, (hpa.get("spec") or {}).get("minReplicas", 1))
-    probes = {kind: _Probe.of(container, kind) for kind in ("readiness", "liveness", "startup")}
+    probes = {
+        kind: ProbeTimings.of(container, kind) for kind in ("readiness", "liveness", "startup")
+    }
     ready_s, ready_why = _ready_time(probes)
 
     y.field("name", name)
@@ -364,7 +364,7 @@ def _scale_down_steps(down: Mapping, start: int, end: int) -> tuple[int, str]:
     return seconds, f"{seconds}s policy steps ({start} -> {end} replicas)"
 
 
-def _probes(y: _Yaml, name: str, probes: Mapping[str, _Probe | None]) -> None:
+def _probes(y: _Yaml, name: str, probes: Mapping[str, ProbeTimings | None]) -> None:
     """`expect.probes` from the container's probes, or a comment on the one missing."""
     readiness, liveness, startup = probes["readiness"], probes["liveness"], probes["startup"]
     if readiness is None or liveness is None:
@@ -443,40 +443,7 @@ def _rollout(y: _Yaml, spec: Mapping, pod: Mapping, replicas: int, ready_s: int)
 # --- facts of the manifests -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Probe:
-    """One probe's timings, with Kubernetes' defaults where the manifest says nothing."""
-
-    initial: int
-    period: int
-    timeout: int
-    success: int
-    failure: int
-
-    @classmethod
-    def of(cls, container: Mapping, kind: str) -> _Probe | None:
-        probe = container.get(f"{kind}Probe")
-        if not isinstance(probe, Mapping):
-            return None
-        values = {**PROBE_DEFAULTS, **probe}
-        return cls(*(int(values[key]) for key in PROBE_DEFAULTS))
-
-    def fails_within(self) -> int:
-        """Seconds from the service failing to the probe's verdict, at worst."""
-        return self.period * self.failure + self.timeout
-
-    def explain_failure(self) -> str:
-        return f"{self.period}s period x {self.failure} failures + {self.timeout}s timeout"
-
-    def allowance(self) -> int:
-        """Seconds a start-up may take before this probe gives up on the container."""
-        return self.initial + self.period * self.failure
-
-    def explain(self) -> str:
-        return f"{self.initial}s delay + {self.period}s x {self.failure} failures"
-
-
-def _ready_time(probes: Mapping[str, _Probe | None]) -> tuple[int, str]:
+def _ready_time(probes: Mapping[str, ProbeTimings | None]) -> tuple[int, str]:
     """Seconds for a started container's probes to pass, with the arithmetic."""
     seconds, parts = 0, []
     if (startup := probes["startup"]) is not None:

@@ -25,6 +25,7 @@ import yaml
 from harness.commands import run
 from harness.errors import CommandFailed, InvalidConfiguration
 from harness.helm import CHART_ARCHIVE_SUFFIXES, HelmRelease, is_chart, template
+from harness.images.oci import split_ref
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 # Cluster-scoped objects a service brings for itself (its ClusterRole, and the binding to its
@@ -56,12 +57,11 @@ def image_override(name: str, ref: str) -> dict[str, str]:
             fix="map an image name of the manifests to a full reference, e.g. "
             "{'localhost/kube-harness/demo-service': 'localhost/kube-harness/demo-service:v2'}",
         )
-    repository, at, digest = ref.partition("@")
-    if at:
+    repository, tag, digest = split_ref(ref)
+    if digest:
         return {"name": name, "newName": repository, "digest": digest}
-    head, colon, tag = ref.rpartition(":")
-    if colon and "/" not in tag:
-        return {"name": name, "newName": head, "newTag": tag}
+    if tag:
+        return {"name": name, "newName": repository, "newTag": tag}
     return {"name": name, "newName": ref}
 
 

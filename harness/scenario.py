@@ -17,6 +17,7 @@ from harness.deploy import Deployed, deploy, deployment_and_pods, rollout_verdic
 from harness.errors import InvalidConfiguration, WaitTimeout
 from harness.image_availability import runtime_images
 from harness.images.cache import archive_file
+from harness.images.oci import split_ref
 from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
@@ -72,7 +73,7 @@ def build_service_images(service: ServiceSpec) -> list[Path]:
     if service.build == "demo":
         from harness.images.demo import build_demo_images
 
-        versions = [ref.rpartition(":")[2] for ref in service.images.values()]
+        versions = [split_ref(ref)[1] for ref in service.images.values()]
         archives += build_demo_images(versions)
     elif isinstance(service.build, GoProgramBuild):
         from harness.images.builders import go_program_image

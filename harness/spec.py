@@ -21,6 +21,7 @@ import yaml
 
 from harness.errors import InvalidConfiguration
 from harness.helm import HelmRelease, is_chart
+from harness.images.oci import split_ref
 from harness.load import SLO
 from harness.render import check_source
 
@@ -463,8 +464,7 @@ class ServiceSpec:
     @property
     def image_name(self) -> str:
         """The image the manifests name, i.e. `images.current` without its tag."""
-        head, _, tag = self.images["current"].rpartition(":")
-        return head if head and "/" not in tag else self.images["current"]
+        return split_ref(self.images["current"])[0]
 
     def image_override(self, version: str) -> dict[str, str]:
         """The `deploy(images=...)` mapping that runs image version `version`."""

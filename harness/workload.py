@@ -18,6 +18,44 @@ from typing import Any
 from harness.render import Object
 
 DEFAULT_PROGRESS_DEADLINE_S = 600.0  # Kubernetes' default progressDeadlineSeconds
+PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1}
+PROBE_DEFAULTS |= {"successThreshold": 1, "failureThreshold": 3}
+
+
+@dataclass(frozen=True)
+class ProbeTimings:
+    """One probe's timings, with Kubernetes' defaults where the manifest says nothing."""
+
+    initial: int
+    period: int
+    timeout: int
+    success: int
+    failure: int
+
+    @classmethod
+    def of(cls, container: Mapping, kind: str) -> ProbeTimings | None:
+        probe = container.get(f"{kind}Probe")
+        if not isinstance(probe, Mapping):
+            return None
+        values = {**PROBE_DEFAULTS, **probe}
+        return cls(*(int(values[key]) for key in PROBE_DEFAULTS))
+
+    def fails_within(self) -> int:
+        """Seconds from the service failing to the probe's verdict, at worst."""
+        return self.period * self.failure + self.timeout
+
+    def explain_failure(self) -> str:
+        return f"{self.period}s period x {self.failure} failures + {self.timeout}s timeout"
+
+    def allowance(self) -> int:
+        """Seconds a start-up may take before this probe gives up on the container."""
+        return self.initial + self.period * self.failure
+
+    def explain(self) -> str:
+        """How `allowance()` adds up ("5s delay + 10s x 3 failures")."""
+        if not self.initial:
+            return f"{self.period}s x {self.failure} failures"
+        return f"{self.initial}s delay + {self.period}s x {self.failure} failures"
 
 
 @dataclass(frozen=True)
@@ -113,21 +151,21 @@ class Workload:
     def why_slow_start_restarted(self, container: str, delay_s: float) -> str | None:
         """A start-up of `delay_s` was restarted (or stayed unready) before it finished."""
         spec = self.container(container) or {}
-        startup, liveness = spec.get("startupProbe"), spec.get("livenessProbe")
+        startup = ProbeTimings.of(spec, "startup")
+        liveness = ProbeTimings.of(spec, "liveness")
         if startup:
-            allowed = _probe_patience(startup)
-            if allowed < delay_s:
+            if startup.allowance() < delay_s:
                 return (
-                    f"container {container}'s startupProbe gives up after {_patience_text(startup)}"
-                    f" = {allowed:g}s, shorter than the {delay_s:g}s start-up: the kubelet "
-                    "restarts it before it answers"
+                    f"container {container}'s startupProbe gives up after {startup.explain()}"
+                    f" = {startup.allowance()}s, shorter than the {delay_s:g}s start-up: the "
+                    "kubelet restarts it before it answers"
                 )
             return None
-        if liveness and _probe_patience(liveness) < delay_s:
+        if liveness and liveness.allowance() < delay_s:
             return (
                 f"container {container} has no startupProbe, and its livenessProbe restarts it "
-                f"after {_patience_text(liveness)} = {_probe_patience(liveness):g}s without an "
-                f"answer, shorter than the {delay_s:g}s start-up"
+                f"after {liveness.explain()} = {liveness.allowance()}s without an answer, "
+                f"shorter than the {delay_s:g}s start-up"
             )
         return None
 
@@ -141,19 +179,6 @@ class Workload:
                 f"only after that, not within {within_s:g}s"
             )
         return None
-
-
-def _probe_patience(probe: Mapping[str, Any]) -> float:
-    """Seconds of failures a probe takes before the kubelet acts (Kubernetes' defaults)."""
-    return probe.get("initialDelaySeconds", 0) + probe.get("failureThreshold", 3) * probe.get(
-        "periodSeconds", 10
-    )
-
-
-def _patience_text(probe: Mapping[str, Any]) -> str:
-    delay = probe.get("initialDelaySeconds", 0)
-    text = f"{probe.get('failureThreshold', 3)} failures x {probe.get('periodSeconds', 10)}s"
-    return f"{delay}s + {text}" if delay else text
 
 
 def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:

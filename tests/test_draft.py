@@ -84,7 +84,7 @@ def test_kustomization_draft_derives_every_section_from_the_manifests(tmp_path):
     assert "0s stabilization (no behavior.scaleUp: Kubernetes' default)" in comments
     assert "90s policy steps (6 -> 2 replicas)" in comments
     assert "readiness 5s period x 2 failures + 1s timeout + 5s margin" in comments
-    assert "3/4 of the 30s the startup probe allows (0s delay + 2s x 15 failures)" in comments
+    assert "3/4 of the 30s the startup probe allows (2s x 15 failures)" in comments
     assert _lines_with(text, "next: ", "# TODO")
 
 

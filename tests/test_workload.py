@@ -60,7 +60,7 @@ def test_a_start_longer_than_liveness_allows_without_a_startup_probe_is_named(
     assert httpbin.why_slow_start_restarted("httpbin", 20) is None  # 3 x 10s allows it
     assert httpbin.why_slow_start_restarted("httpbin", 45) == (
         "container httpbin has no startupProbe, and its livenessProbe restarts it after "
-        "3 failures x 10s = 30s without an answer, shorter than the 45s start-up"
+        "10s x 3 failures = 30s without an answer, shorter than the 45s start-up"
     )
 
 
@@ -70,7 +70,7 @@ def test_a_startup_probe_shorter_than_the_start_is_named(demo) -> None:
     assert workload is not None
     assert workload.why_slow_start_restarted("demo", service.probes.startup_delay_s) is None
     why = workload.why_slow_start_restarted("demo", 60) or ""
-    assert why.startswith("container demo's startupProbe gives up after 20 failures x 1s = 20s")
+    assert why.startswith("container demo's startupProbe gives up after 1s x 20 failures = 20s")
 
 
 def test_the_demo_keeps_what_httpbin_cannot(demo) -> None:

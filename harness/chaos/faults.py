@@ -240,10 +240,15 @@ def _read_pod(t: Target, pod: str) -> client.V1Pod:
         raise
 
 
+def container_status(pod: client.V1Pod, container: str) -> client.V1ContainerStatus | None:
+    """The status of one container of `pod`, or None before the kubelet reports it."""
+    return next((s for s in pod.status.container_statuses or [] if s.name == container), None)
+
+
 def _container_id(pod: client.V1Pod, container: str) -> str:
-    for cs in pod.status.container_statuses or []:
-        if cs.name == container and cs.container_id:
-            return cs.container_id.split("://", 1)[-1]
+    status = container_status(pod, container)
+    if status is not None and status.container_id:
+        return status.container_id.split("://", 1)[-1]
     raise NotInjectable(
         f"pod {pod.metadata.name} has no running container {container!r}",
         fix="wait until the pod runs, and name a container of its spec",

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from harness.chaos.faults import SandboxNotRunning, Target, fail_probe, revert
+from harness.chaos.faults import (
+    SandboxNotRunning,
+    Target,
+    container_status,
+    fail_probe,
+    revert,
+)
 from harness.chaos.ledger import Injected
 from harness.chaos.probe_failure import ProbeNotFailable, probe_block
 from harness.errors import WaitTimeout
@@ -103,12 +109,8 @@ class SlowStarter:
     reverted: bool = field(default=False)
 
 
-def _container_status(pod: Any, container: str) -> Any:
-    return next((s for s in pod.status.container_statuses or [] if s.name == container), None)
-
-
 def _started_at(pod: Any, container: str) -> float | None:
-    status = _container_status(pod, container)
+    status = container_status(pod, container)
     state = status.state if status else None
     running = state.running if state else None
     started: datetime | None = running.started_at if running else None
@@ -117,9 +119,7 @@ def _started_at(pod: Any, container: str) -> float | None:
     return started.timestamp() if started else None
 
 
-def _new_pods(t: Target, deployment: str, before: set[str]) -> list[Any]:
-    selector = t.kube.apps.read_namespaced_deployment(deployment, t.namespace).spec.selector
-    labels = ",".join(f"{k}={v}" for k, v in (selector.match_labels or {}).items())
+def _new_pods(t: Target, labels: str, before: set[str]) -> list[Any]:
     pods = t.kube.core.list_namespaced_pod(t.namespace, label_selector=labels).items
     return [
         p
@@ -154,8 +154,9 @@ def slow_starts(
         ProbeNotFailable: the container's probes cannot be failed (before anything changes).
         WaitTimeout: the rollout did not complete in time (every rule reverted).
     """
-    template = t.kube.apps.read_namespaced_deployment(deployment, t.namespace).spec.template
-    spec = t.kube.api_client.sanitize_for_serialization(template.spec)
+    read = t.kube.apps.read_namespaced_deployment(deployment, t.namespace).spec
+    labels = ",".join(f"{k}={v}" for k, v in (read.selector.match_labels or {}).items())
+    spec = t.kube.api_client.sanitize_for_serialization(read.template.spec)
     found = [c for c in spec.get("containers") or [] if c.get("name") == container]
     kinds = failable_probes(found[0] if found else {"name": container})
     before = {p.metadata.name for p in t.kube.core.list_namespaced_pod(t.namespace).items}
@@ -164,7 +165,7 @@ def slow_starts(
     deadline = time.monotonic() + timeout
     try:
         while True:
-            for pod in _new_pods(t, deployment, before):
+            for pod in _new_pods(t, labels, before):
                 name = pod.metadata.name
                 starter = starters.get(name)
                 if starter is None:
@@ -207,7 +208,7 @@ def _slow_down(t: Target, pod: Any, container: str, kinds: list[str]) -> SlowSta
             revert(t.cluster, t.kube, fault, ledger=t.ledger)
         return None  # no running sandbox yet: the next poll tries again
     fresh = t.kube.core.read_namespaced_pod(pod.metadata.name, t.namespace)
-    status = _container_status(fresh, container)
+    status = container_status(fresh, container)
     late = bool(
         status and (status.started or status.restart_count or _started_at(fresh, container))
     )

@@ -795,23 +795,32 @@ class _GoBuilder:
     ) -> tuple[int, list[str]]:
         """Run a go build or install with progress lines; its exit code and last output lines."""
         log_path = cwd / f"{what}.log"
-        with step(f"building {what} {version}"), log_path.open("w") as log:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # Lower priority: other work on this machine stays responsive during builds.
-                preexec_fn=lambda: os.nice(10),
-            )
-            try:
-                exit_code = _wait_for_build(process, what)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+        try:
+            with step(f"building {what} {version}"), log_path.open("w") as log:
+                process = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # Lower priority: other work on this machine stays responsive during builds.
+                    preexec_fn=lambda: os.nice(10),
+                )
+                try:
+                    exit_code = _wait_for_build(process, what)
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
+                if exit_code != 0:
+                    raise _GoExited(exit_code)  # the progress line says "failed", not "done"
+        except _GoExited:
+            pass
         return exit_code, log_path.read_text().strip().splitlines()[-BUILD_LOG_TAIL_LINES:]
+
+
+class _GoExited(Exception):
+    """A go command exited non-zero (its caller reads the exit code and the log)."""
 
 
 # Why `go install pkg@version` refuses a module the proxy serves, by what it prints; a wrapper

@@ -17,7 +17,7 @@ from harness.commands import run
 from harness.errors import InvalidConfiguration
 from harness.images.cache import IMAGES_DIR, cached
 from harness.images.layers import files_layer
-from harness.images.oci import file_digest, write_oci_archive
+from harness.images.oci import file_digest, split_ref, write_oci_archive
 
 if TYPE_CHECKING:
     from harness.spec import GoProgramBuild
@@ -137,14 +137,13 @@ def go_program_image(ref: str, build: GoProgramBuild) -> Path:
     """
     from harness.cluster.build import go_program
 
-    head, colon, tag = ref.rpartition(":")
-    version = build.module_version(tag) if colon and "/" not in tag else ""
+    repository, tag, _ = split_ref(ref)
+    version = build.module_version(tag) if tag else ""
     if not re.fullmatch(r"v\d+\.\d+\.\d+\S*", version):
         raise InvalidConfiguration(
             f"image {ref} has no tag that is a module version of {build.package}",
-            fix="tag the image with the module version to build, e.g. "
-            f"{head if colon and '/' not in tag else ref}:v1.2.3, or map its tag to one in "
-            "the spec's `build: {versions: {TAG: MODULE_VERSION}}`",
+            fix=f"tag the image with the module version to build, e.g. {repository}:v1.2.3, "
+            "or map its tag to one in the spec's `build: {versions: {TAG: MODULE_VERSION}}`",
         )
     files = {path.lstrip("/"): go_program(package, version) for path, package in build.programs}
     entrypoint = build.programs[0][0]

@@ -22,6 +22,20 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 CHUNK = 1 << 20
 
 
+def split_ref(ref: str) -> tuple[str, str, str]:
+    """An image reference's repository, tag and digest (the last two "" when it has none).
+
+    Example:
+        >>> split_ref("localhost:5000/demo:v2"), split_ref("demo@sha256:ab")
+        (('localhost:5000/demo', 'v2', ''), ('demo', '', 'sha256:ab'))
+    """
+    named, _, digest = ref.partition("@")
+    repository, colon, tag = named.rpartition(":")
+    if not colon or "/" in tag:  # a registry's port, not a tag
+        return named, "", digest
+    return repository, tag, digest
+
+
 def normalize_ref(ref: str) -> str:
     """Spell `ref` the way the CRI looks images up ("busybox:1" -> "docker.io/library/busybox:1").
 
@@ -29,8 +43,8 @@ def normalize_ref(ref: str) -> str:
         InvalidConfiguration: the reference has no tag, or its tag is `latest` (the kubelet
             would try to pull it from a registry, which this machine does not have).
     """
-    name, _, tag = ref.rpartition(":")
-    if not name or "/" in tag:
+    name, tag, _ = split_ref(ref)
+    if not tag:
         raise InvalidConfiguration(
             f"image reference {ref!r} has no tag",
             fix="give an explicit tag, e.g. demo/app:0.1 (untagged means :latest, always pulled)",
