@@ -468,7 +468,13 @@ def world(tmp_path, monkeypatch):
         kwargs=dict(
             cluster=cluster,
             kube=kube,
-            deployed=SimpleNamespace(namespace="kh-test-1", base_url="http://127.0.0.1:30080"),
+            deployed=SimpleNamespace(
+                namespace="kh-test-1",
+                base_url="http://127.0.0.1:30080",
+                objects=[
+                    {"kind": "Deployment", "metadata": {"name": "demo"}, "spec": {"replicas": 2}}
+                ],
+            ),
             service=service,
             load=FakeLoad(),
             timeline=FakeTimeline(),
