@@ -411,3 +411,21 @@ def test_the_html_opens_in_headless_chromium_and_shows_the_charts(tmp_path):
     for name, hue in hues.items():
         added = pixels_where(rows, hue) - pixels_where(bare_rows, hue)
         assert added > 50, f"the charts show no {name} line"
+
+
+def test_a_broken_promise_carries_its_finding_into_every_report(tmp_path):
+    """The `why` a scenario recorded (what in the manifests broke the promise) reaches
+    summary.md, results.json and the HTML, not only the test's failure message."""
+    run_dir = copy_run("valid-failed-hpa", tmp_path)
+    (result,) = run_dir.glob("*/result.json")
+    record = json.loads(result.read_text())
+    failed = next(v for v in record["verdicts"] if v["status"] == "fail")
+    failed["why"] = "Deployment demo runs 1 replica: while its only pod is replaced, nothing serves"
+    result.write_text(json.dumps(record))
+
+    files = write_report(run_dir)
+
+    assert "why: Deployment demo runs 1 replica" in files.markdown.read_text()
+    (test,) = strict_json(files.json)["tests"]
+    assert any(v["why"].startswith("Deployment demo runs 1") for v in test["verdicts"])
+    assert "why: Deployment demo runs 1 replica" in files.html.read_text()

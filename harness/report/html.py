@@ -276,7 +276,7 @@ def _test_html(view: TestView, run_dir: Path) -> str:
             + "".join(
                 f"<tr><td>{escape(v.name)}</td><td class='num'>{fmt(v.measured, v.unit)}</td>"
                 f"<td class='num'>{fmt(v.limit, v.unit)}</td><td>{_badge(v.status)}</td>"
-                f"<td>{escape(v.note)}</td></tr>"
+                f"<td>{escape(v.explanation)}</td></tr>"
                 for v in record.verdicts
             )
             + "</table>"

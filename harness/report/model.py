@@ -45,10 +45,16 @@ class VerdictRecord:
     note: str = ""
     since: float | None = None
     until: float | None = None
+    why: str = ""  # what in the manifests made it fail (harness.workload's findings)
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
+
+    @property
+    def explanation(self) -> str:
+        """The note and the finding, as one text for reports."""
+        return "; ".join(filter(None, [self.note, f"why: {self.why}" if self.why else ""]))
 
 
 @dataclass(frozen=True)
@@ -267,6 +273,7 @@ def _verdicts(raw: Any, problems: list[str]) -> Iterator[VerdictRecord]:
                 note=redact(str(item.get("note") or "")),
                 since=_number(item.get("since")),
                 until=_number(item.get("until")),
+                why=redact(str(item.get("why") or "")),
             )
         except (KeyError, TypeError, AttributeError):
             skipped += 1

@@ -177,6 +177,7 @@ def _verdict_json(v: VerdictRecord) -> dict[str, Any]:
         "unit": v.unit,
         "status": v.status,
         "note": v.note,
+        "why": v.why,
     }
 
 
@@ -216,7 +217,8 @@ def render_markdown(report: Report) -> str:
         lines += ["### Promises not kept", ""]
         lines += [
             f"- **{_md(v.record.label)}**: {_md(b.name)}: {fmt(b.measured, b.unit)} "
-            f"(limit {fmt(b.limit, b.unit)}){' - ' + _md(b.note) if b.note else ''}"
+            f"(limit {fmt(b.limit, b.unit)})"
+            f"{' - ' + _md(b.explanation) if b.explanation else ''}"
             for v, b in broken
         ]
         lines.append("")
