@@ -14,6 +14,7 @@ a timeout names the probe that has not passed. A failed deploy deletes what it c
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import socket
@@ -697,11 +698,16 @@ class Deployed:
         """
         self._apply(self._prepare(images, upgrade=upgrade))
 
-    def _prepare(self, images: Mapping[str, str], *, upgrade: bool) -> _Update:
-        replicas = {
+    def _current_replicas(self) -> dict[str, int]:
+        """Each Deployment's replica count now (an HPA may have changed it): what an update
+        keeps, since an apply that leaves out `replicas` would reset it to 1."""
+        return {
             name: self.kube.apps.read_namespaced_deployment(name, self.namespace).spec.replicas
             for name in self.deployments
         }
+
+    def _prepare(self, images: Mapping[str, str], *, upgrade: bool) -> _Update:
+        replicas = self._current_replicas()
         release = self.release.upgraded() if self.release and upgrade else self.release
         config = self._post_render(images, replicas)
         objects = config.shape(
@@ -735,7 +741,9 @@ class Deployed:
             if self.release is not None:
                 self._helm().rollback(self.release, self.namespace)
             else:
-                apply_all(self.applier, previous.objects, self._same_ports(), dry_run=False)
+                keep = self._post_render({}, self._current_replicas())
+                objects = keep.shape(copy.deepcopy(previous.objects))
+                apply_all(self.applier, objects, self._same_ports(), dry_run=False)
             self.previous = _Update(self.objects, self.release, previous.config)
             self.objects, self.release = previous.objects, previous.release
 

@@ -454,7 +454,7 @@ def test_partition_rules_go_into_the_pods_sandbox_netns_and_revert_twice_cleanly
     assert entry.undo == {"pid": 777, "netns": "net:[100]", "rules": list(faults.PARTITION_RULES)}
     for _ in range(2):
         revert(t.cluster, t.kube, entry, ledger=t.ledger)
-    deletes = [c for c in provider.calls if c[0] == "sh" and "iptables -w -D" in c[2]]
+    deletes = [c for c in provider.calls if c[0] == "sh" and "$ipt -w -D" in c[2]]
     assert len(deletes) == 2
     assert deletes[0][4:6] == ["777", "net:[100]"]
     assert t.ledger.pending() == []
@@ -616,7 +616,8 @@ def test_leftovers_reports_ledger_cordons_processes_rules_and_stopped_components
             "crictl inspectp": json.dumps(
                 {"info": {"pid": 7}, "status": {"metadata": {"namespace": "kh-t", "name": "p"}}}
             ),
-            "sh kube-harn": "pod kh-t/p: -A OUTPUT -m comment --comment kube-harness-chaos-abc\n",
+            "sh kube-harn": "pod kh-t/p (ip6tables): -A OUTPUT -m comment --comment "
+            "kube-harness-chaos-abc\n",
         }
     )
     provider.status["kubelet"]["wanted"] = False
@@ -629,7 +630,8 @@ def test_leftovers_reports_ledger_cordons_processes_rules_and_stopped_components
         "pending in the ledger: cordon abc on x node n1 in kh-t",
         "node n1 cordoned by fault(s) abc",
         "n1: process 4242 timeout 30.000 sh -c ... kube-harness-chaos-abc",
-        "n1: iptables rule in pod kh-t/p: -A OUTPUT -m comment --comment kube-harness-chaos-abc",
+        "n1: packet filter rule in pod kh-t/p (ip6tables): -A OUTPUT -m comment --comment "
+        "kube-harness-chaos-abc",
         "component kubelet is stopped",
     ]
     (listing,) = [c for c in provider.calls if c[0] == "sh" and "show()" in c[2]]
@@ -785,8 +787,9 @@ def test_partitioned_pod_leaves_the_endpoints_and_comes_back(
         timeline.mark("partition_pod", pod=pod, fault=fault.id)
         wait_for(lambda: listed(False), what=f"{pod} to leave the endpoints", timeout=20)
         found = leftovers(chaos.cluster, chaos.kube, ledger=Ledger("x", tmp_path / "none"))
-        assert sum(f"pod {deployed.namespace}/{pod}: -A" in line and fault.id in line
-                   for line in found) == 2, found  # fmt: skip
+        # Two rules (in and out), in IPv4's tables and in IPv6's.
+        assert sum(f"pod {deployed.namespace}/{pod} (ip" in line and fault.id in line
+                   for line in found) == 4, found  # fmt: skip
     wait_for(lambda: listed(True), what=f"{pod} back in the endpoints", timeout=60)
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 

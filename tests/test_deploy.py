@@ -414,6 +414,30 @@ def test_cluster_wide_rbac_is_per_namespace_and_goes_with_it(
     )
 
 
+REPLICAS_LEFT_TO_THE_HPA = Path(__file__).parent / "data" / "deploy" / "replicas-left-to-the-hpa"
+
+
+@pytest.mark.e2e
+def test_an_update_and_its_roll_back_keep_the_replicas_the_hpa_set(
+    kube_api: Kube, namespace: str, demo_images: dict[str, str]
+) -> None:
+    """Manifests without `replicas` (the HPA's to set): re-applying them must not reset the
+    Deployment to Kubernetes' default of 1, neither on update nor on roll back."""
+    demo = deploy(kube_api, namespace, REPLICAS_LEFT_TO_THE_HPA, images=demo_images, timeout=120)
+    try:
+        wait_for(
+            lambda: len(demo.pods()) == 2 or Pending(f"ready pods: {demo.pods()}"),
+            what="the HPA to bring the demo to its 2 replicas",
+            timeout=90,
+        )
+        demo.update({DEMO_REPOSITORY: demo_image_ref("v2")})
+        demo.roll_back()
+        scale = kube_api.apps.read_namespaced_deployment(demo.deployments[0], namespace)
+        assert scale.spec.replicas == 2
+    finally:
+        demo.teardown()
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("case", "error", "phrases"),

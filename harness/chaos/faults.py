@@ -82,37 +82,59 @@ for f in $(printf '%s\\n' "$m" | grep -lF -f - /proc/[0-9]*/cmdline 2>/dev/null)
 done
 true
 """
-_RULES_INSERT = """
+# Every rule goes into IPv4's and IPv6's tables alike: a command that dials `localhost`
+# inside the pod (an exec probe) may well reach the service over ::1.
+_FAMILIES = """
+families() {
+  echo iptables
+  nsenter -t "$1" -n ip6tables -w -S >/dev/null 2>&1 && echo ip6tables
+  true
+}
+"""
+_RULES_INSERT = (
+    _FAMILIES
+    + """
 pid=$1 m="$2$3"
 shift 3
-for rule in "$@"; do
-  nsenter -t "$pid" -n iptables -w -I $rule -m comment --comment "$m" -j DROP
+for ipt in $(families "$pid"); do
+  for rule in "$@"; do
+    nsenter -t "$pid" -n $ipt -w -I $rule -m comment --comment "$m" -j DROP
+  done
 done
 """
+)
 # A pod that is gone took its network namespace, and our rules, with it.
-_RULES_DELETE = """
+_RULES_DELETE = (
+    _FAMILIES
+    + """
 pid=$1 netns=$2 m="$3$4"
 shift 4
 [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" = "$netns" ] || exit 0
-for rule in "$@"; do
-  while nsenter -t "$pid" -n iptables -w -D $rule -m comment --comment "$m" -j DROP 2>/dev/null
-  do :; done
+left=
+for ipt in $(families "$pid"); do
+  for rule in "$@"; do
+    while nsenter -t "$pid" -n $ipt -w -D $rule -m comment --comment "$m" -j DROP 2>/dev/null
+    do :; done
+  done
+  left="$left$(nsenter -t "$pid" -n $ipt -w -S | while read -r r; do
+    case "$r" in *"$m"*) echo "$ipt $r" ;; esac
+  done)"
 done
-left=$(nsenter -t "$pid" -n iptables -w -S | while read -r r; do
-  case "$r" in *"$m"*) echo "$r" ;; esac
-done)
 [ -z "$left" ] || { echo "rules still in place: $left" >&2; exit 1; }
 """
+)
 # Arguments: marker halves, then "pid=label" per pod sandbox; the node's own rules first
 # (sandboxes in the node's network namespace are not listed twice).
 _RULES_LIST = """
 m="$1$2" node=$(readlink /proc/self/ns/net)
 shift 2
 show() { while read -r r; do case "$r" in *"$m"*) echo "$1: $r" ;; esac; done; }
-iptables -w -S 2>/dev/null | show "host network"
-for p in "$@"; do
-  [ "$(readlink "/proc/${p%%=*}/ns/net" 2>/dev/null)" = "$node" ] && continue
-  nsenter -t "${p%%=*}" -n iptables -w -S 2>/dev/null | show "${p#*=}"
+for ipt in iptables ip6tables; do
+  $ipt -w -S 2>/dev/null | show "host network ($ipt)"
+  for p in "$@"; do
+    [ "$(readlink "/proc/${p%%=*}/ns/net" 2>/dev/null)" = "$node" ] && continue
+    nsenter -t "${p%%=*}" -n $ipt -w -S 2>/dev/null | show "${p#*=} ($ipt)"
+  done
 done
 true
 """
@@ -1062,7 +1084,7 @@ def _node_leftovers(shell: NodeShell, node: str) -> list[str]:
         and (meta := (info.get("status") or {}).get("metadata") or {})
     ]
     rules = shell.node_exec(node, ["sh", "-c", _RULES_LIST, "sh", *pattern, *sandboxes])
-    found += [f"{node}: iptables rule in {line}" for line in rules.strip().splitlines()]
+    found += [f"{node}: packet filter rule in {line}" for line in rules.strip().splitlines()]
     return found
 
 
