@@ -317,3 +317,54 @@ def test_kube_state_metrics_as_its_plain_manifests_ship_it(
     assert unexplained(rest, KUBE_STATE_METRICS_SKIPS) == []
     for name in KUBE_STATE_METRICS_PASSES:
         assert found[name][0] == "passed", found[name][1][:3000]
+
+
+PODINFO = EXAMPLES / "podinfo" / "podinfo.spec.yaml"
+# Its exec probes (`podcli check http localhost:9898/...`), made to fail by the harness
+# dropping what they send to localhost inside the pod (over IPv4 and IPv6), and a start-up
+# slowed within what its liveness probe allows.
+PODINFO_PROBES = (
+    "test_failing_readiness_removes_the_pod_from_traffic",
+    "test_failing_liveness_restarts_the_container",
+    "test_slow_starter_is_protected_by_its_startup_probe",
+)
+
+
+@pytest.mark.e2e
+def test_podinfo_exec_probes_fail_through_the_harness(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    """podinfo's own kustomization, its images laid out as its Dockerfile lays them out
+    (podinfo and podcli, workdir /home/app): each exec probe fails when the harness makes it
+    fail, and the kubelet acts on it as the spec promises."""
+    found = run_example(pytester, monkeypatch, cluster, PODINFO, "test_probes.py")
+    for name in PODINFO_PROBES:
+        assert found[name][0] == "passed", found[name][1][:3000]
+
+
+# What podinfo's kustomization as shipped cannot keep, and the finding each failure names.
+PODINFO_FINDINGS = {
+    "drain-blocked-by-pdb": "the drain evicted every replica: no PodDisruptionBudget selects",
+    "partition-one-replica": "its readiness probe is an exec probe that dials localhost",
+}
+PODINFO_SKIPS = {
+    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.test_all
+def test_podinfo_as_its_kustomization_ships_it(
+    pytester: pytest.Pytester, monkeypatch, cluster
+) -> None:
+    """The whole built-in suite and every experiment on podinfo's kustomization: its HPA
+    (2-4) scales on the CPU the harness raises, it heals and rolls out without a failed
+    request, and what it lacks fails with that finding (no PodDisruptionBudget; exec probes
+    that a partition does not reach)."""
+    found = run_example(pytester, monkeypatch, cluster, PODINFO, ".")
+    for name, finding in PODINFO_FINDINGS.items():
+        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
+    rest = {k: v for k, v in found.items() if k not in PODINFO_FINDINGS}
+    assert unexplained(rest, PODINFO_SKIPS) == []
+    for name in (*PODINFO_PROBES, "test_hpa_scales_up_under_cpu_load_and_back_down"):
+        assert found[name][0] == "passed", found[name][1][:3000]
