@@ -175,6 +175,12 @@ WATCHED: tuple[Watched, ...] = (
 )
 
 
+# Entry types that carry an object's state (the others: DELETED, WATCH-ERROR, MARK).
+WATCH_EVENTS = ("ADDED", "MODIFIED", "SYNC")
+# In a DELETED entry's state: the deletion was seen by a relist, not by the watch.
+RELISTED = "gone_at_relist"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One fact on the timeline: at `t` (epoch seconds), `kind/name` was seen as `state`.
@@ -283,7 +289,10 @@ class TimelineRecorder:
             key = (entry.kind, entry.name)
             if entry.type == "MODIFIED" and self._last_state.get(key) == entry.state:
                 return entry  # a change outside what the summary keeps (heartbeats, counters)
-            self._last_state[key] = entry.state
+            if entry.type == "DELETED":
+                self._last_state.pop(key, None)
+            elif entry.type in WATCH_EVENTS:
+                self._last_state[key] = entry.state
             self._entries.append(entry)
             with self.path.open("a") as out:
                 out.write(entry.to_json() + "\n")
@@ -318,10 +327,22 @@ class TimelineRecorder:
         response = lister(*args, _preload_content=False, _request_timeout=30)
         listing = json.loads(response.data)
         now = self.clock()
-        for item in listing.get("items") or []:
+        items = listing.get("items") or []
+        for item in items:
             self._record(
                 Entry(now, "SYNC", spec.kind, item["metadata"]["name"], spec.summarize(item))
             )
+        # An object deleted while the watch was down sends no DELETED: the relist is the only
+        # word of it, as client-go's reflector replaces its whole store on a relist.
+        listed = {item["metadata"]["name"] for item in items}
+        with self._lock:
+            gone = [
+                (name, state)
+                for (kind, name), state in self._last_state.items()
+                if kind == spec.kind and name not in listed
+            ]
+        for name, state in gone:
+            self._record(Entry(now, "DELETED", spec.kind, name, state | {RELISTED: True}))
         return listing["metadata"]["resourceVersion"]
 
     def _watch(

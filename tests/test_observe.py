@@ -1,4 +1,16 @@
-from harness.observe import Entry, Timeline, summarize_endpointslice, summarize_hpa, summarize_pod
+import json
+from types import SimpleNamespace
+
+from harness.observe import (
+    RELISTED,
+    Entry,
+    Timeline,
+    TimelineRecorder,
+    Watched,
+    summarize_endpointslice,
+    summarize_hpa,
+    summarize_pod,
+)
 
 POD = {
     "metadata": {"name": "demo-1", "ownerReferences": [{"name": "demo-abc"}]},
@@ -100,3 +112,31 @@ def test_timeline_round_trips_through_json_lines(tmp_path):
     loaded = Timeline.load(path)
     assert [e.name for e in loaded.entries] == ["n1", "fault"]
     assert "+   0.75s MARK     Mark/fault" in loaded.render()
+
+
+def test_a_pod_deleted_while_the_watch_was_down_is_gone_after_the_relist(tmp_path):
+    """No DELETED event reaches a watch that is down: the relist says it, as client-go's
+    reflector replaces its store, so the timeline keeps no ghost that stays Ready."""
+    listings = [
+        [POD, {**POD, "metadata": {"name": "demo-2", "ownerReferences": [{"name": "demo-abc"}]}}],
+        [POD],
+    ]
+
+    def lister(*args, **kwargs):
+        items = listings.pop(0)
+        body = {"metadata": {"resourceVersion": "7"}, "items": items}
+        return SimpleNamespace(data=json.dumps(body).encode())
+
+    ticks = iter([10.0, 20.0])
+    recorder = TimelineRecorder(
+        SimpleNamespace(), "ns", tmp_path / "t.jsonl", watched=(), clock=lambda: next(ticks)
+    )
+    pods = Watched("Pod", lambda kube: lister, summarize_pod)
+    recorder._list(pods, lister, ("ns",))
+    recorder._list(pods, lister, ("ns",))  # after a disconnect: demo-2 went meanwhile
+
+    timeline = recorder.timeline()
+    assert set(timeline.states_at("Pod", 15.0)) == {"demo-1", "demo-2"}
+    assert set(timeline.states_at("Pod", 25.0)) == {"demo-1"}
+    (gone,) = [e for e in timeline.of("Pod") if e.type == "DELETED"]
+    assert (gone.name, gone.state[RELISTED]) == ("demo-2", True)
