@@ -107,6 +107,34 @@ def hpa_scaled_up(
     )
 
 
+HPA_KINDS = ("HorizontalPodAutoscaler", "Deployment")
+
+
+def _states_over(
+    kind: str, timeline: Timeline, name: str, since: float, until: float
+) -> list[dict[str, Any]]:
+    """An object's state as the window opens, then each recorded change within it."""
+    first = timeline.states_at(kind, since).get(name)
+    changes = [
+        e.state
+        for e in timeline.of(kind, since=since, until=until)
+        if e.name == name and e.type not in ("DELETED", "WATCH-ERROR")
+    ]
+    return ([first] if first is not None else []) + changes
+
+
+def _no_hpa(name: str, hpa: str, limit: float, unit: str) -> Verdict:
+    return Verdict(
+        name,
+        None,
+        limit,
+        unit,
+        "inconclusive",
+        f"no HorizontalPodAutoscaler named {hpa} was recorded, so nothing was judged: set the "
+        "spec's hpa.name to the HPA the manifests hold",
+    )
+
+
 def hpa_within_bounds(
     timeline: Timeline,
     *,
@@ -116,29 +144,20 @@ def hpa_within_bounds(
     since: float = 0,
     until: float = INF,
 ) -> Check:
-    """Neither the HPA's desired count nor the Deployment's replicas ever exceed `maximum`."""
-    seen = [
-        e.state.get("desired") or 0
-        for e in timeline.of("HorizontalPodAutoscaler", since=since, until=until)
-        if e.name == hpa
-    ]
-    seen += [
-        e.state.get("replicas") or 0
-        for e in timeline.of("Deployment", since=since, until=until)
-        if e.name == deployment
-    ]
+    """Neither the HPA's desired count nor the Deployment's replicas ever exceed `maximum`.
+
+    Inconclusive when the timeline holds no HPA named `hpa`: nothing was there to judge.
+    """
+    name = f"replicas of {deployment} never above {maximum}"
+    hpas = _states_over("HorizontalPodAutoscaler", timeline, hpa, since, until)
+    if not hpas:
+        return Check(_no_hpa(name, hpa, maximum, "replicas"), since, until, HPA_KINDS)
+    seen = [s.get("desired") or 0 for s in hpas]
+    seen += [s.get("replicas") or 0 for s in _states_over("Deployment", timeline, deployment,
+                                                           since, until)]  # fmt: skip
     peak = max(seen, default=0)
     return Check(
-        _verdict(
-            f"replicas of {deployment} never above {maximum}",
-            peak,
-            maximum,
-            "replicas",
-            peak <= maximum,
-        ),
-        since,
-        until,
-        ("HorizontalPodAutoscaler", "Deployment"),
+        _verdict(name, peak, maximum, "replicas", peak <= maximum), since, until, HPA_KINDS
     )
 
 
@@ -160,12 +179,15 @@ def hpa_scaled_down(
 def hpa_direction_changes(
     timeline: Timeline, *, hpa: str, maximum: int, since: float = 0, until: float = INF
 ) -> Check:
-    """The HPA's desired replica count reverses direction at most `maximum` times (no flapping)."""
-    desired = [
-        e.state.get("desired")
-        for e in timeline.of("HorizontalPodAutoscaler", since=since, until=until)
-        if e.name == hpa and e.state.get("desired") is not None
-    ]
+    """The HPA's desired replica count reverses direction at most `maximum` times (no flapping).
+
+    Inconclusive when the timeline holds no HPA named `hpa`: nothing was there to judge.
+    """
+    name = f"HPA {hpa} direction changes"
+    states = _states_over("HorizontalPodAutoscaler", timeline, hpa, since, until)
+    if not states:
+        return Check(_no_hpa(name, hpa, maximum, "reversals"), since, until, HPA_KINDS[:1])
+    desired = [s.get("desired") for s in states if s.get("desired") is not None]
     changes, direction, previous = 0, 0, None
     for value in desired:
         if previous is not None and value != previous:
@@ -174,10 +196,10 @@ def hpa_direction_changes(
             direction = step
         previous = value
     return Check(
-        _verdict(f"HPA {hpa} direction changes", changes, maximum, "reversals", changes <= maximum),
+        _verdict(name, changes, maximum, "reversals", changes <= maximum),
         since,
         until,
-        ("HorizontalPodAutoscaler",),
+        HPA_KINDS[:1],
     )
 
 

@@ -74,6 +74,24 @@ def test_hpa_bounds_and_scale_down():
     assert down.passed and down.verdict.measured == 30
 
 
+def test_hpa_checks_of_an_hpa_never_recorded_are_inconclusive_not_passed():
+    """A spec naming an HPA the timeline does not hold had nothing judged: it must not pass."""
+    timeline = Timeline([hpa(1, 2), deployment(5, replicas=2, ready=2)])
+    for check in (
+        a.hpa_within_bounds(timeline, hpa="web", deployment="demo", maximum=5),
+        a.hpa_direction_changes(timeline, hpa="web", maximum=2),
+    ):
+        assert check.verdict.status == "inconclusive" and not check.passed
+        assert "no HorizontalPodAutoscaler named web was recorded" in check.verdict.note
+
+
+def test_hpa_bounds_judge_the_state_the_window_opens_with():
+    """An HPA that changed before the window (and not within it) is still judged."""
+    timeline = Timeline([hpa(1, 6), deployment(2, replicas=6, ready=6)])
+    check = a.hpa_within_bounds(timeline, hpa="demo", deployment="demo", maximum=5, since=10)
+    assert check.verdict.measured == 6 and not check.passed
+
+
 def test_direction_changes_count_reversals_only():
     steady_climb = Timeline([hpa(t, d) for t, d in enumerate([2, 3, 4, 5, 5, 4, 3, 2])])
     assert a.hpa_direction_changes(steady_climb, hpa="demo", maximum=1).verdict.measured == 1
