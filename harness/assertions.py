@@ -315,22 +315,43 @@ def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: floa
     )
 
 
-def no_traffic_to(load: LoadResult, *, pod: str, after: float) -> Check:
-    """No request was answered by `pod` in any whole second after `after`."""
-    later = [p for p in load.series if p.t >= after]
-    served = sum(p.pods.get(pod, 0) for p in later)
+def no_traffic_to(
+    load: LoadResult, timeline: Timeline, *, pod: str, after: float, until: float = INF
+) -> Check:
+    """No request was answered by `pod` in any whole second from `after` to `until` (when
+    the probe was let pass again).
+
+    Judged from the answers that name their pod (the `X-Pod-Name` header). A service whose
+    answers name none is judged by the evidence there is: `pod` stayed out of the Services'
+    ready endpoints for the rest of the load (the verdict's note says so); with no request
+    after `after` at all, nothing was judged (inconclusive).
+    """
+    later = [p for p in load.series if after <= p.t < until]
+    until = min(until, later[-1].t + 1) if later else after
+    kinds = ("EndpointSlice", "Pod", "Mark")
+    name = f"requests answered by {pod} after it left the endpoints"
+    if not any(p.requests for p in later):
+        verdict = Verdict(name, None, 0, "requests", "inconclusive",
+                          "no request was sent after the pod left the endpoints")  # fmt: skip
+        return Check(verdict, after, until, kinds)
+    if any(p.pods for p in later):
+        served = sum(p.pods.get(pod, 0) for p in later)
+        return Check(_verdict(name, served, 0, "requests", served == 0), after, until, kinds)
+    back = [t for t in [after, *_moments(timeline, ("EndpointSlice",), after, until)]
+            if pod in ready_endpoint_pods(timeline, t)]  # fmt: skip
+    note = (
+        "judged by the EndpointSlices: the service's answers name no pod (no X-Pod-Name "
+        f"header), and {pod} "
+        + (f"was a ready endpoint again {back[0] - after:.1f}s later" if back else
+           "stayed out of every Service's ready endpoints while the load ran")
+    )  # fmt: skip
     return Check(
-        _verdict(
-            f"requests answered by {pod} after it left the endpoints",
-            served,
-            0,
-            "requests",
-            served == 0,
-        ),
+        Verdict(f"{pod} out of the endpoints while the load ran", len(back), 0,
+                "moments back", "pass" if not back else "fail", note),
         after,
-        later[-1].t + 1 if later else after,
-        ("EndpointSlice", "Pod", "Mark"),
-    )
+        until,
+        kinds,
+    )  # fmt: skip
 
 
 def start_slowed_from_first_probe(

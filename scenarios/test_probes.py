@@ -71,10 +71,15 @@ def test_failing_readiness_removes_the_pod_from_traffic(
                 what=f"{victim} to leave",
             )
             time.sleep(PROXY_SYNC_S + QUIET_S)
+            healed_at = time.time()  # the probe passes again from here on
     result = run.result()
     gone_at = failed_at + (left.verdict.measured or 0)
     evidence = Evidence("readiness probe", timeline.timeline(), loads=[result])
-    evidence.add(left, no_traffic_to(result, pod=victim, after=gone_at + PROXY_SYNC_S))
+    evidence.add(
+        left,
+        no_traffic_to(result, timeline.timeline(), pod=victim, after=gone_at + PROXY_SYNC_S,
+                      until=healed_at),
+    )  # fmt: skip
     evidence.add(
         *slo_checks(service_spec.slo, result, what="readiness failure"),
         why=workload_of(deployed, service_spec).why_unavailable_when_unready(),

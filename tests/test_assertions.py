@@ -146,8 +146,38 @@ def test_left_endpoints_and_no_traffic_after():
         series=[SeriesPoint(t, 10, 0, 2, 1, 2, 3, pods={"a": 5, "b": 5}) for t in (12, 13)]
         + [SeriesPoint(14, 10, 0, 2, 1, 2, 3, pods={"b": 10})]
     )
-    assert a.no_traffic_to(load, pod="a", after=14).passed
-    assert not a.no_traffic_to(load, pod="a", after=13).passed
+    assert a.no_traffic_to(load, timeline, pod="a", after=14).passed
+    assert not a.no_traffic_to(load, timeline, pod="a", after=13).passed
+
+
+def endpoint_slice(t: float, ready_a: bool) -> Entry:
+    return Entry(
+        t,
+        "MODIFIED",
+        "EndpointSlice",
+        "demo-x",
+        {"endpoints": [{"pod": "a", "ready": ready_a}, {"pod": "b", "ready": True}]},
+    )
+
+
+def test_no_traffic_to_a_pod_of_a_service_whose_answers_name_none_is_judged_by_endpoints():
+    """Without pod attribution (no X-Pod-Name header) the old check counted 0 requests to the
+    pod and passed whatever happened: now the EndpointSlices judge, and the note says so."""
+    anonymous = load_result(series=[SeriesPoint(t, 10, 0, 2, 1, 2, 3) for t in range(14, 24)])
+    stayed_out = Timeline([endpoint_slice(0, True), endpoint_slice(13, False)])
+    check = a.no_traffic_to(anonymous, stayed_out, pod="a", after=14)
+    assert check.passed and "judged by the EndpointSlices" in check.verdict.note
+    back_in = Timeline(
+        [endpoint_slice(0, True), endpoint_slice(13, False), endpoint_slice(18, True)]
+    )
+    check = a.no_traffic_to(anonymous, back_in, pod="a", after=14)
+    assert not check.passed and "was a ready endpoint again 4.0s later" in check.verdict.note
+
+
+def test_no_traffic_to_with_no_request_after_the_pod_left_is_inconclusive():
+    idle = load_result(series=[SeriesPoint(t, 0, 0, 2, None, None, None) for t in range(14, 20)])
+    check = a.no_traffic_to(idle, Timeline([]), pod="a", after=14)
+    assert check.verdict.status == "inconclusive" and not check.passed
 
 
 def test_rollout_checks():
