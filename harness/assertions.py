@@ -433,13 +433,17 @@ def startup_protected(
 def availability(
     load: LoadResult, *, since: float, until: float, max_error_rate: float, what: str
 ) -> Check:
-    """The share of failed requests between `since` and `until` stays within the limit."""
+    """The share of failed requests between `since` and `until` stays within the limit;
+    inconclusive when no request was sent then (nothing to judge)."""
+    kinds = ("Pod", "EndpointSlice", "Mark")
+    name = f"{what}: error rate"
+    if not any(p.requests for p in load.series_between(since, until)):
+        verdict = Verdict(name, None, max_error_rate, "ratio", "inconclusive",
+                          "no request was sent in that window")  # fmt: skip
+        return Check(verdict, since, until, kinds)
     rate = load.error_rate_between(since, until)
     return Check(
-        _verdict(f"{what}: error rate", rate, max_error_rate, "ratio", rate <= max_error_rate),
-        since,
-        until,
-        ("Pod", "EndpointSlice", "Mark"),
+        _verdict(name, rate, max_error_rate, "ratio", rate <= max_error_rate), since, until, kinds
     )
 
 

@@ -2,11 +2,12 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from harness import assertions as a
-from harness.load import LoadResult
+from harness.load import SLO, LoadResult
 from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
 from harness.observe import Entry, Timeline
 
@@ -275,3 +276,74 @@ def test_a_slow_starter_restarted_by_liveness_is_not_protected():
 def test_no_slow_starter_at_all_is_not_a_pass():
     checks = a.startup_protected(Timeline([]), deployment="demo", since=5, delay_s=20)
     assert not any(check.passed for check in checks)
+
+
+def test_availability_fails_over_its_limit_and_is_inconclusive_with_no_request():
+    load = load_result(series=[SeriesPoint(t, 10, 3 if t == 12 else 0, 2, 1, 2, 3)
+                               for t in range(10, 20)])  # fmt: skip
+    kept = a.availability(load, since=10, until=20, max_error_rate=0.05, what="pod deleted")
+    assert kept.passed and kept.verdict.measured == pytest.approx(0.03)
+    broken = a.availability(load, since=11, until=13, max_error_rate=0.05, what="pod deleted")
+    assert not broken.passed and broken.verdict.measured == pytest.approx(0.1)
+    idle = a.availability(load, since=30, until=40, max_error_rate=0.05, what="pod deleted")
+    assert idle.verdict.status == "inconclusive" and not idle.passed
+
+
+def test_slo_checks_fail_on_each_limit_missed():
+    stats = EndpointStats(None, "Aggregated", 100, 7, 50, 1, 900, 40, 800, 950, 3.0)
+    load = load_result()
+    load = LoadResult(load.base_url, 0, 100, stats, [stats], [], [], {}, {}, [], 0, None, Path("."))
+    slo = SLO(max_error_rate=0.01, max_p95_ms=500, max_p99_ms=2000, min_rps=5)
+    checks = {c.verdict.name: c for c in a.slo_checks(slo, load, what="rollout")}
+    assert not checks["rollout: error rate"].passed
+    assert not checks["rollout: p95 latency"].passed
+    assert checks["rollout: p99 latency"].passed
+    assert not checks["rollout: throughput"].passed
+
+
+def test_a_rollout_that_took_a_ready_pod_below_the_floor_is_caught():
+    timeline = Timeline(
+        [pod(0, "a"), pod(0, "b"), pod(5, "a", deleting=True), pod(9, "n1", owner="demo-new")]
+    )
+    floor = a.max_unavailable_respected(
+        timeline, deployment="demo", replicas=2, max_unavailable=0, since=4, until=20
+    )
+    assert not floor.passed and floor.verdict.measured == 1
+
+
+def test_a_stuck_rollout_is_detected_only_by_its_progress_deadline():
+    stuck = Timeline(
+        [
+            deployment(10, image="img:bad"),
+            deployment(70, image="img:bad",
+                       conditions={"Progressing": "False:ProgressDeadlineExceeded"}),
+        ]
+    )  # fmt: skip
+    assert a.rollout_stuck_detected(stuck, deployment="demo", started=5, within_s=90).passed
+    late = a.rollout_stuck_detected(stuck, deployment="demo", started=5, within_s=30)
+    assert not late.passed
+    never = Timeline([deployment(10, image="img:bad")])
+    missing = a.rollout_stuck_detected(never, deployment="demo", started=5, within_s=90)
+    assert not missing.passed and "never became ProgressDeadlineExceeded" in missing.verdict.note
+
+
+def fake_pod(name: str, image: str, owner: str = "demo-abc") -> SimpleNamespace:
+    return SimpleNamespace(
+        metadata=SimpleNamespace(
+            name=name, deletion_timestamp=None, owner_references=[SimpleNamespace(name=owner)]
+        ),
+        spec=SimpleNamespace(containers=[SimpleNamespace(image=image)]),
+    )
+
+
+def test_pods_left_on_the_old_image_are_named():
+    def kube(*pods):
+        listing = SimpleNamespace(items=list(pods))
+        return SimpleNamespace(core=SimpleNamespace(list_namespaced_pod=lambda ns: listing))
+
+    done = kube(fake_pod("a", "img:v2"), fake_pod("b", "img:v2"))
+    assert a.all_pods_run(done, "ns", deployment="demo", image="img:v2", at=10).passed
+    half = kube(fake_pod("a", "img:v2"), fake_pod("b", "img:v1"))
+    check = a.all_pods_run(half, "ns", deployment="demo", image="img:v2", at=10)
+    assert not check.passed and check.verdict.note == "not on it: b"
+    assert not a.all_pods_run(kube(), "ns", deployment="demo", image="img:v2", at=10).passed
