@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Generator, Iterator
 from contextlib import ExitStack
@@ -44,6 +45,10 @@ EXPERIMENT_KEY = pytest.StashKey[dict]()
 SERVICE_MARKER = "harness_service"
 # How tests share the run's cluster under pytest-xdist (see the `_cluster_turn` fixture).
 EXCLUSIVE_MARKER = "exclusive_cluster"
+# Set by a test that runs a pytest of its own against its cluster: the cluster it holds the
+# turn on (the inner run takes no turn of its own; the test is `exclusive_cluster` when the
+# inner run needs the cluster alone).
+TURN_HELD_ENV = "KUBE_HARNESS_CLUSTER_TURN_HELD"
 CPU_MARKER = "cpu_sensitive"
 REPEAT_FIXTURE = "harness_repeat"
 # pytest-kind owns --cluster-name; its default names its own clusters, not ours.
@@ -439,7 +444,10 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     locks = CACHE_DIR / "locks"
     name = request.getfixturevalue("cluster_options").name
     with ExitStack() as held:
-        held.enter_context(file_lock(locks / f"use-{name}.lock", shared=not exclusive))
+        # A pytest run by a test of another (an example suite) gets its turn from that test:
+        # waiting for the lock its parent holds would wait forever.
+        if os.environ.get(TURN_HELD_ENV) != name:
+            held.enter_context(file_lock(locks / f"use-{name}.lock", shared=not exclusive))
         if node.get_closest_marker(CPU_MARKER) is not None:
             held.enter_context(file_lock(locks / f"cpu-{name}.lock"))
         yield

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.cluster.provider import CACHE_DIR
+from harness.plugin import TURN_HELD_ENV
 from harness.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,8 @@ def run_example(
     # pytester gives the inner run a home of its own: it would build every cluster binary
     # again into an empty cache, and look for the running cluster in the wrong place.
     monkeypatch.setenv("HOME", str(CACHE_DIR.parents[1]))
+    # This test holds the cluster's turn for the inner run (alone, for a whole suite).
+    monkeypatch.setenv(TURN_HELD_ENV, cluster.options.name)
     junit = pytester.path / "junit.xml"
     result = pytester.runpytest_subprocess(
         f"--cluster-provider={cluster.name}",
@@ -264,6 +267,7 @@ GUBERNATOR_SKIPS = {
 
 @pytest.mark.e2e
 @pytest.mark.test_all
+@pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_gubernator_as_its_authors_chart_ships_it(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
@@ -304,6 +308,7 @@ KUBE_STATE_METRICS_PASSES = (
 
 @pytest.mark.e2e
 @pytest.mark.test_all
+@pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_kube_state_metrics_as_its_plain_manifests_ship_it(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
@@ -354,6 +359,7 @@ PODINFO_SKIPS = {
 
 @pytest.mark.e2e
 @pytest.mark.test_all
+@pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_podinfo_as_its_kustomization_ships_it(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
