@@ -28,14 +28,21 @@ KIND_ARGS := --cluster-provider=kind --cluster-workers=2
 KIND_SMOKE := tests/test_provider.py tests/test_kind.py tests/test_workflow.py \
 	scenarios/test_node_failure.py scenarios/test_zero_downtime_rollout.py
 
-.PHONY: run test test-all test-kind kind-prepare lint deps system-packages tools
+.PHONY: run unit test test-all test-kind kind-prepare lint deps system-packages tools
 
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
-test: lint tools kind-prepare
-	$(call pytest,tests scenarios -m "not test_all")
-	$(call pytest,$(KIND_ARGS) $(KIND_SMOKE))
+# The unit tier first (no cluster, no network, no Go; on both cores), and nothing else when
+# it fails; then what needs a cluster or builds, on local; then kind's part.
+test: unit lint tools kind-prepare
+	$(call pytest,tests scenarios -m "not test_all and (e2e or builds)")
+	$(call pytest,$(KIND_ARGS) -m e2e $(KIND_SMOKE))
+
+# The unit tier: every test that needs no cluster and builds nothing (`-m "not e2e and not
+# builds"`); the plugin marks a test e2e when its fixtures reach the cluster.
+unit: deps
+	$(call pytest,tests -m "not e2e and not builds" -n 2)
 
 # What CI's time leaves out (the examples' rollout scenarios), then every test and
 # scenario on kind.

@@ -10,11 +10,18 @@ from importlib.metadata import entry_points
 
 import pytest
 
+from harness.plugin import E2E_MARKER
+
 if not any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
     pytest_plugins = ["harness.plugin"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by the e2e marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that take this machine's one local cluster down and up again run after every
-    test that shares the run's cluster (a stable sort keeps the rest in order)."""
+    """Tests that take this machine's one local cluster down and up again are end-to-end
+    and run after every test that shares the run's cluster (a stable sort keeps the rest
+    in order)."""
+    for item in items:
+        if item.get_closest_marker("cluster_lifecycle") is not None:
+            item.add_marker(E2E_MARKER)
     items.sort(key=lambda item: item.get_closest_marker("cluster_lifecycle") is not None)

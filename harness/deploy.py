@@ -30,12 +30,13 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from harness.access import LoadEntry, Reach, reach
-from harness.cluster.provider import CACHE_DIR, DEFAULT_NODE_PORTS
+from harness.cluster.provider import DEFAULT_NODE_PORTS
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, WaitAborted
 from harness.helm import Helm, HelmRelease, PostRender, is_chart
 from harness.image_availability import check_images_available
 from harness.kube import API_NOT_UP, Kube, secret_value
 from harness.locks import file_lock
+from harness.paths import cache_dir
 from harness.progress import step
 from harness.render import Object, chart_release_name, describe, own_by_namespace, render
 from harness.wait import Pending, wait_for
@@ -129,7 +130,7 @@ class NodePortRotation:
     @classmethod
     def of(cls, kube: Kube) -> NodePortRotation:
         key = hashlib.sha256(str(Path(kube.kubeconfig).resolve()).encode()).hexdigest()[:16]
-        return cls(CACHE_DIR / "node-ports" / f"{key}.json")
+        return cls(cache_dir() / "node-ports" / f"{key}.json")
 
     def _read(self) -> dict[str, float]:
         try:

@@ -21,7 +21,7 @@ from harness.cluster import (
     select_provider,
 )
 from harness.cluster import active as active_cluster
-from harness.cluster.provider import CACHE_DIR, DEFAULT_CLUSTER_NAME
+from harness.cluster.provider import DEFAULT_CLUSTER_NAME
 from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
@@ -30,6 +30,7 @@ from harness.load import Load
 from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
+from harness.paths import cache_dir
 from harness.progress import show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
@@ -50,6 +51,8 @@ EXCLUSIVE_MARKER = "exclusive_cluster"
 # inner run needs the cluster alone).
 TURN_HELD_ENV = "KUBE_HARNESS_CLUSTER_TURN_HELD"
 CPU_MARKER = "cpu_sensitive"
+E2E_MARKER = "e2e"
+CLUSTER_FIXTURE = "cluster"
 REPEAT_FIXTURE = "harness_repeat"
 # pytest-kind owns --cluster-name; its default names its own clusters, not ours.
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
@@ -128,6 +131,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{SERVICE_MARKER}(name): the spec's service a test without parametrization runs "
         "against (chaos experiment items)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{E2E_MARKER}: uses a real cluster (set on every test whose fixtures include "
+        f"`{CLUSTER_FIXTURE}`)",
     )
     config.addinivalue_line(
         "markers",
@@ -217,9 +225,14 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m and -k deselect
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Markers by area: the built-in scenarios' `hpa`, `probes`, ..., experiments' `chaos`."""
+    """`e2e` on every test whose fixtures reach the run's cluster, so `-m "not e2e"` is the
+    unit tier without a list kept by hand; markers by area: the built-in scenarios' `hpa`,
+    `probes`, ..., experiments' `chaos`."""
     for item in items:
+        if CLUSTER_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(E2E_MARKER)
         name = "chaos" if isinstance(item, ExperimentItem) else suite.area(item.path)
         if name:
             item.add_marker(name)
@@ -411,7 +424,7 @@ def cluster(
     """
     try:
         provider = make_provider(cluster_selection.name, cluster_options)
-        with file_lock(CACHE_DIR / "locks" / f"cluster-{cluster_options.name}.lock"):
+        with file_lock(cache_dir() / "locks" / f"cluster-{cluster_options.name}.lock"):
             provider.create()
         provider.wait_ready()
     except HarnessError as exc:
@@ -441,7 +454,7 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     if "cluster" not in request.fixturenames and not exclusive:
         yield
         return
-    locks = CACHE_DIR / "locks"
+    locks = cache_dir() / "locks"
     name = request.getfixturevalue("cluster_options").name
     with ExitStack() as held:
         # A pytest run by a test of another (an example suite) gets its turn from that test:
@@ -455,7 +468,7 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def _run_cluster_file(run: Run) -> Path:
     """Where a run notes which provider brought its cluster up, for the final teardown."""
-    return CACHE_DIR / "runs" / run.run_id / "cluster-provider"
+    return cache_dir() / "runs" / run.run_id / "cluster-provider"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,7 +12,7 @@ from harness.access import LoadEntry
 from harness.assertions import Check, Evidence
 from harness.chaos import Target, cpu_hog, crash_process, fail_probe, injected
 from harness.chaos.slow_start import SlowStarter, slow_starts
-from harness.cluster.provider import CACHE_DIR, ClusterProvider
+from harness.cluster.provider import ClusterProvider
 from harness.deploy import Deployed, deploy, deployment_and_pods, rollout_verdict
 from harness.errors import InvalidConfiguration, WaitTimeout
 from harness.image_availability import runtime_images
@@ -22,6 +22,7 @@ from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.locks import file_lock
+from harness.paths import cache_dir
 from harness.progress import say, step
 from harness.render import render
 from harness.spec import GoProgramBuild, InvalidSpec, ResilienceSpec, ServiceSpec, load_spec
@@ -99,8 +100,8 @@ def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
     loaded again by the next run.
     """
     name = cluster.options.name
-    record = CACHE_DIR / "images-loaded" / f"{name}.json"
-    with file_lock(CACHE_DIR / "locks" / f"images-{name}.lock"):
+    record = cache_dir() / "images-loaded" / f"{name}.json"
+    with file_lock(cache_dir() / "locks" / f"images-{name}.lock"):
         identity = hashlib.sha256(cluster.kubeconfig().read_bytes()).hexdigest()
         try:
             noted = json.loads(record.read_text())

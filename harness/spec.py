@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from harness.errors import InvalidConfiguration
+from harness.gopackages import program_name
 from harness.helm import HelmRelease, is_chart
 from harness.images.oci import split_ref
 from harness.load import SLO
@@ -201,8 +202,6 @@ def _image_path(raw: Any) -> str:
     }
 )  # fmt: skip
 def _builder(raw: Any) -> str | GoProgramBuild:
-    from harness.cluster.build import program_name
-
     if isinstance(raw, Mapping):
         unknown = sorted(set(raw) - set(GO_BUILD_KEYS))
         if unknown or "go" not in raw:

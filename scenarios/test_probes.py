@@ -74,12 +74,12 @@ def test_failing_readiness_removes_the_pod_from_traffic(
             healed_at = time.time()  # the probe passes again from here on
     result = run.result()
     gone_at = failed_at + (left.verdict.measured or 0)
-    evidence = Evidence("readiness probe", timeline.timeline(), loads=[result])
+    seen = timeline.timeline()
+    evidence = Evidence("readiness probe", seen, loads=[result])
     evidence.add(
         left,
-        no_traffic_to(result, timeline.timeline(), pod=victim, after=gone_at + PROXY_SYNC_S,
-                      until=healed_at),
-    )  # fmt: skip
+        no_traffic_to(result, seen, pod=victim, after=gone_at + PROXY_SYNC_S, until=healed_at),
+    )
     evidence.add(
         *slo_checks(service_spec.slo, result, what="readiness failure"),
         why=workload_of(deployed, service_spec).why_unavailable_when_unready(),
@@ -159,12 +159,11 @@ def test_slow_starter_is_protected_by_its_startup_probe(
             {"spec": {"template": {"spec": {"containers": containers}}}},
         )
         wait_rolled_out(kube_api, deployed.namespace, [service_spec.deployment], timeout=budget)
-    evidence = Evidence("startup probe", timeline.timeline())
+    seen = timeline.timeline()
+    evidence = Evidence("startup probe", seen)
     evidence.add(*checks)
     evidence.add(
-        *startup_protected(
-            timeline.timeline(), deployment=service_spec.deployment, since=started, delay_s=delay
-        ),
+        *startup_protected(seen, deployment=service_spec.deployment, since=started, delay_s=delay),
         why=workload_of(deployed, service_spec).why_slow_start_restarted(
             service_spec.container, delay
         ),

@@ -19,6 +19,7 @@ from harness.deploy import Deployed, deploy
 from harness.images.builders import busybox_image
 from harness.kube import Kube
 from harness.namespaces import create_namespace, namespace_name
+from harness.paths import CACHE_DIR_ENV
 from harness.run import Run
 from harness.scenario import load_once
 from harness.wait import Pending, wait_for
@@ -37,6 +38,14 @@ class Kubectl:
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60) -> str:
         return run([*self.base, *args], input=input, timeout=timeout)
+
+
+@pytest.fixture
+def temp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache folder in place of ~/.cache/kube-harness ($HARNESS_CACHE_DIR)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
+    return cache
 
 
 @pytest.fixture(scope="module")

@@ -414,7 +414,6 @@ def test_no_leftovers_logs_each_one(fake, monkeypatch, caplog):
 # --- end to end -----------------------------------------------------------------------------
 
 
-@pytest.mark.e2e
 def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deployed, service_spec):
     """What an experiment does, activity by activity: steady state, a partition, its
     rollback, and the steady state again with nothing left behind."""

@@ -704,7 +704,6 @@ def cpu_rate(t: Target, pod: str, container: str, window: float = 2.0) -> float:
     return (container_usage(t, pod, container).cpu_usec - before) / 1e6 / window
 
 
-@pytest.mark.e2e
 def test_cpu_hog_raises_the_containers_cpu_usage(chaos, deployed, service_spec, timeline, tmp_path):
     """The hog's CPU time shows in the container's cgroup; its process is found without the
     ledger too, and is gone after the revert."""
@@ -722,7 +721,6 @@ def test_cpu_hog_raises_the_containers_cpu_usage(chaos, deployed, service_spec, 
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
-@pytest.mark.e2e
 def test_memory_pressure_raises_the_containers_memory(chaos, deployed, service_spec, timeline):
     pod, container = deployed.pods()[0], service_spec.container
     before = container_usage(chaos, pod, container).memory_bytes
@@ -739,7 +737,6 @@ def test_memory_pressure_raises_the_containers_memory(chaos, deployed, service_s
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
-@pytest.mark.e2e
 def test_crash_via_service_restarts_the_container(chaos, deployed, kube_api, service_spec):
     """The service's own crash hook (a token from its Secret, through a port-forward) kills
     the process; the kubelet restarts the container."""
@@ -772,7 +769,6 @@ def ready_in_endpoints(kube, namespace: str) -> set[str]:
     }
 
 
-@pytest.mark.e2e
 def test_partitioned_pod_leaves_the_endpoints_and_comes_back(
     chaos, deployed, kube_api, timeline, tmp_path
 ):
@@ -799,7 +795,6 @@ def restarts(kube, namespace: str, pod: str) -> int:
     return sum(c.restart_count for c in statuses)
 
 
-@pytest.mark.e2e
 def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
     chaos, deployed, kube_api, service_spec, timeline, tmp_path
 ):
@@ -825,7 +820,6 @@ def test_failed_readiness_probe_takes_the_pod_out_while_the_service_answers(
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
-@pytest.mark.e2e
 def test_crashed_process_is_restarted_with_exit_code_137(chaos, deployed, kube_api, service_spec):
     pod = deployed.pods()[0]
     crash_process(chaos, pod, service_spec.container)
@@ -841,7 +835,6 @@ def test_crashed_process_is_restarted_with_exit_code_137(chaos, deployed, kube_a
     assert wait_for(crashed, what=f"{pod} to restart", timeout=30, interval=0.5) == 137
 
 
-@pytest.mark.e2e
 def test_reverting_a_fault_whose_pod_is_gone_is_clean(chaos, deployed):
     """The pod's network namespace took the rules with it: revert has nothing to do, twice."""
     pod = deployed.pods()[0]
@@ -869,7 +862,6 @@ LOOKUP = (
 )
 
 
-@pytest.mark.e2e
 def test_dns_failure_fails_lookups_from_the_pod_until_reverted(
     chaos, deployed, kube_api, service_spec, timeline
 ):
@@ -899,7 +891,6 @@ def cordoned_by(kube, node: str) -> list[str] | None:
     return ids.split(",") if current.spec.unschedulable else None
 
 
-@pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_drain_is_held_by_the_pdb_on_a_single_node(
     chaos, deployed, kube_api, service_spec, timeline
@@ -946,7 +937,6 @@ def test_drain_is_held_by_the_pdb_on_a_single_node(
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
-@pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kube_api):
     if not isinstance(cluster, ComponentControl):
@@ -975,7 +965,6 @@ def test_kubelet_restart_keeps_the_cluster_working(chaos, cluster, deployed, kub
     assert leftovers(chaos.cluster, chaos.kube, namespace=chaos.namespace) == []
 
 
-@pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_stopped_kubelet_is_a_leftover_until_reverted(cluster, kube_api, namespace):
     if not isinstance(cluster, ComponentControl):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos.ledger import LEDGER_DIR, Injected, Ledger, ledger_path
+from harness.chaos.ledger import Injected, Ledger, ledger_path
 from harness.errors import InvalidConfiguration
+from harness.paths import cache_dir
 
 
 def entry(id: str, fault: str = "cpu_hog", namespace: str | None = "kh-a") -> Injected:
@@ -26,7 +27,7 @@ def entry(id: str, fault: str = "cpu_hog", namespace: str | None = "kh-a") -> In
 
 
 def test_each_cluster_has_its_own_ledger_file():
-    assert ledger_path("kube-harness") == LEDGER_DIR / "kube-harness.jsonl"
+    assert ledger_path("kube-harness") == cache_dir() / "chaos" / "kube-harness.jsonl"
     assert Ledger("kube-harness").path == ledger_path("kube-harness")
 
 

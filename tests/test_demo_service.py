@@ -324,6 +324,7 @@ def test_crash_endpoint_ends_the_process_with_its_code(process: Process) -> None
 # --- the image: built offline for the local provider, and the Dockerfile for Docker users ---
 
 
+@pytest.mark.builds
 def test_demo_images_hold_the_app_and_their_version() -> None:
     from harness.images.demo import APP_SOURCE, DEMO_USER, build_demo_images, demo_image_ref
     from harness.images.oci import archive_ref

@@ -278,7 +278,6 @@ def pods_answering(base_url: str, requests: int) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.e2e
 def test_ci_overlay_rolls_out_and_answers_on_localhost(
     kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
@@ -303,7 +302,6 @@ def test_ci_overlay_rolls_out_and_answers_on_localhost(
     assert leftovers(kube_api, namespace) == []
 
 
-@pytest.mark.e2e
 def test_rollout_to_v2_keeps_the_nodeport(
     kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
@@ -336,7 +334,6 @@ def version_of(base_url: str) -> tuple[int, dict[str, str], dict[str, Any]]:
         return response.status, dict(response.headers), json.loads(response.read())
 
 
-@pytest.mark.e2e
 def test_two_namespaces_get_different_nodeports(
     kube_api: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
 ) -> None:
@@ -380,7 +377,6 @@ def cluster_roles(kube: Kube, prefix: str) -> set[str]:
     return {f"{kind} {name}" for kind, name in found if name.startswith(prefix)}
 
 
-@pytest.mark.e2e
 def test_cluster_wide_rbac_is_per_namespace_and_goes_with_it(
     kube_api: Kube, namespace: str, demo_images: dict[str, str], harness_run: Run
 ) -> None:
@@ -417,7 +413,6 @@ def test_cluster_wide_rbac_is_per_namespace_and_goes_with_it(
 REPLICAS_LEFT_TO_THE_HPA = Path(__file__).parent / "data" / "deploy" / "replicas-left-to-the-hpa"
 
 
-@pytest.mark.e2e
 def test_an_update_and_its_roll_back_keep_the_replicas_the_hpa_set(
     kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:
@@ -438,7 +433,6 @@ def test_an_update_and_its_roll_back_keep_the_replicas_the_hpa_set(
         demo.teardown()
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("case", "error", "phrases"),
     [
@@ -469,7 +463,6 @@ def test_bad_input_fails_fast_names_the_cause_and_leaves_nothing(
     assert leftovers(kube_api, namespace) == []
 
 
-@pytest.mark.e2e
 def test_missing_image_is_named_before_anything_is_created(
     cluster: ClusterProvider, kube_api: Kube, namespace: str
 ) -> None:
@@ -490,7 +483,6 @@ def test_missing_image_is_named_before_anything_is_created(
     assert leftovers(kube_api, namespace) == []
 
 
-@pytest.mark.e2e
 def test_readiness_that_never_passes_is_named_at_the_timeout(
     kube_api: Kube, namespace: str, demo_images: dict[str, str]
 ) -> None:

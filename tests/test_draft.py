@@ -149,6 +149,7 @@ def test_a_single_manifest_file_is_drafted_with_its_own_path(tmp_path):
     assert "# manifest file, relative to this file" in out.read_text()
 
 
+@pytest.mark.builds
 def test_a_helm_chart_is_drafted_from_its_default_values(tmp_path):
     out = tmp_path / "shop.spec.yaml"
     write_draft(CHART, out)

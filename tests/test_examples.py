@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster.provider import CACHE_DIR
+from harness.paths import HOME_CACHE_DIR
 from harness.plugin import TURN_HELD_ENV
 from harness.spec import load_spec
 
@@ -94,6 +94,23 @@ def unexplained(found: Mapping[str, tuple[str, str]], skips: Mapping[str, str]) 
     return bad
 
 
+def assert_suite_outcomes(
+    found: Mapping[str, tuple[str, str]],
+    findings: Mapping[str, str],
+    skips: Mapping[str, str],
+    passes: tuple[str, ...],
+) -> None:
+    """A whole suite's outcomes as the service's manifests lead to them: each item in
+    `findings` fails naming its finding, each in `passes` passes, and the rest pass, fail
+    saying why, or skip for the reason in `skips`."""
+    for name, finding in findings.items():
+        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
+    rest = {k: v for k, v in found.items() if k not in findings}
+    assert unexplained(rest, skips) == []
+    for name in passes:
+        assert found[name][0] == "passed", found[name][1][:3000]
+
+
 def test_unexplained_outcomes_are_found() -> None:
     found = {
         "a": ("passed", ""),
@@ -110,6 +127,12 @@ def test_unexplained_outcomes_are_found() -> None:
     ]
 
 
+# A whole suite with every experiment takes up to 26 minutes here (podinfo: two to four
+# replicas through every scenario); a part of one, a few.
+WHOLE_SUITE_TIMEOUT_S = 45 * 60
+PART_TIMEOUT_S = 25 * 60
+
+
 def run_example(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cluster, spec: Path, *scenarios: str
 ):
@@ -117,7 +140,7 @@ def run_example(
     each item's outcome and message."""
     # pytester gives the inner run a home of its own: it would build every cluster binary
     # again into an empty cache, and look for the running cluster in the wrong place.
-    monkeypatch.setenv("HOME", str(CACHE_DIR.parents[1]))
+    monkeypatch.setenv("HOME", str(HOME_CACHE_DIR.parents[1]))
     # This test holds the cluster's turn for the inner run (alone, for a whole suite).
     monkeypatch.setenv(TURN_HELD_ENV, cluster.options.name)
     junit = pytester.path / "junit.xml"
@@ -131,7 +154,7 @@ def run_example(
         "-p",
         "no:randomly",
         *(str(SCENARIOS / name) for name in scenarios),
-        timeout=1500,
+        timeout=WHOLE_SUITE_TIMEOUT_S if scenarios == (".",) else PART_TIMEOUT_S,
     )
     found = outcomes(junit) if junit.is_file() else {}
     assert found, result.stdout.str()[-3000:]
@@ -141,7 +164,6 @@ def run_example(
 HTTPBIN = EXAMPLES / "go-httpbin" / "go-httpbin.spec.yaml"
 
 
-@pytest.mark.e2e
 def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
     """Self-healing and probes on go-httpbin's own kustomization: every promise is kept or
     broken with a sentence that says why; the harness's own probe fault works on it."""
@@ -156,7 +178,6 @@ def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, monkeypatc
     assert deleted[0] == "passed" or "runs 1 replica" in deleted[1], deleted[1][:2000]
 
 
-@pytest.mark.e2e
 @pytest.mark.test_all
 def test_go_httpbin_rollouts_and_capacity(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
     """Rollouts (and the broken image) and the capacity scenario on go-httpbin as shipped."""
@@ -201,7 +222,6 @@ def test_the_cpu_pressure_variant_is_valid(tmp_path: Path) -> None:
     assert (service.hpa.driver, service.load.cpu_path) == ("cpu-pressure", "/")
 
 
-@pytest.mark.e2e
 def test_cpu_pressure_drives_the_hpa_of_a_service_without_a_cpu_heavy_path(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
@@ -226,7 +246,6 @@ def test_the_longer_start_variant_is_valid(tmp_path: Path) -> None:
     assert service.probes.startup_delay_s == 45
 
 
-@pytest.mark.e2e
 def test_a_start_longer_than_liveness_allows_fails_saying_why(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
@@ -265,7 +284,6 @@ GUBERNATOR_SKIPS = {
 }
 
 
-@pytest.mark.e2e
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_gubernator_as_its_authors_chart_ships_it(
@@ -275,12 +293,12 @@ def test_gubernator_as_its_authors_chart_ships_it(
     by Helm: its HPA scales on CPU the harness raises, it heals, and what the chart lacks
     (probes, a PodDisruptionBudget, a short progress deadline) fails with that finding."""
     found = run_example(pytester, monkeypatch, cluster, GUBERNATOR, ".")
-    for name, finding in GUBERNATOR_FINDINGS.items():
-        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
-    rest = {k: v for k, v in found.items() if k not in GUBERNATOR_FINDINGS}
-    assert unexplained(rest, GUBERNATOR_SKIPS) == []
-    for name in ("test_hpa_scales_up_under_cpu_load_and_back_down", "container-kill"):
-        assert found[name][0] == "passed", found[name][1][:3000]
+    assert_suite_outcomes(
+        found,
+        GUBERNATOR_FINDINGS,
+        GUBERNATOR_SKIPS,
+        ("test_hpa_scales_up_under_cpu_load_and_back_down", "container-kill"),
+    )
 
 
 KUBE_STATE_METRICS = EXAMPLES / "kube-state-metrics" / "kube-state-metrics.spec.yaml"
@@ -306,7 +324,6 @@ KUBE_STATE_METRICS_PASSES = (
 )
 
 
-@pytest.mark.e2e
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_kube_state_metrics_as_its_plain_manifests_ship_it(
@@ -316,12 +333,9 @@ def test_kube_state_metrics_as_its_plain_manifests_ship_it(
     files: its ClusterRole and binding per test namespace, its probes failed by the harness,
     and what one replica without a PodDisruptionBudget cannot keep, failing with that."""
     found = run_example(pytester, monkeypatch, cluster, KUBE_STATE_METRICS, ".")
-    for name, finding in KUBE_STATE_METRICS_FINDINGS.items():
-        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
-    rest = {k: v for k, v in found.items() if k not in KUBE_STATE_METRICS_FINDINGS}
-    assert unexplained(rest, KUBE_STATE_METRICS_SKIPS) == []
-    for name in KUBE_STATE_METRICS_PASSES:
-        assert found[name][0] == "passed", found[name][1][:3000]
+    assert_suite_outcomes(
+        found, KUBE_STATE_METRICS_FINDINGS, KUBE_STATE_METRICS_SKIPS, KUBE_STATE_METRICS_PASSES
+    )
 
 
 PODINFO = EXAMPLES / "podinfo" / "podinfo.spec.yaml"
@@ -335,7 +349,6 @@ PODINFO_PROBES = (
 )
 
 
-@pytest.mark.e2e
 def test_podinfo_exec_probes_fail_through_the_harness(
     pytester: pytest.Pytester, monkeypatch, cluster
 ) -> None:
@@ -357,7 +370,6 @@ PODINFO_SKIPS = {
 }
 
 
-@pytest.mark.e2e
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_podinfo_as_its_kustomization_ships_it(
@@ -368,9 +380,9 @@ def test_podinfo_as_its_kustomization_ships_it(
     request, and what it lacks fails with that finding (no PodDisruptionBudget; exec probes
     that a partition does not reach)."""
     found = run_example(pytester, monkeypatch, cluster, PODINFO, ".")
-    for name, finding in PODINFO_FINDINGS.items():
-        assert found[name][0] == "failed" and finding in found[name][1], found[name][1][:3000]
-    rest = {k: v for k, v in found.items() if k not in PODINFO_FINDINGS}
-    assert unexplained(rest, PODINFO_SKIPS) == []
-    for name in (*PODINFO_PROBES, "test_hpa_scales_up_under_cpu_load_and_back_down"):
-        assert found[name][0] == "passed", found[name][1][:3000]
+    assert_suite_outcomes(
+        found,
+        PODINFO_FINDINGS,
+        PODINFO_SKIPS,
+        (*PODINFO_PROBES, "test_hpa_scales_up_under_cpu_load_and_back_down"),
+    )

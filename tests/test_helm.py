@@ -40,6 +40,7 @@ def test_a_chart_is_a_folder_with_chart_yaml_or_a_tgz(tmp_path: Path) -> None:
     assert chart_release_name(DEMO_CHART) == "demo"
 
 
+@pytest.mark.builds
 def test_a_chart_renders_with_values_set_values_namespace_and_images(tmp_path: Path) -> None:
     values = tmp_path / "ci.yaml"
     values.write_text("drainDelaySeconds: 5\n")
@@ -57,6 +58,7 @@ def test_a_chart_renders_with_values_set_values_namespace_and_images(tmp_path: P
     assert container["env"] == [{"name": "DRAIN_DELAY_S", "value": "5"}]
 
 
+@pytest.mark.builds
 def test_a_chart_that_does_not_render_is_named_with_the_helm_command(tmp_path: Path) -> None:
     chart = tmp_path / "broken"
     (chart / "templates").mkdir(parents=True)
@@ -68,6 +70,7 @@ def test_a_chart_that_does_not_render_is_named_with_the_helm_command(tmp_path: P
     assert "helm template broken" in str(raised.value)
 
 
+@pytest.mark.builds
 def test_the_post_renderer_sets_namespace_images_node_ports_and_replicas(tmp_path: Path) -> None:
     manifests = template(HelmRelease("shop", DEMO_CHART, set=(("service.type", "NodePort"),)), None)
     config = PostRender(
@@ -160,7 +163,6 @@ def version_answering(base_url: str) -> str:
         return json.load(response)["version"]
 
 
-@pytest.mark.e2e
 def test_a_chart_installs_upgrades_and_rolls_back_as_a_helm_release(
     cluster: ClusterProvider, kube_api: Kube, namespace: str
 ) -> None:
@@ -197,6 +199,7 @@ def test_a_chart_installs_upgrades_and_rolls_back_as_a_helm_release(
     assert helm.releases(namespace) == []
 
 
+@pytest.mark.builds
 def test_charts_render_for_a_current_kubernetes_not_helms_default() -> None:
     """gubernator's chart picks its HPA API by .Capabilities.KubeVersion: rendered for Helm's
     built-in default (v1.20) it asks for autoscaling/v2beta2, which no current cluster serves."""

@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import CommandFailed, InvalidConfiguration
 from harness.images import builders, debian_rootfs, write_oci_archive
-from harness.images.cache import cached
+from harness.images.cache import cached, images_dir
 from harness.images.layers import files_layer
 from harness.images.oci import archive_ref, file_digest, normalize_ref
 from harness.spec import GoProgramBuild
@@ -119,9 +119,8 @@ def test_cache_builds_once_and_detects_a_damaged_entry(tmp_path: Path) -> None:
 
 
 def test_pause_and_busybox_images_are_built_from_this_machine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    temp_cache: Path,
 ) -> None:
-    monkeypatch.setattr(builders, "IMAGES_DIR", tmp_path)
     pause, pause_ref = builders.pause_image()
     busybox, busybox_ref = builders.busybox_image()
     assert archive_ref(pause) == pause_ref
@@ -131,8 +130,9 @@ def test_pause_and_busybox_images_are_built_from_this_machine(
     assert len([n for n in names if n.startswith("blobs/")]) == 3
 
 
+@pytest.mark.builds
 def test_debian_rootfs_is_built_once_and_reused(tmp_path: Path) -> None:
-    rootfs = builders.IMAGES_DIR / "rootfs-test-essential.tar"
+    rootfs = images_dir() / "rootfs-test-essential.tar"
     built = debian_rootfs(rootfs, include=[])
     stamp = built.stat().st_mtime
     with tarfile.open(built) as tar:
@@ -142,6 +142,7 @@ def test_debian_rootfs_is_built_once_and_reused(tmp_path: Path) -> None:
     assert debian_rootfs(rootfs, include=[]).stat().st_mtime == stamp
 
 
+@pytest.mark.builds
 def test_debian_rootfs_with_an_unknown_package_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(CommandFailed, match="mmdebstrap"):
         debian_rootfs(tmp_path / "bad.tar", include=["no-such-package-kh"])
@@ -169,7 +170,6 @@ def test_a_go_build_is_laid_out_as_its_programs_say(
         return path
 
     monkeypatch.setattr("harness.cluster.build.go_program", fake_go_program)
-    monkeypatch.setattr(builders, "IMAGES_DIR", tmp_path / "images")
     build = GoProgramBuild(
         (
             ("/home/app/web", "example.org/web/cmd/web"),

@@ -15,6 +15,7 @@ from harness.cluster.provider import ClusterOptions, ClusterProvider, Timings
 from harness.commands import run
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
+from harness.paths import CACHE_DIR_ENV
 from harness.wait import Pending, wait_for
 
 FAKE_KIND = textwrap.dedent(
@@ -106,8 +107,7 @@ def test_config_shortens_control_plane_timings_for_both_kubeadm_versions():
 def test_command_lines_handed_to_kind(fake_kind, tmp_path, monkeypatch):
     binary, log = fake_kind
     monkeypatch.chdir(tmp_path)  # pytest-kind keeps a .pytest-kind/ folder in the cwd
-    monkeypatch.setattr(kind, "CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(kind_prepare, "PREPARED_NODE_IMAGE", tmp_path / "no-node-image")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))  # no node image prepared
     guard = []
     monkeypatch.setattr(kind, "add_forward_guard", lambda: guard.append("added"))
     monkeypatch.setattr(kind, "remove_forward_guard", lambda: guard.append("removed"))
@@ -178,7 +178,6 @@ def kind_cluster(cluster: ClusterProvider) -> kind.KindProvider:
     return cluster
 
 
-@pytest.mark.e2e
 def test_nodes_are_one_control_plane_and_the_workers_asked_for(
     kind_cluster: kind.KindProvider, kube_api: Kube
 ) -> None:
@@ -192,7 +191,6 @@ def test_nodes_are_one_control_plane_and_the_workers_asked_for(
     )
 
 
-@pytest.mark.e2e
 def test_api_and_nodeports_are_published_on_loopback_only(
     kind_cluster: kind.KindProvider,
 ) -> None:
@@ -204,7 +202,6 @@ def test_api_and_nodeports_are_published_on_loopback_only(
     assert all(" -> 127.0.0.1:" in line for line in published), published
 
 
-@pytest.mark.e2e
 def test_nodes_run_the_node_image_asked_for(kind_cluster: kind.KindProvider) -> None:
     wanted = kind_cluster.options.node_image or kind_prepare.prepared_node_image()
     if wanted is None:
@@ -214,13 +211,11 @@ def test_nodes_run_the_node_image_asked_for(kind_cluster: kind.KindProvider) -> 
         assert image == wanted, node
 
 
-@pytest.mark.e2e
 def test_node_logs_are_collected(kind_cluster: kind.KindProvider, tmp_path: Path) -> None:
     names = {p.name for p in kind_cluster.collect_logs(tmp_path)}
     assert {"kubelet.log", "containerd.log"} <= names
 
 
-@pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_stopped_worker_goes_not_ready_and_comes_back(
     kind_cluster: kind.KindProvider, kube_api: Kube
@@ -245,7 +240,6 @@ def test_stopped_worker_goes_not_ready_and_comes_back(
     wait_for(lambda: ready_is("True"), what=f"{node} Ready again", timeout=120)
 
 
-@pytest.mark.e2e
 @pytest.mark.exclusive_cluster
 def test_a_single_node_cluster_comes_up_and_goes_away(
     kind_cluster: kind.KindProvider, tmp_path: Path
@@ -267,7 +261,7 @@ def test_a_single_node_cluster_comes_up_and_goes_away(
 
 
 def test_component_control_drives_the_systemd_units_of_every_node(tmp_path, monkeypatch):
-    monkeypatch.setattr(kind, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
     provider = kind.KindProvider(ClusterOptions(name="demo"), kind_path=tmp_path / "kind")
     calls = []
     states = {"demo-control-plane": "active", "demo-worker": "inactive"}

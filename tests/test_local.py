@@ -27,7 +27,6 @@ from harness.kube import Kube
 from harness.wait import Pending, wait_for
 
 # These check the run's cluster; the two that stop part of it run alone (exclusive_cluster).
-pytestmark = [pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")

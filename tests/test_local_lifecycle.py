@@ -27,7 +27,6 @@ from harness.wait import Pending, wait_for
 # One local cluster per machine: these tests take it down, so nothing else may use it meanwhile
 # (under xdist they wait for every other test's turn to end, see harness.plugin._cluster_turn).
 pytestmark = [
-    pytest.mark.e2e,
     pytest.mark.cluster_lifecycle,
     pytest.mark.exclusive_cluster,
 ]
@@ -172,11 +171,8 @@ def test_busy_nodeport_gives_one_clear_error_and_leaves_nothing(clean_machine) -
     assert leftovers(provider.layout, chains_before) == []
 
 
-def test_corrupted_image_cache_entry_gives_one_clear_error(
-    clean_machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_corrupted_image_cache_entry_gives_one_clear_error(clean_machine, temp_cache: Path) -> None:
     provider, chains_before = clean_machine
-    monkeypatch.setattr(builders, "IMAGES_DIR", tmp_path)
     archive, _ = builders.pause_image()
     with archive.open("ab") as damaged:
         damaged.write(b"not part of the image")

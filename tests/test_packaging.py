@@ -265,6 +265,7 @@ def assert_suite_beside_own(ids: list[str]) -> None:
     }
 
 
+@pytest.mark.builds
 def test_the_installed_wheel_collects_the_suite_beside_the_repositorys_own(installed):
     run = installed.run("pytest", "--resilience-spec=resilience.yaml", "--collect-only", "-q")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -278,13 +279,13 @@ def test_the_installed_wheel_collects_the_suite_beside_the_repositorys_own(insta
     ]
 
 
+@pytest.mark.builds
 def test_harness_run_from_the_installed_wheel(installed):
     run = installed.run("harness", "run", "resilience.yaml", "--", "--collect-only", "-q")
     assert run.returncode == 0, run.stdout + run.stderr
     assert_suite_beside_own(collected_ids(run.stdout))
 
 
-@pytest.mark.e2e
 def test_a_scenario_runs_from_the_installed_wheel(installed, cluster, cluster_options):
     """One short built-in scenario, from the wheel, on the run's cluster (kept: it is this
     session's)."""

@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from harness.kube import Kube
+from harness.locks import file_lock
 from harness.namespaces import MANAGED_BY, namespace_name
+from harness.plugin import TURN_HELD_ENV
 
 SHOW_SELECTION = """
 def test_show(cluster_selection):
@@ -123,7 +125,6 @@ def _phase(kube: Kube, name: str) -> str:
         raise
 
 
-@pytest.mark.e2e
 def test_namespaces_are_removed_and_failures_leave_diagnostics(pytester, cluster, kube_api):
     pytester.makepyfile(INNER_NAMESPACE_TESTS)
     result = pytester.runpytest_subprocess(
@@ -250,6 +251,42 @@ def test_xdist_workers_take_turns_on_the_shared_cluster(pytester):
     assert not any(
         overlap("test_node_fault", t) for t in ("test_hpa", "test_capacity", "test_plain")
     )
+
+
+def test_tests_whose_fixtures_reach_the_cluster_are_marked_e2e(pytester):
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def cluster():
+            return "stand-in"
+
+        @pytest.fixture
+        def deployed(cluster):
+            return "deployed"
+    """)
+    pytester.makepyfile("""
+        def test_unit(): pass
+        def test_direct(cluster): pass
+        def test_through_a_fixture(deployed): pass
+    """)
+    result = pytester.runpytest("-m", "not e2e", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*::test_unit", "1/3 tests collected (2 deselected)*"])
+    result = pytester.runpytest("-m", "e2e", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*::test_direct", "*::test_through_a_fixture", "2/3 *"])
+
+
+def test_a_pytest_run_by_a_test_takes_its_turn_from_that_test(pytester, monkeypatch):
+    """An example suite's pytest runs inside a test that holds the cluster alone: waiting for
+    that lock would wait forever, so it takes the turn its parent names."""
+    pytester.makeconftest(XDIST_TURNS_COMMON)
+    pytester.makepyfile(test_b=XDIST_TURNS_B)
+    name = "pytester-inherited-turn"
+    monkeypatch.setenv(TURN_HELD_ENV, name)
+    # The inner run's home is pytester's folder, and its cache with it.
+    with file_lock(pytester.path / ".cache" / "kube-harness" / "locks" / f"use-{name}.lock"):
+        result = pytester.runpytest_subprocess(f"--cluster-name={name}", timeout=60)
+    result.assert_outcomes(passed=2)
 
 
 def test_a_session_that_recorded_something_writes_its_report_and_latest(pytester):

@@ -21,6 +21,8 @@ from harness.locks import file_lock
 
 REPO = Path(__file__).resolve().parents[1]
 OTHERS = ["kubetest", "pytest-kubernetes"]
+# A virtualenv with the other plugins, installed from PyPI.
+pytestmark = pytest.mark.builds
 
 # kubetest 0.9.5 (its newest release) names Kubernetes API classes at import time that the
 # kubernetes client dropped long ago (v1alpha1/v1beta1 APIs, V1Event, V1Subject); with the

@@ -12,15 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from string import Template
 
-import pytest
-
 from harness.cluster.provider import ClusterProvider
 from harness.deploy import Deployed
 from harness.images.builders import busybox_image
 from harness.kube import Kube
 from harness.wait import Pending, wait_for
-
-pytestmark = [pytest.mark.e2e]
 
 CLUSTER_DATA = Path(__file__).parent / "data" / "cluster"
 Kubectl = Callable[..., str]  # the `kubectl` fixture: kubectl in the module's namespace

@@ -27,9 +27,8 @@ class FakeCluster:
 
 
 @pytest.fixture
-def archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def archives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temp_cache: Path) -> list[Path]:
     made = [tmp_path / "demo-v1-aaa.tar", tmp_path / "demo-v2-bbb.tar"]
-    monkeypatch.setattr(scenario, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(scenario, "build_service_images", lambda service: list(made))
     return made
 

@@ -35,6 +35,7 @@ def actionlint() -> str:
     return path
 
 
+@pytest.mark.builds
 def test_nightly_workflow_passes_actionlint(actionlint: str) -> None:
     result = subprocess.run(
         [actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=60
@@ -42,6 +43,7 @@ def test_nightly_workflow_passes_actionlint(actionlint: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.builds
 def test_actionlint_catches_a_broken_workflow(actionlint: str, tmp_path: Path) -> None:
     broken = tmp_path / ".github" / "workflows" / "broken.yml"
     broken.parent.mkdir(parents=True)
@@ -201,7 +203,6 @@ def kind_only(cluster: ClusterProvider) -> ClusterProvider:
     return cluster
 
 
-@pytest.mark.e2e
 def test_the_workflow_runs_in_a_teams_repository(
     kind_only, cluster_options, kube_harness_wheel, installation_env, tmp_path
 ) -> None:

@@ -17,16 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.cluster.provider import CACHE_DIR
 from harness.errors import InvalidConfiguration
 from harness.locks import file_lock
-
-LEDGER_DIR = CACHE_DIR / "chaos"
+from harness.paths import cache_dir
 
 
 def ledger_path(cluster_name: str) -> Path:
     """Where the ledger of one cluster lives."""
-    return LEDGER_DIR / f"{cluster_name}.jsonl"
+    return cache_dir() / "chaos" / f"{cluster_name}.jsonl"
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.cluster.provider import CACHE_DIR
+from harness.paths import cache_dir
 
-ACTIVE_FILE = CACHE_DIR / "active-cluster.json"
+
+def _active_file() -> Path:
+    return cache_dir() / "active-cluster.json"
 
 
 @dataclass(frozen=True)
@@ -18,19 +20,20 @@ class ActiveCluster:
     kubeconfig: str
 
 
-def record(active: ActiveCluster, path: Path = ACTIVE_FILE) -> None:
+def record(active: ActiveCluster) -> None:
+    path = _active_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(active)))
 
 
-def read(path: Path = ACTIVE_FILE) -> ActiveCluster | None:
+def read() -> ActiveCluster | None:
     try:
-        return ActiveCluster(**json.loads(path.read_text()))
+        return ActiveCluster(**json.loads(_active_file().read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
 
 
-def forget(name: str, path: Path = ACTIVE_FILE) -> None:
-    current = read(path)
+def forget(name: str) -> None:
+    current = read()
     if current is not None and current.name == name:
-        path.unlink(missing_ok=True)
+        _active_file().unlink(missing_ok=True)

@@ -35,14 +35,14 @@ from pathlib import Path
 
 import yaml
 
-from harness.cluster.provider import CACHE_DIR
 from harness.commands import run
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration
+from harness.gopackages import program_name
+from harness.paths import cache_dir
 from harness.progress import say, step
 from harness.wait import Pending, wait_for
 
 VERSIONS_FILE = Path(__file__).with_name("versions.yaml")
-CACHE_DIR_ENV = "HARNESS_CACHE_DIR"
 DEFAULT_GOPROXY = "https://proxy.golang.org"
 
 STILL_BUILDING_EVERY_S = 30.0
@@ -202,11 +202,6 @@ def load_versions(path: Path = VERSIONS_FILE) -> Versions:
     return Versions(sources, packages)
 
 
-def cache_root() -> Path:
-    """The cache folder: $HARNESS_CACHE_DIR, else ~/.cache/kube-harness."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or CACHE_DIR)
-
-
 def ensure_binaries(
     names: Iterable[str] | None = None,
     *,
@@ -256,7 +251,7 @@ def source_dir(name: str, *, versions: Versions | None = None) -> Path:
     follows the recipes in kind's.
     """
     source = (versions or load_versions()).go_source(name)
-    return _GoBuilder(cache_root())._fetch(source).source_dirs[source.modules[0]]
+    return _GoBuilder(cache_dir())._fetch(source).source_dirs[source.modules[0]]
 
 
 def resolve_binaries(
@@ -273,7 +268,7 @@ def resolve_binaries(
         if any(name in wanted for name in package.binaries):
             found.update(_from_debian(package, wanted))
     to_build: list[tuple[GoSource, list[GoBinary]]] = []
-    cache = cache_root()
+    cache = cache_dir()
     for source in versions.go_sources:
         missing = []
         for binary in source.binaries:
@@ -842,21 +837,6 @@ def go_program_recipe(package: str) -> str:
     return hashlib.sha256(json.dumps(["go-install", package, "-s -w"]).encode()).hexdigest()[:16]
 
 
-def program_name(package: str) -> str:
-    """The file name `go install` gives main package `package`: its last path element, or
-    the one before a major-version suffix (`k8s.io/kube-state-metrics/v2` ->
-    `kube-state-metrics`).
-
-    Example:
-        >>> program_name("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin")
-        'go-httpbin'
-    """
-    parts = package.rstrip("/").split("/")
-    if len(parts) > 1 and re.fullmatch(r"v(?:[2-9]|[1-9]\d+)", parts[-1]):
-        return parts[-2]
-    return parts[-1]
-
-
 def go_program(package: str, version: str) -> Path:
     """The binary of Go main package `package` at module version `version`.
 
@@ -874,7 +854,7 @@ def go_program(package: str, version: str) -> Path:
         PosixPath('/root/.cache/kube-harness/bin/programs/github.com/.../v2.26.0/go-httpbin')
     """
     name = program_name(package)
-    cache = cache_root()
+    cache = cache_dir()
     target = cache / "bin" / "programs" / package / version / name
     recipe = go_program_recipe(package)
     if stamp_problem(target, version, recipe) is None:

@@ -13,12 +13,13 @@ import yaml
 from pytest_kind import KindCluster
 
 from harness.cluster import addons, kind_prepare
-from harness.cluster.build import cache_root, cached_path, ensure_binaries
-from harness.cluster.provider import CACHE_DIR, Capabilities, ClusterOptions, Probe
+from harness.cluster.build import cached_path, ensure_binaries
+from harness.cluster.provider import Capabilities, ClusterOptions, Probe
 from harness.commands import run
 from harness.errors import CommandFailed, InvalidConfiguration
 from harness.images.builders import static_binary_image
 from harness.kube import Kube, wait_nodes_ready
+from harness.paths import cache_dir
 from harness.progress import step
 
 # pytest-kind's default (v0.17) predates current Kubernetes; KIND_VERSION overrides ours too.
@@ -138,7 +139,7 @@ def remove_forward_guard() -> None:
 
 def find_kind() -> Path | None:
     """kind on PATH, or the one `harness kind prepare` built from the Go module proxy."""
-    built = cached_path(cache_root(), "kind", kind_version())
+    built = cached_path(cache_dir(), "kind", kind_version())
     for candidate in (shutil.which("kind"), built):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -192,7 +193,7 @@ class KindProvider:
 
     def __init__(self, options: ClusterOptions, *, kind_path: Path | None = None) -> None:
         self.options = options
-        self.state_dir = CACHE_DIR / "kind" / options.name
+        self.state_dir = cache_dir() / "kind" / options.name
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.kind_path = kind_path or self._find_kind()
         self._cluster = KindCluster(

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from harness.cluster import runtime_shim
 from harness.cluster.build import ensure_binaries
-from harness.cluster.provider import CACHE_DIR
 from harness.commands import run
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration
+from harness.paths import cache_dir
 from harness.progress import say, step
 from harness.wait import Pending, wait_for
 
@@ -38,7 +38,6 @@ DAEMON_CONFIG = Path("/etc/docker/daemon.json")
 DOCKERD_LOG = Path("/var/log/kube-harness/dockerd.log")
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # Where `prepare` records the node image it built; the kind provider uses it by default.
-PREPARED_NODE_IMAGE = CACHE_DIR / "kind" / "node-image"
 CAP_SYS_ADMIN = 21
 CAP_SYS_RESOURCE = 24
 
@@ -241,6 +240,10 @@ def _restart() -> None:
     start_docker(restart=True)
 
 
+def _prepared_node_image_file() -> Path:
+    return cache_dir() / "kind" / "node-image"
+
+
 def build_and_load_node_image() -> str:
     from harness.images.kind_node import build_node_image
 
@@ -250,15 +253,16 @@ def build_and_load_node_image() -> str:
     ).returncode:
         with step(f"docker load {image.archive.name}"):
             run(["docker", "load", "-i", image.archive], timeout=1800)
-    PREPARED_NODE_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    PREPARED_NODE_IMAGE.write_text(image.ref + "\n")
+    prepared = _prepared_node_image_file()
+    prepared.parent.mkdir(parents=True, exist_ok=True)
+    prepared.write_text(image.ref + "\n")
     return image.ref
 
 
 def prepared_node_image() -> str | None:
     """The node image `harness kind prepare` built, if it did."""
     try:
-        return PREPARED_NODE_IMAGE.read_text().strip() or None
+        return _prepared_node_image_file().read_text().strip() or None
     except OSError:
         return None
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 DEFAULT_CLUSTER_NAME = "kube-harness"
-CACHE_DIR = Path.home() / ".cache" / "kube-harness"
 
 # NodePorts reachable on 127.0.0.1 on every provider; manifests pick from these.
 DEFAULT_NODE_PORTS: tuple[int, ...] = tuple(range(30080, 30090))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from harness.commands import run
 from harness.errors import InvalidConfiguration
-from harness.images.cache import IMAGES_DIR, cached
+from harness.images.cache import cached, images_dir
 from harness.images.layers import files_layer
 from harness.images.oci import file_digest, split_ref, write_oci_archive
 
@@ -70,7 +70,7 @@ def pause_image() -> tuple[Path, str]:
                 dest, ref=PAUSE_REF, files={"pause": binary}, symlinks={}, entrypoint=["/pause"]
             )
 
-    return cached(IMAGES_DIR / f"pause-{key}.tar", build), PAUSE_REF
+    return cached(images_dir() / f"pause-{key}.tar", build), PAUSE_REF
 
 
 def static_binary_image(name: str, binary: Path) -> tuple[Path, str]:
@@ -114,7 +114,7 @@ def layered_image(
                 dest, ref=ref, layers=layers, entrypoint=entrypoint, user=user, workdir=workdir
             )
 
-    return cached(IMAGES_DIR / f"{name}-{key}.tar", build)
+    return cached(images_dir() / f"{name}-{key}.tar", build)
 
 
 # distroless's "nonroot": manifests that say runAsNonRoot (and no runAsUser) run as it.
@@ -179,4 +179,4 @@ def busybox_image() -> tuple[Path, str]:
             entrypoint=["/bin/sh"],
         )
 
-    return cached(IMAGES_DIR / f"busybox-{key}.tar", build), BUSYBOX_REF
+    return cached(images_dir() / f"busybox-{key}.tar", build), BUSYBOX_REF

@@ -6,11 +6,14 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.cluster.provider import CACHE_DIR
 from harness.errors import InvalidConfiguration
 from harness.images.oci import file_digest
+from harness.paths import cache_dir
 
-IMAGES_DIR = CACHE_DIR / "images"
+
+def images_dir() -> Path:
+    """Where built image archives are cached."""
+    return cache_dir() / "images"
 
 
 def cached(path: Path, build: Callable[[Path], Path]) -> Path:
@@ -64,4 +67,4 @@ def archive_file(path: Path) -> Path:
                 tar.add(member, arcname=str(member.relative_to(path)), recursive=False)
         return partial.replace(dest)
 
-    return cached(IMAGES_DIR / "layouts" / f"{path.name}-{key}.tar", pack)
+    return cached(images_dir() / "layouts" / f"{path.name}-{key}.tar", pack)

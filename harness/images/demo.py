@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import InvalidConfiguration
-from harness.images.cache import IMAGES_DIR, cached
+from harness.images.cache import cached, images_dir
 from harness.images.layers import files_layer
 from harness.images.oci import file_digest, write_oci_archive
 from harness.images.rootfs import debian_rootfs
@@ -27,7 +27,6 @@ DEMO_REPOSITORY = "localhost/kube-harness/demo-service"
 DEMO_VERSIONS = ("v1", "v2")
 # python3-minimal lacks http.server and json; python3 brings them.
 ROOTFS_PACKAGES = ("python3",)
-ROOTFS_ARCHIVE = IMAGES_DIR / "rootfs" / "bookworm-python3.tar"
 ENTRYPOINT = ("python3", "/app/app.py")
 DEMO_USER = "10001:10001"
 BASE_ENV = {
@@ -69,7 +68,9 @@ def build_demo_images(versions: Sequence[str] = DEMO_VERSIONS) -> list[Path]:
                 f"demo version {version!r} is not a valid image tag",
                 fix="use letters, digits, '.' and '-', e.g. v2",
             )
-    rootfs = debian_rootfs(ROOTFS_ARCHIVE, include=ROOTFS_PACKAGES)
+    rootfs = debian_rootfs(
+        images_dir() / "rootfs" / "bookworm-python3.tar", include=ROOTFS_PACKAGES
+    )
     return [_demo_archive(version, rootfs) for version in versions]
 
 
@@ -107,4 +108,4 @@ def _demo_archive(version: str, rootfs: Path) -> Path:
                 user=DEMO_USER,
             )
 
-    return cached(IMAGES_DIR / f"demo-service-{version}-{_recipe_key(version)}.tar", build)
+    return cached(images_dir() / f"demo-service-{version}-{_recipe_key(version)}.tar", build)

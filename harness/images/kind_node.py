@@ -38,7 +38,7 @@ from harness.images.builders import (
     pause_image,
     static_binary_image,
 )
-from harness.images.cache import IMAGES_DIR, cached
+from harness.images.cache import cached, images_dir
 from harness.images.oci import file_digest, write_oci_archive
 from harness.images.rootfs import debian_rootfs
 from harness.progress import step
@@ -216,7 +216,7 @@ def node_images(
 
 def iptables_rootfs() -> Path:
     """A Debian layer with iptables and conntrack, for kube-proxy's and flannel's images."""
-    return debian_rootfs(IMAGES_DIR / "rootfs" / "iptables.tar", include=IPTABLES_PACKAGES)
+    return debian_rootfs(images_dir() / "rootfs" / "iptables.tar", include=IPTABLES_PACKAGES)
 
 
 def _in_path(
@@ -397,7 +397,7 @@ def build_node_image() -> NodeImage:
     addons = {"flanneld": flannel_image, **sources.storage_images()}
     images = node_images(version, binaries, addons)
     sandbox = next(ref for ref in images if "/pause:" in ref)
-    base = debian_rootfs(IMAGES_DIR / "rootfs" / "kind-node-base.tar", include=NODE_PACKAGES)
+    base = debian_rootfs(images_dir() / "rootfs" / "kind-node-base.tar", include=NODE_PACKAGES)
     inputs = [RECIPE, version, str(sources.kind_dir), str(sources.flannel_dir)]
     inputs += [file_digest(base)[0], *(file_digest(binaries[n])[0] for n in NODE_FILES)]
     inputs += [f"{ref}={file_digest(archive)[0]}" for ref, (archive, _) in sorted(images.items())]
@@ -405,7 +405,7 @@ def build_node_image() -> NodeImage:
     ref = f"{NODE_IMAGE_REPOSITORY}:{version}-{key}"
 
     def build(dest: Path) -> Path:
-        with tempfile.TemporaryDirectory(prefix="kh-kind-node-", dir=IMAGES_DIR) as tmp:
+        with tempfile.TemporaryDirectory(prefix="kh-kind-node-", dir=images_dir()) as tmp:
             root = Path(tmp) / "rootfs"
             root.mkdir()
             run(["tar", "-C", root, "--numeric-owner", "-xpf", base])
@@ -433,5 +433,5 @@ def build_node_image() -> NodeImage:
             )
 
     with step(f"building kind node image {ref}"):
-        archive = cached(IMAGES_DIR / f"kind-node-{version}-{key}.tar", build)
+        archive = cached(images_dir() / f"kind-node-{version}-{key}.tar", build)
     return NodeImage(archive, ref, version)

@@ -28,12 +28,13 @@ from harness.cluster.local.layout import (
     cluster_names,
 )
 from harness.cluster.local.supervisor import request
-from harness.cluster.provider import CACHE_DIR, Capabilities, ClusterOptions
+from harness.cluster.provider import Capabilities, ClusterOptions
 from harness.commands import run
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration
 from harness.images.builders import pause_image, static_binary_image
 from harness.images.oci import archive_ref
 from harness.kube import API_NOT_UP, Kube, wait_nodes_ready
+from harness.paths import cache_dir
 from harness.progress import say, step
 from harness.wait import Pending, wait_for
 
@@ -141,7 +142,7 @@ class LocalProvider:
             with step(f"starting local cluster {self.options.name}"):
                 self._bring_up(binaries, images)
         except BaseException:
-            kept = self.collect_logs(CACHE_DIR / "failed-up" / self.options.name)
+            kept = self.collect_logs(cache_dir() / "failed-up" / self.options.name)
             where = kept[0].parent if kept else "nowhere (none written yet)"
             say(
                 f"cluster {self.options.name} did not come up; component logs kept in {where}; "
