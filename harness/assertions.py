@@ -152,10 +152,14 @@ def hpa_within_bounds(
     hpas = _states_over("HorizontalPodAutoscaler", timeline, hpa, since, until)
     if not hpas:
         return Check(_no_hpa(name, hpa, maximum, "replicas"), since, until, HPA_KINDS)
-    seen = [s.get("desired") or 0 for s in hpas]
-    seen += [s.get("replicas") or 0 for s in _states_over("Deployment", timeline, deployment,
-                                                           since, until)]  # fmt: skip
-    peak = max(seen, default=0)
+    seen = [s["desired"] for s in hpas if s.get("desired") is not None]
+    seen += [s["replicas"] for s in _states_over("Deployment", timeline, deployment, since, until)
+             if s.get("replicas") is not None]  # fmt: skip
+    if not seen:
+        note = f"HPA {hpa} and Deployment {deployment} were recorded with no replica count"
+        verdict = Verdict(name, None, maximum, "replicas", "inconclusive", note)
+        return Check(verdict, since, until, HPA_KINDS)
+    peak = max(seen)
     return Check(
         _verdict(name, peak, maximum, "replicas", peak <= maximum), since, until, HPA_KINDS
     )
@@ -290,7 +294,16 @@ def ready_endpoint_pods(timeline: Timeline, at: float) -> set[str]:
 
 
 def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: float) -> Check:
-    """`pod` stops being a ready endpoint of every Service within `within_s` of `since`."""
+    """`pod` stops being a ready endpoint of every Service within `within_s` of `since`.
+
+    Inconclusive when `pod` was no ready endpoint at `since`: it had nothing to leave.
+    """
+    name = f"{pod} left the Service endpoints"
+    kinds = ("EndpointSlice", "Pod", "Mark")
+    if pod not in ready_endpoint_pods(timeline, since):
+        note = f"{pod} was no ready endpoint of any Service when the fault began"
+        verdict = Verdict(name, None, within_s, "s", "inconclusive", note)
+        return Check(verdict, since, since + within_s, kinds)
     gone_at = next(
         (
             t
@@ -302,7 +315,7 @@ def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: floa
     took = gone_at - since if gone_at is not None else None
     return Check(
         _verdict(
-            f"{pod} left the Service endpoints",
+            name,
             took,
             within_s,
             "s",
@@ -311,7 +324,7 @@ def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: floa
         ),
         since,
         since + within_s,
-        ("EndpointSlice", "Pod", "Mark"),
+        kinds,
     )
 
 
@@ -335,8 +348,21 @@ def no_traffic_to(
                           "no request was sent after the pod left the endpoints")  # fmt: skip
         return Check(verdict, after, until, kinds)
     if any(p.pods for p in later):
+        if not any(pod in p.pods for p in load.series):
+            verdict = Verdict(name, None, 0, "requests", "inconclusive",
+                              f"no answer of the whole load named {pod}: no count of its "
+                              "requests can show it kept serving")  # fmt: skip
+            return Check(verdict, after, until, kinds)
         served = sum(p.pods.get(pod, 0) for p in later)
         return Check(_verdict(name, served, 0, "requests", served == 0), after, until, kinds)
+    was_endpoint = any(pod in ready_endpoint_pods(timeline, t)
+                       for t in _moments(timeline, ("EndpointSlice",), -INF, after))  # fmt: skip
+    if not was_endpoint:
+        verdict = Verdict(name, None, 0, "requests", "inconclusive",
+                          f"the service's answers name no pod (no X-Pod-Name header) and no "
+                          f"EndpointSlice recorded {pod} as an endpoint: nothing shows where "
+                          "requests went")  # fmt: skip
+        return Check(verdict, after, until, kinds)
     back = [t for t in [after, *_moments(timeline, ("EndpointSlice",), after, until)]
             if pod in ready_endpoint_pods(timeline, t)]  # fmt: skip
     note = (
@@ -521,24 +547,25 @@ def max_unavailable_respected(
     since: float,
     until: float,
 ) -> Check:
-    """At every observed moment, at least `replicas - max_unavailable` pods were Ready."""
+    """At every observed moment from `since`, at least `replicas - max_unavailable` pods were
+    Ready (inconclusive when no pod of `deployment` was recorded at all)."""
     floor = replicas - max_unavailable
-    worst, worst_at = replicas, since
-    for t in _moments(timeline, ("Pod",), since, until):
+    name = f"ready pods of {deployment} during the rollout (minimum)"
+    kinds = ("Pod", "ReplicaSet", "Mark")
+    recorded = [e.t for e in timeline.of("Pod", until=until) if _owned_by(e.state, deployment)]
+    if not recorded:
+        verdict = Verdict(name, None, floor, "pods", "inconclusive",
+                          f"no pod of {deployment} was recorded")  # fmt: skip
+        return Check(verdict, since, until, kinds)
+    # The pods as the window opens count too, once any was recorded by then.
+    opening = [since] if recorded[0] <= since else []
+    worst, worst_at = INF, since
+    for t in [*opening, *_moments(timeline, ("Pod",), since, until)]:
         count = len(ready_pods(timeline, deployment, t))
         if count < worst:
             worst, worst_at = count, t
     return Check(
-        _verdict(
-            f"ready pods of {deployment} during the rollout (minimum)",
-            worst,
-            floor,
-            "pods",
-            worst >= floor,
-        ),
-        worst_at - 5,
-        worst_at + 5,
-        ("Pod", "ReplicaSet", "Mark"),
+        _verdict(name, worst, floor, "pods", worst >= floor), worst_at - 5, worst_at + 5, kinds
     )
 
 

@@ -9,7 +9,14 @@ import pytest
 from harness import assertions as a
 from harness.load import SLO, LoadResult
 from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
-from harness.observe import Entry, Timeline
+from harness.observe import (
+    RELISTED,
+    Entry,
+    Timeline,
+    TimelineRecorder,
+    Watched,
+    summarize_pod,
+)
 
 
 def pod(t, name, *, ready=True, deleting=False, restarts=0, owner="demo-abc", type_="MODIFIED"):
@@ -347,3 +354,351 @@ def test_pods_left_on_the_old_image_are_named():
     check = a.all_pods_run(half, "ns", deployment="demo", image="img:v2", at=10)
     assert not check.passed and check.verdict.note == "not on it: b"
     assert not a.all_pods_run(kube(), "ns", deployment="demo", image="img:v2", at=10).passed
+
+
+# ---------------------------------------------------------------- every check made to fail
+
+RUNS = Path(__file__).parent / "data" / "runs" / "valid-suite"
+HPA_RUN = "scenarios.test_hpa_scaling.py__test_hpa_scales_up_under_cpu_load_and_back_down_demo"
+DELETED_POD_RUN = "scenarios.test_self_healing.py__test_deleted_pod_is_replaced_demo"
+LIVENESS_RUN = "scenarios.test_probes.py__test_failing_liveness_restarts_the_container_demo"
+ROLLOUTS = "scenarios.test_zero_downtime_rollout.py__test_"
+ROLLOUT_RUN = ROLLOUTS + "new_version_rolls_out_without_failed_requests_demo"
+BROKEN_ROLLOUT_RUN = ROLLOUTS + "broken_image_is_detected_and_rolled_back_demo"
+DEMO_IMAGE = "localhost/kube-harness/demo-service:"
+
+
+def recorded(run: str) -> Timeline:
+    """The timeline of a recorded run (tests/data/runs)."""
+    return Timeline.load(RUNS / run / "timeline.jsonl")
+
+
+def marked(timeline: Timeline, label: str) -> float:
+    return next(e.t for e in timeline.of("Mark") if e.name == label)
+
+
+def test_hpa_scaled_up_fails_when_ready_pods_never_reach_the_target():
+    timeline = Timeline([deployment(10, ready=2), deployment(40, replicas=3, ready=2)])
+    check = a.hpa_scaled_up(timeline, deployment="demo", to=3, load_started=10, within_s=60)
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "never reached 3 ready pods"
+
+
+def test_hpa_scaled_up_on_a_recorded_run_passes_in_time_and_fails_beyond_its_peak():
+    timeline = recorded(HPA_RUN)
+    started = marked(timeline, "cpu load starts")
+    kept = a.hpa_scaled_up(timeline, deployment="demo", to=3, load_started=started, within_s=150)
+    assert kept.passed and kept.verdict.measured == pytest.approx(13.89, abs=0.01)
+    beyond = a.hpa_scaled_up(timeline, deployment="demo", to=6, load_started=started,
+                             within_s=150)  # fmt: skip
+    assert not beyond.passed and beyond.verdict.note == "never reached 6 ready pods"
+
+
+def test_hpa_within_bounds_passes_at_its_maximum_and_fails_above_it_on_a_recorded_run():
+    timeline = recorded(HPA_RUN)
+    kept = a.hpa_within_bounds(timeline, hpa="demo", deployment="demo", maximum=5)
+    assert kept.passed and kept.verdict.measured == 5
+    broken = a.hpa_within_bounds(timeline, hpa="demo", deployment="demo", maximum=4)
+    assert not broken.passed and broken.verdict.measured == 5
+
+
+def test_hpa_within_bounds_fails_when_the_deployment_exceeds_the_maximum_the_hpa_kept():
+    """Replicas set by hand (or by another controller) count, not only the HPA's wish."""
+    timeline = Timeline([hpa(1, 3), deployment(2, replicas=3), deployment(5, replicas=7)])
+    check = a.hpa_within_bounds(timeline, hpa="demo", deployment="demo", maximum=5)
+    assert not check.passed and check.verdict.measured == 7
+
+
+def test_hpa_scaled_down_fails_when_replicas_stay_up():
+    timeline = Timeline([deployment(10, replicas=5, ready=5), deployment(30, replicas=5, ready=5)])
+    check = a.hpa_scaled_down(timeline, deployment="demo", to=2, load_stopped=20, within_s=60)
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "still above 2 replicas at the end"
+
+
+def test_hpa_scaled_down_fails_while_the_replicas_left_are_not_all_ready():
+    timeline = Timeline([deployment(30, replicas=2, ready=1)])
+    check = a.hpa_scaled_down(timeline, deployment="demo", to=2, load_stopped=20, within_s=60)
+    assert not check.passed and check.verdict.note == "still above 2 replicas at the end"
+
+
+def test_hpa_scaled_down_on_a_recorded_run_fails_when_it_came_back_too_late():
+    timeline = recorded(HPA_RUN)
+    stopped = marked(timeline, "cpu load stopped")
+    kept = a.hpa_scaled_down(timeline, deployment="demo", to=2, load_stopped=stopped,
+                             within_s=120)  # fmt: skip
+    assert kept.passed and kept.verdict.measured == pytest.approx(32.38, abs=0.01)
+    late = a.hpa_scaled_down(timeline, deployment="demo", to=2, load_stopped=stopped,
+                             within_s=30)  # fmt: skip
+    assert not late.passed and late.verdict.measured == kept.verdict.measured
+
+
+def test_hpa_direction_changes_on_a_recorded_run_pass_within_the_maximum_and_fail_over_it():
+    timeline = recorded(HPA_RUN)
+    started = marked(timeline, "cpu load starts")
+    kept = a.hpa_direction_changes(timeline, hpa="demo", maximum=1, since=started)
+    assert kept.passed and kept.verdict.measured == 1  # up to 5, then down to 2
+    broken = a.hpa_direction_changes(timeline, hpa="demo", maximum=0, since=started)
+    assert not broken.passed and broken.verdict.measured == 1
+
+
+def test_recovered_fails_when_no_replacement_becomes_ready():
+    timeline = Timeline(
+        [
+            pod(0, "a"),
+            pod(0, "b"),
+            pod(10, "a", deleting=True),
+            pod(11, "c", ready=False),
+            pod(12, "a", type_="DELETED"),
+        ]
+    )
+    check = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=10, within_s=30, what="pod deleted"
+    )
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "never recovered while recorded"
+
+
+def test_recovered_on_a_recorded_run_fails_when_the_replacement_was_ready_too_late():
+    timeline = recorded(DELETED_POD_RUN)
+    fault_at = marked(timeline, "pod deleted")
+    kept = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=fault_at, within_s=60, what="deleted"
+    )
+    assert kept.passed and kept.verdict.measured == pytest.approx(2.96, abs=0.01)
+    late = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=fault_at, within_s=2, what="deleted"
+    )
+    assert not late.passed and late.verdict.measured == kept.verdict.measured
+
+
+def test_container_restarted_fails_when_the_restart_count_never_moves():
+    timeline = Timeline([pod(0, "a"), pod(10, "a", ready=False), pod(40, "a", ready=False)])
+    check = a.container_restarted(timeline, pod="a", since=9, within_s=30, what="liveness")
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "restart count never moved"
+
+
+def test_container_restarted_on_a_recorded_run_fails_when_the_restart_came_too_late():
+    timeline = recorded(LIVENESS_RUN)
+    since = marked(timeline, "liveness made to fail")
+    victim = "demo-6b8db8dbb7-4l5l5"
+    kept = a.container_restarted(timeline, pod=victim, since=since, within_s=30, what="liveness")
+    assert kept.passed and kept.verdict.measured == pytest.approx(8.57, abs=0.01)
+    late = a.container_restarted(timeline, pod=victim, since=since, within_s=5, what="liveness")
+    assert not late.passed and late.verdict.measured == kept.verdict.measured
+
+
+def test_left_endpoints_fails_while_the_pod_stays_a_ready_endpoint():
+    timeline = Timeline([endpoint_slice(0, True), endpoint_slice(13, True)])
+    check = a.left_endpoints(timeline, pod="a", since=10, within_s=5)
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "still a ready endpoint"
+
+
+def test_left_endpoints_fails_when_the_pod_left_too_late():
+    timeline = Timeline([endpoint_slice(0, True), endpoint_slice(13, False)])
+    check = a.left_endpoints(timeline, pod="a", since=5, within_s=5)
+    assert not check.passed and check.verdict.measured == 8
+
+
+def test_left_endpoints_of_a_pod_that_never_was_an_endpoint_is_not_a_pass():
+    only_b = Entry(12, "MODIFIED", "EndpointSlice", "demo-x",
+                   {"endpoints": [{"pod": "b", "ready": True}]})  # fmt: skip
+    check = a.left_endpoints(Timeline([only_b]), pod="a", since=10, within_s=5)
+    assert not check.passed
+
+
+def test_no_traffic_to_fails_counting_the_requests_the_pod_still_answered():
+    load = load_result(
+        series=[SeriesPoint(t, 10, 0, 2, 1, 2, 3, pods={"a": 3, "b": 7}) for t in (14, 15)]
+    )
+    check = a.no_traffic_to(load, Timeline([]), pod="a", after=14)
+    assert not check.passed and check.verdict.measured == 6
+
+
+def test_no_traffic_to_with_no_request_after_the_pod_left_says_nothing_was_judged():
+    idle = load_result(series=[SeriesPoint(t, 0, 0, 2, None, None, None) for t in range(14, 20)])
+    check = a.no_traffic_to(idle, Timeline([endpoint_slice(0, True)]), pod="a", after=14)
+    assert check.verdict.status == "inconclusive" and not check.passed
+    assert check.verdict.note == "no request was sent after the pod left the endpoints"
+
+
+def test_no_traffic_to_without_pod_names_or_any_endpoint_slice_is_inconclusive():
+    anonymous = load_result(series=[SeriesPoint(t, 10, 0, 2, 1, 2, 3) for t in range(14, 24)])
+    check = a.no_traffic_to(anonymous, Timeline([pod(0, "a")]), pod="a", after=14)
+    assert not check.passed
+    assert check.verdict.status == "inconclusive"
+
+
+def test_a_slow_starter_ready_before_its_delay_is_not_protected():
+    restarts, ready = a.startup_protected(slow_starter(0, 25), deployment="demo", since=5,
+                                          delay_s=20)  # fmt: skip
+    assert restarts.passed
+    assert not ready.passed and ready.verdict.measured == 15
+    assert ready.verdict.note == "per pod: {'demo-new': 15}"
+
+
+def test_a_slow_starter_never_ready_is_not_protected():
+    never = Timeline([pod(10, "demo-new", ready=False, type_="ADDED"),
+                      pod(40, "demo-new", ready=False)])  # fmt: skip
+    _, ready = a.startup_protected(never, deployment="demo", since=5, delay_s=20)
+    assert not ready.passed and ready.verdict.measured is None
+    assert ready.verdict.note == "per pod: {'demo-new': None}"
+
+
+def test_no_slow_starter_at_all_fails_both_checks_with_nothing_per_pod():
+    restarts, ready = a.startup_protected(Timeline([pod(1, "old")]), deployment="demo", since=5,
+                                          delay_s=20)  # fmt: skip
+    assert not restarts.passed and restarts.verdict.note == "per pod: {}"
+    assert not ready.passed and ready.verdict.note == "per pod: {}"
+
+
+def test_availability_with_no_request_in_the_window_says_so():
+    idle = a.availability(load_result(), since=30, until=40, max_error_rate=0.05, what="x")
+    assert idle.verdict.status == "inconclusive" and not idle.passed
+    assert idle.verdict.note == "no request was sent in that window"
+
+
+def test_failed_requests_pass_within_the_budget_and_fail_over_it():
+    load = load_result(
+        failures=[
+            FailedRequest(9.5, 10.2, "GET", "/", "ReadTimeout", "demo-a"),  # in flight at 10
+            FailedRequest(11.0, 11.1, "GET", "/", "ConnectionRefused", None),
+            FailedRequest(25.0, 25.1, "GET", "/", "ConnectionRefused", None),  # after the window
+        ]
+    )
+    kept = a.failed_requests(load, since=10, until=20, budget=2, what="rollout")
+    assert kept.passed and kept.verdict.measured == 2
+    broken = a.failed_requests(load, since=10, until=20, budget=1, what="rollout")
+    assert not broken.passed and broken.verdict.measured == 2
+    quiet = a.failed_requests(load, since=0, until=5, budget=0, what="before")
+    assert quiet.passed and quiet.verdict.measured == 0
+
+
+def test_slo_checks_of_a_saturated_generator_are_inconclusive_not_passed():
+    stats = EndpointStats(None, "Aggregated", 100, 7, 50, 1, 900, 40, 800, 950, 3.0)
+    load = LoadResult("u", 0, 100, stats, [stats], [], [], {}, {}, [], 0, "CPU at 100%", Path())
+    slo = SLO(max_error_rate=0.01, max_p99_ms=2000)
+    checks = {c.verdict.name: c for c in a.slo_checks(slo, load, what="rollout")}
+    rate = checks["rollout: error rate"]
+    assert rate.verdict.status == "inconclusive" and not rate.passed
+    assert rate.verdict.note == "the load generator saturated, see below"
+    assert checks["rollout: p99 latency"].passed
+    busy = checks["rollout: load generator busy"]
+    assert not busy.passed and busy.verdict.note == "CPU at 100%"
+
+
+def test_slo_checks_with_no_request_completed_fail():
+    nothing = EndpointStats(None, "Aggregated", 0, 0, 0, None, 0, None, None, None, 0)
+    load = LoadResult("u", 0, 100, nothing, [], [], [], {}, {}, [], 0, None, Path())
+    slo = SLO(max_error_rate=0.01, max_p95_ms=500, min_rps=5)
+    checks = a.slo_checks(slo, load, what="rollout")
+    assert [c.verdict.name for c in checks] == [
+        "rollout: error rate", "rollout: p95 latency", "rollout: throughput",
+    ]  # fmt: skip
+    assert not any(c.passed for c in checks)
+    assert {c.verdict.note for c in checks} == {"no request completed"}
+
+
+def test_rollout_completed_fails_while_an_old_pod_is_left():
+    timeline = Timeline(
+        [
+            deployment(10, image="img:v2", generation=2, observed=2, total=3, available=2),
+            deployment(20, image="img:v2", generation=2, observed=2, total=3, available=3),
+        ]
+    )
+    check = a.rollout_completed(
+        timeline, deployment="demo", image="img:v2", replicas=2, started=4, within_s=60
+    )
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "not complete while recorded"
+
+
+def test_rollout_completed_fails_before_the_controller_observed_the_new_generation():
+    timeline = Timeline([deployment(10, image="img:v2", generation=2, observed=1)])
+    check = a.rollout_completed(
+        timeline, deployment="demo", image="img:v2", replicas=2, started=4, within_s=60
+    )
+    assert not check.passed and check.verdict.note == "not complete while recorded"
+
+
+def test_rollout_completed_on_recorded_runs_passes_in_time_and_fails_late_or_never():
+    rollout = recorded(ROLLOUT_RUN)
+    started = marked(rollout, "rollout starts")
+    image = DEMO_IMAGE + "v2"
+    kept = a.rollout_completed(rollout, deployment="demo", image=image, replicas=2,
+                               started=started, within_s=180)  # fmt: skip
+    assert kept.passed and kept.verdict.measured == pytest.approx(6.48, abs=0.01)
+    late = a.rollout_completed(rollout, deployment="demo", image=image, replicas=2,
+                               started=started, within_s=5)  # fmt: skip
+    assert not late.passed and late.verdict.measured == kept.verdict.measured
+    broken = recorded(BROKEN_ROLLOUT_RUN)
+    never = a.rollout_completed(
+        broken, deployment="demo", image=DEMO_IMAGE + "kube-harness-no-such-tag", replicas=2,
+        started=marked(broken, "rollout to a broken image"), within_s=180,
+    )  # fmt: skip
+    assert not never.passed and never.verdict.note == "not complete while recorded"
+
+
+def test_max_unavailable_judges_the_ready_pods_the_window_opens_with():
+    timeline = Timeline([pod(0, "a"), pod(0, "b"), pod(2, "b", ready=False)])
+    floor = a.max_unavailable_respected(
+        timeline, deployment="demo", replicas=2, max_unavailable=0, since=4, until=20
+    )
+    assert not floor.passed and floor.verdict.measured == 1
+
+
+def test_a_pod_deleted_during_a_watch_gap_does_not_stay_ready_after_the_relist(tmp_path):
+    """No DELETED event reaches a watch that is down: the relist's DELETED entry (marked
+    gone_at_relist) takes the pod out, so the checks see one Ready pod, not a ghost."""
+
+    def api_pod(name):
+        return {
+            "metadata": {"name": name, "ownerReferences": [{"name": "demo-abc"}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "demo", "ready": True, "restartCount": 0,
+                                       "state": {"running": {}}}],
+            },
+        }  # fmt: skip
+
+    listings = [[api_pod("demo-a"), api_pod("demo-b")], [api_pod("demo-b")]]
+
+    def lister(*args, **kwargs):
+        body = {"metadata": {"resourceVersion": "7"}, "items": listings.pop(0)}
+        return SimpleNamespace(data=json.dumps(body).encode())
+
+    ticks = iter([10.0, 20.0])
+    path = tmp_path / "timeline.jsonl"
+    recorder = TimelineRecorder(
+        SimpleNamespace(), "ns", path, watched=(), clock=lambda: next(ticks)
+    )
+    pods = Watched("Pod", lambda kube: lister, summarize_pod)
+    recorder._list(pods, lister, ("ns",))
+    recorder._list(pods, lister, ("ns",))  # the relist after a watch gap: demo-a went meanwhile
+
+    timeline = Timeline.load(path)  # as a report reads it back
+    (gone,) = [e for e in timeline.of("Pod") if e.type == "DELETED"]
+    assert (gone.name, gone.t, gone.state[RELISTED]) == ("demo-a", 20.0, True)
+    assert a.ready_pods(timeline, "demo", at=15) == {"demo-a", "demo-b"}
+    assert a.ready_pods(timeline, "demo", at=25) == {"demo-b"}
+    floor = a.max_unavailable_respected(
+        timeline, deployment="demo", replicas=2, max_unavailable=0, since=5, until=30
+    )
+    assert not floor.passed and floor.verdict.measured == 1
+    back = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=15, within_s=60, what="pod deleted"
+    )
+    assert not back.passed and back.verdict.note == "never recovered while recorded"
+
+
+def test_all_pods_run_with_no_live_pod_of_the_deployment_is_not_a_pass():
+    terminating = fake_pod("a", "img:v2")
+    terminating.metadata.deletion_timestamp = "2026-11-30T10:00:00Z"
+    other = fake_pod("x", "img:v2", owner="other-abc")
+    listing = SimpleNamespace(items=[terminating, other])
+    kube = SimpleNamespace(core=SimpleNamespace(list_namespaced_pod=lambda ns: listing))
+    check = a.all_pods_run(kube, "ns", deployment="demo", image="img:v2", at=10)
+    assert not check.passed and (check.verdict.measured, check.verdict.limit) == (0, 0)

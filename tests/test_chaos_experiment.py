@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -364,11 +365,13 @@ def test_chaosk8s_uses_the_clusters_kubeconfig_only_inside_the_block(tmp_path, m
 
 
 class FakeTimeline:
+    """Marks on the wall clock, as the recorder puts them (the verdicts time from them)."""
+
     def __init__(self):
         self.entries = []
 
     def mark(self, label, **state):
-        self.entries.append(Entry(len(self.entries) + 1.0, "MARK", "Mark", label, state))
+        self.entries.append(Entry(time.time(), "MARK", "Mark", label, state))
         return self.entries[-1]
 
     def timeline(self):

@@ -1,6 +1,8 @@
 """An experiment's verdicts: what the journal holds, most telling first, each failed one told in
 a sentence; the failure and summary.txt begin with the first of them."""
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.assertions import BehaviourViolation, Check
 from harness.chaos import verdicts as vd
-from harness.chaos.facts import ProbeRun, RunFacts, Timings, collect_facts
+from harness.chaos.explain import JOIN
+from harness.chaos.facts import ProbeRun, RunFacts, Timing, Timings, collect_facts
 from harness.load import SLO, LoadResult, Verdict
 from harness.load.result import EndpointStats, FailedRequest
 from harness.observe import Entry, Timeline
@@ -222,7 +225,7 @@ def test_ready_after_the_rollbacks_is_waited_for_and_judged():
 
     kube = SimpleNamespace(apps=SimpleNamespace(read_namespaced_deployment=read))
     within = Timings.of(DEMO).ready_within
-    ready = vd.ready_again(kube, "kh-1", "demo", since=0, within=within)
+    ready = vd.ready_again(kube, "kh-1", "demo", since=time.time(), within=within)
     assert ready.passed and ready.verdict.limit == 60
 
 
@@ -293,3 +296,96 @@ def test_entries_of_the_timeline_are_what_the_sentences_read():
         "1 of 2 replicas of demo were not Ready again within 60s (the spec's "
         "self_healing.ready_within): demo-c: Pending"
     )
+
+
+# ---------------------------------------------------------------- every verdict made to fail
+
+
+def test_sentence_check_fails_counting_its_sentences_and_passes_with_none():
+    kept = vd.sentence_check("activities failed", [], 0, 10)
+    assert kept.passed and (kept.verdict.measured, kept.verdict.note) == (0, "")
+    broken = vd.sentence_check("activities failed", ["the action a failed", "the action b failed"],
+                               0, 10)  # fmt: skip
+    assert not broken.passed and broken.verdict.measured == 2
+    assert broken.verdict.note == JOIN.join(["the action a failed", "the action b failed"])
+    assert (broken.since, broken.until, broken.kinds) == (0, 10, vd.RUN_KINDS)
+
+
+def slo_load(failed: int) -> LoadResult:
+    stats = EndpointStats(None, "Aggregated", 100, failed, 5, 1, 50, 5, 20, 40, 10)
+    failures = [FailedRequest(1, 1.1, "GET", "/", "ConnectionRefusedError", "demo-a")] * failed
+    return LoadResult("u", 0, 10, stats, [stats], [], failures, {}, {}, [], 0, None, Path())
+
+
+def test_slo_verdicts_pass_within_the_limit_and_fail_over_it_with_a_sentence():
+    slo = SLO(max_error_rate=0.01)
+    (kept,) = vd.slo_verdicts(slo, slo_load(1), overridden=(), what="whole chaos run")
+    assert kept.passed and kept.verdict.note == ""
+    (broken,) = vd.slo_verdicts(slo, slo_load(5), overridden=(), what="whole chaos run")
+    assert not broken.passed and broken.verdict.measured == 0.05
+    assert broken.verdict.note.startswith("5 of 100 requests failed (5%), over the 1%")
+
+
+def test_slo_verdicts_of_a_saturated_generator_are_inconclusive_not_passed():
+    load = replace(slo_load(5), unreliable_reason="CPU at 100%")
+    rate, busy = vd.slo_verdicts(SLO(max_error_rate=0.01), load, overridden=(), what="run")
+    assert rate.verdict.status == busy.verdict.status == "inconclusive"
+    assert not rate.passed and not busy.passed
+    assert rate.verdict.note.startswith(
+        "the error rate cannot be judged: the load generator saturated"
+    )
+    assert "CPU at 100%" in busy.verdict.note
+
+
+def test_a_steady_state_not_met_without_a_probe_outside_its_tolerance_still_fails():
+    states = {"before": {"steady_state_met": False, "probes": []}, "after": met()}
+    assert failed(journal(steady_states=states)) == {
+        "steady-state probes not met before the method": "before the fault, the steady state "
+        "was not met"
+    }
+
+
+def test_a_journal_without_steady_states_fails_both_hypotheses_not_passes_them():
+    problems = failed(journal(steady_states=None))
+    assert problems == {
+        f"steady-state probes not met {when} the method": "the hypothesis was not checked: the "
+        "run stopped before it"
+        for when in ("before", "after")
+    }
+
+
+def test_completion_check_fails_on_any_status_but_completed():
+    check = vd.completion_check({"status": "interrupted"}, 0, 10)
+    assert not check.passed
+    assert check.verdict.note == "chaoslib ended the run with status 'interrupted'"
+    assert vd.completion_check({"status": "completed"}, 0, 10).passed
+
+
+def deployment_reader(replicas, ready, unavailable=None):
+    def read(name, namespace):
+        return SimpleNamespace(
+            spec=SimpleNamespace(replicas=replicas),
+            status=SimpleNamespace(ready_replicas=ready, unavailable_replicas=unavailable),
+        )
+
+    return SimpleNamespace(apps=SimpleNamespace(read_namespaced_deployment=read))
+
+
+SHORT = Timing(0.05, "the test's ready_within")  # the wait sleeps at most this long
+
+
+def test_ready_again_fails_when_replicas_stay_unready_for_the_whole_wait():
+    check = vd.ready_again(deployment_reader(2, 1), "kh-1", "demo", since=0, within=SHORT)
+    assert not check.passed and check.verdict.measured is None
+    assert check.verdict.note == "1/2 Ready"
+
+
+def test_ready_again_fails_while_a_replica_is_unavailable_though_ready():
+    kube = deployment_reader(2, 2, unavailable=1)
+    check = vd.ready_again(kube, "kh-1", "demo", since=0, within=SHORT)
+    assert not check.passed and check.verdict.note == "2/2 Ready"
+
+
+def test_ready_again_of_a_deployment_left_at_zero_replicas_is_not_a_pass():
+    check = vd.ready_again(deployment_reader(0, None), "kh-1", "demo", since=0, within=SHORT)
+    assert not check.passed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
@@ -134,28 +135,38 @@ PART_TIMEOUT_S = 25 * 60
 
 
 def run_example(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cluster, spec: Path, *scenarios: str
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster,
+    kept_in: Path,
+    spec: Path,
+    *scenarios: str,
 ):
     """The built-in `scenarios` against `spec` on the run's cluster, in a pytest of its own;
-    each item's outcome and message."""
+    each item's outcome and message. Its report is kept in `kept_in` (pytester's folders
+    are removed a few runs later; the summary is what a reader pastes)."""
     # pytester gives the inner run a home of its own: it would build every cluster binary
     # again into an empty cache, and look for the running cluster in the wrong place.
     monkeypatch.setenv("HOME", str(HOME_CACHE_DIR.parents[1]))
     # This test holds the cluster's turn for the inner run (alone, for a whole suite).
     monkeypatch.setenv(TURN_HELD_ENV, cluster.options.name)
     junit = pytester.path / "junit.xml"
+    run_id = f"example-{spec.stem.split('.')[0]}"
     result = pytester.runpytest_subprocess(
         f"--cluster-provider={cluster.name}",
         f"--cluster-name={cluster.options.name}",
         "--keep-cluster",
         f"--resilience-spec={spec}",
-        f"--run-id=example-{spec.stem.split('.')[0]}",
+        f"--run-id={run_id}",
         f"--junitxml={junit}",
         "-p",
         "no:randomly",
         *(str(SCENARIOS / name) for name in scenarios),
         timeout=WHOLE_SUITE_TIMEOUT_S if scenarios == (".",) else PART_TIMEOUT_S,
     )
+    report = pytester.path / "reports" / run_id
+    if report.is_dir():
+        shutil.copytree(report, kept_in / "report", dirs_exist_ok=True)
     found = outcomes(junit) if junit.is_file() else {}
     assert found, result.stdout.str()[-3000:]
     return found
@@ -164,11 +175,19 @@ def run_example(
 HTTPBIN = EXAMPLES / "go-httpbin" / "go-httpbin.spec.yaml"
 
 
-def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
+def test_go_httpbin_as_its_authors_ship_it(
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
+) -> None:
     """Self-healing and probes on go-httpbin's own kustomization: every promise is kept or
     broken with a sentence that says why; the harness's own probe fault works on it."""
     found = run_example(
-        pytester, monkeypatch, cluster, HTTPBIN, "test_self_healing.py", "test_probes.py"
+        pytester,
+        monkeypatch,
+        cluster,
+        test_report_dir,
+        HTTPBIN,
+        "test_self_healing.py",
+        "test_probes.py",
     )
     assert unexplained(found, HTTPBIN_SKIPS) == []
     for name in HTTPBIN_PASSES:
@@ -179,10 +198,18 @@ def test_go_httpbin_as_its_authors_ship_it(pytester: pytest.Pytester, monkeypatc
 
 
 @pytest.mark.test_all
-def test_go_httpbin_rollouts_and_capacity(pytester: pytest.Pytester, monkeypatch, cluster) -> None:
+def test_go_httpbin_rollouts_and_capacity(
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
+) -> None:
     """Rollouts (and the broken image) and the capacity scenario on go-httpbin as shipped."""
     found = run_example(
-        pytester, monkeypatch, cluster, HTTPBIN, "test_zero_downtime_rollout.py", "test_capacity.py"
+        pytester,
+        monkeypatch,
+        cluster,
+        test_report_dir,
+        HTTPBIN,
+        "test_zero_downtime_rollout.py",
+        "test_capacity.py",
     )
     assert unexplained(found, HTTPBIN_SKIPS) == []
     # The default progress deadline (600s) cannot report a stuck rollout within the spec's 60s.
@@ -223,10 +250,12 @@ def test_the_cpu_pressure_variant_is_valid(tmp_path: Path) -> None:
 
 
 def test_cpu_pressure_drives_the_hpa_of_a_service_without_a_cpu_heavy_path(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     spec = cpu_pressure_variant(pytester.path)
-    found = run_example(pytester, monkeypatch, cluster, spec, "test_hpa_scaling.py")
+    found = run_example(
+        pytester, monkeypatch, cluster, test_report_dir, spec, "test_hpa_scaling.py"
+    )
     (outcome, message) = found["test_hpa_scales_up_under_cpu_load_and_back_down"]
     assert outcome == "passed", message[:3000]
 
@@ -247,7 +276,7 @@ def test_the_longer_start_variant_is_valid(tmp_path: Path) -> None:
 
 
 def test_a_start_longer_than_liveness_allows_fails_saying_why(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     """The harness slows go-httpbin's start-up by 45s; with no startup probe, its liveness
     probe (3 x 10s) restarts it first: the scenario fails, naming that."""
@@ -256,6 +285,7 @@ def test_a_start_longer_than_liveness_allows_fails_saying_why(
         pytester,
         monkeypatch,
         cluster,
+        test_report_dir,
         spec,
         "test_probes.py::test_slow_starter_is_protected_by_its_startup_probe",
     )
@@ -287,12 +317,12 @@ GUBERNATOR_SKIPS = {
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_gubernator_as_its_authors_chart_ships_it(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     """The whole built-in suite and every experiment on gubernator's Helm chart, installed
     by Helm: its HPA scales on CPU the harness raises, it heals, and what the chart lacks
     (probes, a PodDisruptionBudget, a short progress deadline) fails with that finding."""
-    found = run_example(pytester, monkeypatch, cluster, GUBERNATOR, ".")
+    found = run_example(pytester, monkeypatch, cluster, test_report_dir, GUBERNATOR, ".")
     assert_suite_outcomes(
         found,
         GUBERNATOR_FINDINGS,
@@ -327,12 +357,12 @@ KUBE_STATE_METRICS_PASSES = (
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_kube_state_metrics_as_its_plain_manifests_ship_it(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     """The whole built-in suite and every experiment on kube-state-metrics' plain manifest
     files: its ClusterRole and binding per test namespace, its probes failed by the harness,
     and what one replica without a PodDisruptionBudget cannot keep, failing with that."""
-    found = run_example(pytester, monkeypatch, cluster, KUBE_STATE_METRICS, ".")
+    found = run_example(pytester, monkeypatch, cluster, test_report_dir, KUBE_STATE_METRICS, ".")
     assert_suite_outcomes(
         found, KUBE_STATE_METRICS_FINDINGS, KUBE_STATE_METRICS_SKIPS, KUBE_STATE_METRICS_PASSES
     )
@@ -350,12 +380,12 @@ PODINFO_PROBES = (
 
 
 def test_podinfo_exec_probes_fail_through_the_harness(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     """podinfo's own kustomization, its images laid out as its Dockerfile lays them out
     (podinfo and podcli, workdir /home/app): each exec probe fails when the harness makes it
     fail, and the kubelet acts on it as the spec promises."""
-    found = run_example(pytester, monkeypatch, cluster, PODINFO, "test_probes.py")
+    found = run_example(pytester, monkeypatch, cluster, test_report_dir, PODINFO, "test_probes.py")
     for name in PODINFO_PROBES:
         assert found[name][0] == "passed", found[name][1][:3000]
 
@@ -373,13 +403,13 @@ PODINFO_SKIPS = {
 @pytest.mark.test_all
 @pytest.mark.exclusive_cluster  # the suite drains and stops nodes
 def test_podinfo_as_its_kustomization_ships_it(
-    pytester: pytest.Pytester, monkeypatch, cluster
+    pytester: pytest.Pytester, monkeypatch, cluster, test_report_dir
 ) -> None:
     """The whole built-in suite and every experiment on podinfo's kustomization: its HPA
     (2-4) scales on the CPU the harness raises, it heals and rolls out without a failed
     request, and what it lacks fails with that finding (no PodDisruptionBudget; exec probes
     that a partition does not reach)."""
-    found = run_example(pytester, monkeypatch, cluster, PODINFO, ".")
+    found = run_example(pytester, monkeypatch, cluster, test_report_dir, PODINFO, ".")
     assert_suite_outcomes(
         found,
         PODINFO_FINDINGS,

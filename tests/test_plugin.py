@@ -190,47 +190,68 @@ def test_repeat_below_one_is_refused(pytester):
     result.stderr.fnmatch_lines(["*--repeat needs N >= 1*"])
 
 
-# Four tests in two files on two xdist workers (--dist loadfile: one file each), against a
-# stand-in cluster: the two CPU-sensitive ones start together unless the CPU lock holds one
-# back; the exclusive one must overlap with nothing; the plain one may overlap.
+# Tests in two files on two xdist workers (--dist loadfile: one file each), against a
+# stand-in cluster. Each records which other tests it saw running while it held its turn
+# (a file per running test). The two plain tests first wait to see each other: that proves
+# the workers run side by side, so the turns below cannot hold by accident (workers that
+# started far apart). Then the CPU-sensitive two start together and must not see each
+# other; the exclusive one must see nobody, while a plain test on the other worker waits
+# for it.
 XDIST_TURNS_COMMON = """
     import json, time
     from pathlib import Path
     import pytest
+
+    RUNNING = Path("running")
 
     @pytest.fixture(scope="session")
     def cluster():
         return "stand-in"
 
     @pytest.fixture
-    def record(request):
-        start = time.monotonic()
-        yield
-        with Path("turns.jsonl").open("a") as out:
-            out.write(json.dumps([request.node.name, start, time.monotonic()]) + "\\n")
+    def turn(request):
+        RUNNING.mkdir(exist_ok=True)
+        me = RUNNING / request.node.name
+        me.touch()
+        seen = set()
+
+        def look(wait_s, partner=None):
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and partner not in seen:
+                seen.update(p.name for p in RUNNING.iterdir() if p != me)
+                time.sleep(0.05)
+
+        yield look
+        me.unlink()
+        with Path("seen.jsonl").open("a") as out:
+            out.write(json.dumps([request.node.name, sorted(seen)]) + "\\n")
 """
 XDIST_TURNS_A = """
-    import time
     import pytest
 
-    @pytest.mark.cpu_sensitive
-    def test_hpa(cluster, record):
-        time.sleep(1.5)
+    def test_plain_a(cluster, turn):
+        turn(20, partner="test_plain_b")
 
-    def test_plain(cluster, record):
-        time.sleep(1.5)
+    @pytest.mark.cpu_sensitive
+    def test_hpa(cluster, turn):
+        turn(2)
+
+    def test_plain_waiting_for_the_node_fault(cluster, turn):
+        turn(4, partner="test_node_fault")
 """
 XDIST_TURNS_B = """
-    import time
     import pytest
 
+    def test_plain_b(cluster, turn):
+        turn(20, partner="test_plain_a")
+
     @pytest.mark.cpu_sensitive
-    def test_capacity(cluster, record):
-        time.sleep(1.5)
+    def test_capacity(cluster, turn):
+        turn(2)
 
     @pytest.mark.exclusive_cluster
-    def test_node_fault(cluster, record):
-        time.sleep(1.5)
+    def test_node_fault(cluster, turn):
+        turn(2)
 """
 
 
@@ -240,17 +261,13 @@ def test_xdist_workers_take_turns_on_the_shared_cluster(pytester):
     result = pytester.runpytest_subprocess(
         "-n", "2", "-p", "xdist", "--dist", "loadfile", "--cluster-name=pytester-turns"
     )
-    result.assert_outcomes(passed=4)
-    lines = (pytester.path / "turns.jsonl").read_text().splitlines()
-    turns = {name: (start, end) for name, start, end in map(json.loads, lines)}
-
-    def overlap(a: str, b: str) -> bool:
-        return turns[a][0] < turns[b][1] and turns[b][0] < turns[a][1]
-
-    assert not overlap("test_hpa", "test_capacity")
-    assert not any(
-        overlap("test_node_fault", t) for t in ("test_hpa", "test_capacity", "test_plain")
-    )
+    result.assert_outcomes(passed=6)
+    lines = (pytester.path / "seen.jsonl").read_text().splitlines()
+    seen = {name: set(others) for name, others in map(json.loads, lines)}
+    assert "test_plain_b" in seen["test_plain_a"] and "test_plain_a" in seen["test_plain_b"]
+    assert "test_capacity" not in seen["test_hpa"] and "test_hpa" not in seen["test_capacity"]
+    assert seen["test_node_fault"] == set()
+    assert "test_node_fault" not in seen["test_plain_waiting_for_the_node_fault"]
 
 
 def test_tests_whose_fixtures_reach_the_cluster_are_marked_e2e(pytester):
@@ -280,13 +297,19 @@ def test_a_pytest_run_by_a_test_takes_its_turn_from_that_test(pytester, monkeypa
     """An example suite's pytest runs inside a test that holds the cluster alone: waiting for
     that lock would wait forever, so it takes the turn its parent names."""
     pytester.makeconftest(XDIST_TURNS_COMMON)
-    pytester.makepyfile(test_b=XDIST_TURNS_B)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.exclusive_cluster
+        def test_node_fault(cluster, turn):
+            turn(0)
+    """)
     name = "pytester-inherited-turn"
     monkeypatch.setenv(TURN_HELD_ENV, name)
     # The inner run's home is pytester's folder, and its cache with it.
     with file_lock(pytester.path / ".cache" / "kube-harness" / "locks" / f"use-{name}.lock"):
         result = pytester.runpytest_subprocess(f"--cluster-name={name}", timeout=60)
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=1)
 
 
 def test_a_session_that_recorded_something_writes_its_report_and_latest(pytester):

@@ -48,7 +48,8 @@ def explained(check: Check, sentence: str) -> Check:
     """`check` with `sentence` leading its note (a passed check as it is)."""
     if check.passed:
         return check
-    note = sentence + (f" ({check.verdict.note})" if check.verdict.note else "")
+    told = check.verdict.note and check.verdict.note not in sentence  # not said twice
+    note = sentence + (f" ({check.verdict.note})" if told else "")
     return replace(check, verdict=replace(check.verdict, note=note))
 
 
@@ -143,15 +144,18 @@ def ready_again(
         status = kube.apps.read_namespaced_deployment(deployment, namespace)
         want = status.spec.replicas or 0
         ready = status.status.ready_replicas or 0
-        ok = ready >= want and not status.status.unavailable_replicas
+        ok = want > 0 and ready >= want and not status.status.unavailable_replicas
+        took = time.time() - since if ok else None
+        in_time = took is not None and took <= within.seconds
+        note = f"{ready}/{want} Ready" + (": scaled to zero, nothing serves" if not want else "")
         return Check(
             Verdict(
                 f"{deployment} fully Ready after the experiment",
-                time.time() - since if ok else None,
+                took,
                 within.seconds,
                 "s",
-                "pass" if ok else "fail",
-                "" if ok else f"{ready}/{want} Ready",
+                "pass" if in_time else "fail",
+                "" if in_time else (note if not ok else "Ready only after the time allowed"),
             ),
             since,
             since + within.seconds,
