@@ -33,16 +33,17 @@ KIND_SMOKE := tests/test_provider.py tests/test_kind.py tests/test_workflow.py \
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
-# The unit tier first (no cluster, no network, no Go; on both cores), and nothing else when
-# it fails; then what needs a cluster or builds, on local; then kind's part.
+# The unit tier first, and nothing else when it fails; then what needs a cluster or builds,
+# on local; then kind's part.
 test: unit lint tools kind-prepare
 	$(call pytest,tests scenarios -m "not test_all and (e2e or builds)")
 	$(call pytest,$(KIND_ARGS) -m e2e $(KIND_SMOKE))
 
 # The unit tier: every test that needs no cluster and builds nothing (`-m "not e2e and not
-# builds"`); the plugin marks a test e2e when its fixtures reach the cluster.
+# builds"`; the plugin marks a test e2e when its fixtures reach the cluster). No network, Go
+# or cache needed. Four workers on two cores: many of its tests wait on Locust shapes.
 unit: deps
-	$(call pytest,tests -m "not e2e and not builds" -n 2)
+	$(call pytest,tests -m "not e2e and not builds" -n 4)
 
 # What CI's time leaves out (the examples' rollout scenarios), then every test and
 # scenario on kind.
