@@ -17,7 +17,7 @@ export ACTIONLINT := $(HOME)/.cache/kube-harness/tools/actionlint-$(ACTIONLINT_V
 # pytest exits 5 when it collected nothing: for these targets that is a failure, said plainly.
 define pytest
 	$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests from $(1)" >&2; exit 1; fi; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests from $(subst ",',$(1))" >&2; exit 1; fi; \
 	exit $$rc
 endef
 
