@@ -22,6 +22,7 @@ from harness.cluster.provider import ClusterOptions
 from harness.commands import run
 from harness.errors import InvalidConfiguration
 from harness.images import builders
+from harness.paths import CACHE_DIR_ENV, cache_dir
 from harness.wait import Pending, wait_for
 
 # One local cluster per machine: these tests take it down, so nothing else may use it meanwhile
@@ -171,7 +172,22 @@ def test_busy_nodeport_gives_one_clear_error_and_leaves_nothing(clean_machine) -
     assert leftovers(provider.layout, chains_before) == []
 
 
-def test_corrupted_image_cache_entry_gives_one_clear_error(clean_machine, temp_cache: Path) -> None:
+@pytest.fixture
+def cache_without_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The harness's cache with an empty image folder: every other entry links to the real
+    one (an empty cache would build every component first)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for entry in cache_dir().iterdir():
+        if entry.name != "images":
+            (cache / entry.name).symlink_to(entry)
+    monkeypatch.setenv(CACHE_DIR_ENV, str(cache))
+    return cache
+
+
+def test_corrupted_image_cache_entry_gives_one_clear_error(
+    clean_machine, cache_without_images: Path
+) -> None:
     provider, chains_before = clean_machine
     archive, _ = builders.pause_image()
     with archive.open("ab") as damaged:
