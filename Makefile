@@ -45,11 +45,14 @@ test: unit lint tools kind-prepare
 unit: deps
 	$(call pytest,tests -m "not e2e and not builds" -n 4)
 
-# What CI's time leaves out (the examples' rollout scenarios), then every test and
-# scenario on kind.
+# What CI's time leaves out (the examples' rollout scenarios, the scenario suite and its
+# experiments with load from the cluster), then every test and scenario on kind, and the
+# suite again with load from the cluster there.
 test-all: test
 	$(call pytest,tests -m test_all)
+	$(call pytest,scenarios --load-placement=cluster --load-workers=2)
 	$(call pytest,$(KIND_ARGS) tests scenarios -m "not test_all")
+	$(call pytest,$(KIND_ARGS) scenarios --load-placement=cluster --load-workers=2)
 
 # Every test and scenario on kind.
 test-kind: lint tools kind-prepare

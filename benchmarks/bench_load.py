@@ -49,9 +49,9 @@ class _Answer(asyncio.Protocol):
         self.transport.write(RESPONSE * requests)
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str = "127.0.0.1") -> None:
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Answer, "127.0.0.1", port)
+        server = await asyncio.get_running_loop().create_server(_Answer, host, port)
         await server.serve_forever()
 
     asyncio.run(main())
@@ -89,7 +89,7 @@ def harness_run(url: str, users: int, seconds: int, folder: Path, env: dict[str,
     runner = LoadRunner(base_url=url, shape=shape, report_dir=folder / "harness", env=env)
     with runner.start() as run:
         result = run.result()
-    return {"requests": result.requests, "cpu": result.cpu_seconds, "reliable": result.reliable}
+    return {"requests": result.requests, "cpu": run.cpu_seconds, "reliable": result.reliable}
 
 
 def main() -> int:
@@ -98,9 +98,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-host", default="127.0.0.1", help=argparse.SUPPRESS)  # in a pod
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve)
+        serve(args.serve, args.serve_host)
         return 0
 
     port = free_port()

@@ -35,6 +35,7 @@ from harness.errors import CommandFailed, HarnessError, InvalidConfiguration, Wa
 from harness.helm import Helm, HelmRelease, PostRender, is_chart
 from harness.image_availability import check_images_available
 from harness.kube import API_NOT_UP, Kube, secret_value
+from harness.load.runner import CLUSTER
 from harness.locks import file_lock
 from harness.paths import cache_dir
 from harness.progress import step
@@ -628,6 +629,8 @@ class Deployed:
             when deploy() returns, though kube-proxy may add the last Ready pods to its
             rules a moment later.
         node_ports: NodePort Service name -> the NodePort it got.
+        service_url: http://<service>.<namespace>.svc:<port> of the same Service, for
+            clients inside the cluster (load from the cluster).
         objects: the objects as applied.
         release: for a Helm chart, the release as installed (Helm applies, the harness
             shapes what it applies through a post-renderer).
@@ -640,6 +643,7 @@ class Deployed:
     base_url: str
     node_ports: dict[str, int]
     applier: Applier
+    service_url: str = ""
     kubectl: str | Path = "kubectl"
     own_service: Object | None = None  # the harness's NodePort Service, when it added one
     release: HelmRelease | None = None
@@ -655,6 +659,10 @@ class Deployed:
     def label(self) -> str:
         """What progress lines call it: the Helm release, else the manifests' folder."""
         return f"Helm release {self.release.name}" if self.release else self.source.name
+
+    def load_url(self, placement: str) -> str:
+        """Where load sent from `placement` ("host" or "cluster") reaches the service."""
+        return self.service_url if placement == CLUSTER else self.base_url
 
     def pods(self) -> list[str]:
         """Names of the Ready pods of its Deployments."""
@@ -894,6 +902,8 @@ def deploy(
                 node_ports={
                     s["metadata"]["name"]: s["spec"]["ports"][0]["nodePort"] for s in services
                 },
+                service_url=f"http://{reached.service['metadata']['name']}.{namespace}.svc:"
+                f"{reached.service['spec']['ports'][reached.port_index]['port']}",
                 kubectl=kubectl,
                 applier=applier,
                 own_service=reached.service if reached.own else None,

@@ -27,6 +27,8 @@ from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError
 from harness.kube import Kube
 from harness.load import Load
+from harness.load.cluster import ClusterSite
+from harness.load.runner import PLACEMENTS
 from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
@@ -34,7 +36,13 @@ from harness.paths import cache_dir
 from harness.progress import show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
-from harness.scenario import deploy_service, judge, provide_images, read_spec
+from harness.scenario import (
+    deploy_service,
+    judge,
+    provide_images,
+    provide_load_image,
+    read_spec,
+)
 from harness.spec import ResilienceSpec, ServiceSpec
 
 RUN_KEY = pytest.StashKey[Run]()
@@ -83,6 +91,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=0,
         help="worker nodes besides the control plane (kind)",
+    )
+    group.addoption(
+        "--load-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="send every load run from Locust's distributed mode, a master and N workers "
+        "(0: one Locust process; default: the spec's load.workers, else 0)",
+    )
+    group.addoption(
+        "--load-placement",
+        choices=PLACEMENTS,
+        default=None,
+        help="where every load run's Locust runs: host (this machine, through a NodePort on "
+        "127.0.0.1) or cluster (pods in the test's namespace, through the Service's name; "
+        "default: the spec's load.placement, else host)",
     )
     group.addoption(
         "--allow-chaos-on-existing",
@@ -548,14 +572,34 @@ def test_report_dir(request: pytest.FixtureRequest, harness_run: Run) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def load_image(cluster: ClusterProvider) -> str:
+    """The load image (Locust and the harness's recorder from this venv), built on this
+    machine and loaded into the run's cluster: for load from the cluster."""
+    return provide_load_image(cluster)
+
+
 @pytest.fixture
-def load(test_report_dir: Path) -> Iterator[Load]:
+def load(request: pytest.FixtureRequest, test_report_dir: Path) -> Iterator[Load]:
     """Locust load against a URL: `with load.run(url, Ramp(...)) as run: ...; run.result()`.
 
     Every run keeps Locust's CSV/HTML output and its event record in the test's report folder;
     a run still going when the test ends is stopped.
     """
-    with Load(test_report_dir) as runs:
+
+    def site() -> ClusterSite:  # the cluster's fixtures only when load runs there
+        return ClusterSite(
+            request.getfixturevalue("kube_api"),
+            request.getfixturevalue("namespace"),
+            request.getfixturevalue("load_image"),
+        )
+
+    with Load(
+        test_report_dir,
+        workers=request.config.getoption("load_workers"),
+        placement=request.config.getoption("load_placement"),
+        cluster_site=site,
+    ) as runs:
         yield runs
 
 

@@ -17,10 +17,12 @@ from harness.deploy import Deployed, deploy, deployment_and_pods, rollout_verdic
 from harness.errors import InvalidConfiguration, WaitTimeout
 from harness.image_availability import runtime_images
 from harness.images.cache import archive_file
+from harness.images.load import build_load_image
 from harness.images.oci import split_ref
 from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
+from harness.load.cluster import ClusterSite
 from harness.locks import file_lock
 from harness.paths import cache_dir
 from harness.progress import say, step
@@ -91,6 +93,20 @@ def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]
     return archives
 
 
+def provide_load_image(cluster: ClusterProvider) -> str:
+    """Build the load image (Locust and the harness's recorder) and load it into the cluster,
+    once per cluster; its reference."""
+    with file_lock(cache_dir() / "locks" / "load-image.lock"):
+        ref, archive = build_load_image()
+    load_once(cluster, [archive])
+    return ref
+
+
+def cluster_site(cluster: ClusterProvider, kube: Kube, namespace: str) -> Callable[[], ClusterSite]:
+    """What a `Load` needs to run load from the cluster, made on first use (the image build)."""
+    return lambda: ClusterSite(kube, namespace, provide_load_image(cluster))
+
+
 def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
     """Load image archives into the cluster, skipping those it already holds.
 
@@ -153,16 +169,18 @@ def judge(evidence: Evidence, report_dir: Path) -> None:
 
 
 def steady_load(
-    load: Load, service: ServiceSpec, base_url: str, *, seconds: float, cpu: bool = False
+    load: Load, service: ServiceSpec, deployed: Deployed, *, seconds: float, cpu: bool = False
 ) -> LoadRun:
-    """Start the spec's steady load (or, with `cpu`, the load that drives the HPA).
+    """Start the spec's steady load (or, with `cpu`, the load that drives the HPA), from
+    where the spec (or --load-placement) puts it.
 
     The run lasts at most `seconds`; leaving its `with` block earlier ends it gracefully.
     """
     users = service.load.cpu_users if cpu else service.load.users
     path = service.load.cpu_path if cpu else service.load.path
+    placement = load.placement_for(service.load.placement)
     return load.run(
-        base_url,
+        deployed.load_url(placement),
         Constant(users=users, seconds=seconds),
         locustfile=PATHS_LOCUSTFILE,
         env={
@@ -170,6 +188,8 @@ def steady_load(
             "LOAD_USER_RPS": f"{service.load.rps:g}",
             "LOAD_TIMEOUT_S": f"{service.load.timeout_s:g}",
         },
+        workers=service.load.workers,
+        placement=placement,
     )
 
 

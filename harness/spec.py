@@ -24,6 +24,7 @@ from harness.gopackages import program_name
 from harness.helm import HelmRelease, is_chart
 from harness.images.oci import split_ref
 from harness.load import SLO
+from harness.load.runner import HOST, PLACEMENTS
 from harness.render import check_source
 
 API_VERSION = "kube-harness/v1"
@@ -237,6 +238,13 @@ def _builder(raw: Any) -> str | GoProgramBuild:
 HPA_DRIVERS = ("load", "cpu-pressure")
 
 
+@_schema({"enum": list(PLACEMENTS)})
+def _load_placement(raw: Any) -> str:
+    if raw not in PLACEMENTS:
+        raise ValueError(f"{raw!r} is not where load can run; use one of: {', '.join(PLACEMENTS)}")
+    return raw
+
+
 @_schema({"enum": list(HPA_DRIVERS)})
 def _hpa_driver(raw: Any) -> str:
     if raw not in HPA_DRIVERS:
@@ -425,7 +433,11 @@ class AdminHooks:
 @dataclass(frozen=True)
 class LoadSpec:
     """Steady load (`users` on `path`) and the CPU load that drives the HPA (`cpu_users` on
-    `cpu_path`, by default the same); `rps` per user.
+    `cpu_path`, by default the same); `rps` per user. `workers`: 0 sends it from one Locust
+    process; N from Locust's distributed mode, a master and N workers (--load-workers wins).
+    `placement`: `host` runs Locust on this machine, through a NodePort on 127.0.0.1;
+    `cluster` runs it as pods beside the service, through its Service name
+    (--load-placement wins).
 
     A request without an answer after `timeout_s` counts as failed, and its user goes on:
     a user stuck on a lost connection would stop sending while the outage lasts, and
@@ -438,6 +450,8 @@ class LoadSpec:
     cpu_users: int
     rps: float = 5.0
     timeout_s: float = 5.0
+    workers: int = 0
+    placement: str = HOST
 
 
 @dataclass(frozen=True)
@@ -548,6 +562,8 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
             cpu_users=load.get("cpu_users", _count(1), None) or load.data.get("users"),
             rps=load.get("rps", _positive, 5.0),
             timeout_s=load.get("timeout", parse_seconds, 5.0),
+            workers=load.get("workers", _count(0), 0),
+            placement=load.get("placement", _load_placement, HOST),
         )
         load.done()
     if (helm := r.section("helm", required=False, about=HelmRelease.__doc__)) is not None:

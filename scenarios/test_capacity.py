@@ -46,14 +46,17 @@ def test_step_load_measures_capacity_and_hpa_reaction(
     if slo.max_p95_ms is None:
         pytest.skip(f"{service_spec.name}: the spec's SLO sets no p95 to find the knee against")
     shape = Step(step_users=STEP_USERS, step_time=STEP_S, steps=STEPS)
+    placement = load.placement_for(service_spec.load.placement)
     with load.run(
-        deployed.base_url,
+        deployed.load_url(placement),
         shape,
         locustfile=PATHS_LOCUSTFILE,
         env={
             "LOAD_PATH": service_spec.load.cpu_path,
             "LOAD_USER_RPS": f"{service_spec.load.rps:g}",
         },
+        workers=service_spec.load.workers,
+        placement=placement,
     ) as run:
         started = timeline.mark("step load starts", **shape.to_spec()).t
         run.wait()
@@ -61,7 +64,11 @@ def test_step_load_measures_capacity_and_hpa_reaction(
     ended = timeline.mark("step load stopped").t
     record = timeline.timeline()
     analysis = capacity.analyse(
-        result.series, record, max_p95_ms=slo.max_p95_ms, max_error_rate=slo.max_error_rate
+        result.series,
+        record,
+        max_p95_ms=slo.max_p95_ms,
+        max_error_rate=slo.max_error_rate,
+        generator=result.generator,
     )
 
     evidence = Evidence("capacity", record, loads=[result])

@@ -46,7 +46,7 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(
         if by_load
         else cpu_pressure(cluster, kube_api, deployed, service_spec, seconds=seconds)
     )
-    steady = steady_load(load, service_spec, deployed.base_url, cpu=by_load, seconds=seconds)
+    steady = steady_load(load, service_spec, deployed, cpu=by_load, seconds=seconds)
     with steady as run, pressure as burning:
         started = timeline.mark("cpu load starts", driver=expect.driver, pods=burning).t
         scaled = wait_for_check(

@@ -54,7 +54,7 @@ def test_failing_readiness_removes_the_pod_from_traffic(
 ):
     expect = probes_of(service_spec)
     budget = WARM_UP_S + expect.readiness_leaves_endpoints_within_s + PROXY_SYNC_S + QUIET_S + 30
-    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+    with steady_load(load, service_spec, deployed, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         victim = deployed.pods()[0]
         failed_at = timeline.mark("readiness made to fail", pod=victim).t

@@ -37,7 +37,7 @@ def heal(kind, inject, *, service_spec, deployed, timeline, load, report_dir, in
         )
 
     budget = WARM_UP_S + max(expect.ready_within_s, expect.window_s) + SETTLE_S + 30
-    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+    with steady_load(load, service_spec, deployed, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         victim = deployed.pods()[0]
         fault_at = timeline.mark(kind, pod=victim).t

@@ -43,7 +43,7 @@ def test_new_version_rolls_out_without_failed_requests(
     deployment = service_spec.deployment
     replicas, allowed = max_unavailable(kube_api, deployed.namespace, deployment)
     budget = WARM_UP_S + expect.complete_within_s + SETTLE_S + 30
-    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+    with steady_load(load, service_spec, deployed, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         started = timeline.mark("rollout starts", image=service_spec.images["next"]).t
         deployed.rollout(service_spec.image_override("next"), timeout=expect.complete_within_s + 30)
@@ -104,7 +104,7 @@ def test_broken_image_is_detected_and_rolled_back(
     broken = BROKEN_IMAGE
     current = service_spec.images["current"]
     budget = WARM_UP_S + expect.stuck_detected_within_s + expect.complete_within_s + 60
-    with steady_load(load, service_spec, deployed.base_url, seconds=budget) as run:
+    with steady_load(load, service_spec, deployed, seconds=budget) as run:
         time.sleep(WARM_UP_S)
         started = timeline.mark("rollout to a broken image", image=broken).t
         deployed.update({service_spec.image_name: broken})  # `helm upgrade` for a chart

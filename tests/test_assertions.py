@@ -8,7 +8,7 @@ import pytest
 
 from harness import assertions as a
 from harness.load import SLO, LoadResult
-from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
+from harness.load.result import EndpointStats, FailedRequest, Generator, SeriesPoint
 from harness.observe import (
     RELISTED,
     Entry,
@@ -17,6 +17,8 @@ from harness.observe import (
     Watched,
     summarize_pod,
 )
+
+NO_GENERATOR = Generator("host", ())
 
 
 def pod(t, name, *, ready=True, deleting=False, restarts=0, owner="demo-abc", type_="MODIFIED"):
@@ -60,8 +62,7 @@ def load_result(series=(), failures=()):
         list(failures),
         {},
         {},
-        [],
-        0,
+        NO_GENERATOR,
         None,
         Path("."),
     )
@@ -299,7 +300,9 @@ def test_availability_fails_over_its_limit_and_is_inconclusive_with_no_request()
 def test_slo_checks_fail_on_each_limit_missed():
     stats = EndpointStats(None, "Aggregated", 100, 7, 50, 1, 900, 40, 800, 950, 3.0)
     load = load_result()
-    load = LoadResult(load.base_url, 0, 100, stats, [stats], [], [], {}, {}, [], 0, None, Path("."))
+    load = LoadResult(
+        load.base_url, 0, 100, stats, [stats], [], [], {}, {}, NO_GENERATOR, None, Path(".")
+    )
     slo = SLO(max_error_rate=0.01, max_p95_ms=500, max_p99_ms=2000, min_rps=5)
     checks = {c.verdict.name: c for c in a.slo_checks(slo, load, what="rollout")}
     assert not checks["rollout: error rate"].passed
@@ -578,7 +581,9 @@ def test_failed_requests_pass_within_the_budget_and_fail_over_it():
 
 def test_slo_checks_of_a_saturated_generator_are_inconclusive_not_passed():
     stats = EndpointStats(None, "Aggregated", 100, 7, 50, 1, 900, 40, 800, 950, 3.0)
-    load = LoadResult("u", 0, 100, stats, [stats], [], [], {}, {}, [], 0, "CPU at 100%", Path())
+    load = LoadResult(
+        "u", 0, 100, stats, [stats], [], [], {}, {}, NO_GENERATOR, "CPU at 100%", Path()
+    )
     slo = SLO(max_error_rate=0.01, max_p99_ms=2000)
     checks = {c.verdict.name: c for c in a.slo_checks(slo, load, what="rollout")}
     rate = checks["rollout: error rate"]
@@ -591,7 +596,7 @@ def test_slo_checks_of_a_saturated_generator_are_inconclusive_not_passed():
 
 def test_slo_checks_with_no_request_completed_fail():
     nothing = EndpointStats(None, "Aggregated", 0, 0, 0, None, 0, None, None, None, 0)
-    load = LoadResult("u", 0, 100, nothing, [], [], [], {}, {}, [], 0, None, Path())
+    load = LoadResult("u", 0, 100, nothing, [], [], [], {}, {}, NO_GENERATOR, None, Path())
     slo = SLO(max_error_rate=0.01, max_p95_ms=500, min_rps=5)
     checks = a.slo_checks(slo, load, what="rollout")
     assert [c.verdict.name for c in checks] == [

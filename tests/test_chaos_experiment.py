@@ -18,9 +18,11 @@ from kubernetes import client
 from harness.assertions import BehaviourViolation
 from harness.chaos import experiment as ex
 from harness.load import LoadResult
-from harness.load.result import EndpointStats
+from harness.load.result import EndpointStats, Generator
 from harness.observe import Entry, Timeline
 from harness.spec import load_spec
+
+NO_GENERATOR = Generator("host", ())
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_SPEC = ROOT / "scenarios" / "demo-service.spec.yaml"
@@ -386,6 +388,9 @@ class FakeLoad:
         self.runs.append((base_url, shape, options))
         return self
 
+    def placement_for(self, asked):
+        return asked
+
     def __enter__(self):
         return self
 
@@ -395,7 +400,18 @@ class FakeLoad:
     def result(self):
         stats = EndpointStats(None, "Aggregated", 1000, 0, 5, 1, 50, 5, 20, 40, 16)
         return LoadResult(
-            "http://127.0.0.1:30080", 0, 100, stats, [stats], [], [], {}, {}, [], 0, None, Path()
+            "http://127.0.0.1:30080",
+            0,
+            100,
+            stats,
+            [stats],
+            [],
+            [],
+            {},
+            {},
+            NO_GENERATOR,
+            None,
+            Path(),
         )
 
 
@@ -474,6 +490,7 @@ def world(tmp_path, monkeypatch):
             deployed=SimpleNamespace(
                 namespace="kh-test-1",
                 base_url="http://127.0.0.1:30080",
+                load_url=lambda placement: "http://127.0.0.1:30080",
                 objects=[
                     {"kind": "Deployment", "metadata": {"name": "demo"}, "spec": {"replicas": 2}}
                 ],

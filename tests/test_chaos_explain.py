@@ -9,9 +9,11 @@ from harness.chaos import explain
 from harness.chaos.facts import RunFacts, Timing, Timings, last_terminations, method_actions
 from harness.chaos.ledger import Injected
 from harness.load import LoadResult, Verdict
-from harness.load.result import EndpointStats, FailedRequest
+from harness.load.result import EndpointStats, FailedRequest, Generator
 from harness.observe import Entry, Timeline
 from harness.spec import load_spec
+
+NO_GENERATOR = Generator("host", ())
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").service("demo")
@@ -355,7 +357,9 @@ def test_probes_the_harness_has_no_sentence_for_and_failed_ones_get_a_plain_one(
 
 def load(failures, requests=400, rps=10.0):
     stats = EndpointStats(None, "Aggregated", requests, len(failures), 5, 1, 50, 5, 20, 40, rps)
-    return LoadResult("http://x", 0, 100, stats, [stats], [], failures, {}, {}, [], 0, None, Path())
+    return LoadResult(
+        "http://x", 0, 100, stats, [stats], [], failures, {}, {}, NO_GENERATOR, None, Path()
+    )
 
 
 def failure(t, error, pod, took=0.1):

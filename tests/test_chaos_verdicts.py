@@ -16,9 +16,11 @@ from harness.chaos import verdicts as vd
 from harness.chaos.explain import JOIN
 from harness.chaos.facts import ProbeRun, RunFacts, Timing, Timings, collect_facts
 from harness.load import SLO, LoadResult, Verdict
-from harness.load.result import EndpointStats, FailedRequest
+from harness.load.result import EndpointStats, FailedRequest, Generator
 from harness.observe import Entry, Timeline
 from harness.spec import load_spec
+
+NO_GENERATOR = Generator("host", ())
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").service("demo")
@@ -169,7 +171,9 @@ def test_a_sentence_leads_a_failed_checks_note_and_leaves_a_passed_one_alone():
 def test_slo_verdicts_are_explained_with_who_set_the_limit():
     stats = EndpointStats(None, "Aggregated", 100, 5, 5, 1, 50, 5, 20, 40, 10)
     failures = [FailedRequest(1, 1.1, "GET", "/", "ConnectionRefusedError", "demo-a")] * 5
-    result = LoadResult("u", 0, 10, stats, [stats], [], failures, {}, {}, [], 0, None, Path())
+    result = LoadResult(
+        "u", 0, 10, stats, [stats], [], failures, {}, {}, NO_GENERATOR, None, Path()
+    )
     (rate,) = vd.slo_verdicts(
         SLO(max_error_rate=0.01), result, overridden={"max_error_rate"}, what="whole chaos run"
     )
@@ -314,7 +318,7 @@ def test_sentence_check_fails_counting_its_sentences_and_passes_with_none():
 def slo_load(failed: int) -> LoadResult:
     stats = EndpointStats(None, "Aggregated", 100, failed, 5, 1, 50, 5, 20, 40, 10)
     failures = [FailedRequest(1, 1.1, "GET", "/", "ConnectionRefusedError", "demo-a")] * failed
-    return LoadResult("u", 0, 10, stats, [stats], [], failures, {}, {}, [], 0, None, Path())
+    return LoadResult("u", 0, 10, stats, [stats], [], failures, {}, {}, NO_GENERATOR, None, Path())
 
 
 def test_slo_verdicts_pass_within_the_limit_and_fail_over_it_with_a_sentence():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from harness.errors import CommandFailed, InvalidConfiguration
 from harness.images import builders, debian_rootfs, write_oci_archive
+from harness.images import load as load_image
 from harness.images.cache import cached, images_dir
 from harness.images.layers import files_layer
 from harness.images.oci import archive_ref, file_digest, normalize_ref
@@ -193,3 +196,51 @@ def test_a_go_build_is_laid_out_as_its_programs_say(
         with tarfile.open(fileobj=io.BytesIO(blob)) as layer:
             layer_names |= set(layer.getnames())
     assert {"home/app/web", "usr/local/bin/cli"} <= layer_names
+
+
+# -- the load image's layer ---------------------------------------------------------------------
+
+
+def test_the_load_layer_holds_locust_the_recorder_and_the_locustfiles():
+    names = {name for name, _ in load_image.layer_files()}
+    assert {
+        "opt/locust/site/locust/__init__.py",
+        "opt/locust/site/gevent/__init__.py",
+        "opt/locust/site/yaml/__init__.py",
+        "opt/harness/harness/load/_locust_entry.py",
+        "opt/harness/harness/load/_recorder.py",
+        "opt/harness/loadtests/demo.py",
+        "opt/harness/loadtests/paths.py",
+    } <= names
+    assert not any("__pycache__" in name for name in names)
+    assert not any(name.startswith("opt/harness/harness/cluster") for name in names)
+
+
+def test_the_load_layer_alone_runs_the_recorder_without_the_venv(tmp_path):
+    """What the pods import, from the layer's files only (no site-packages, no Kubernetes)."""
+    for name, source in load_image.layer_files():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).symlink_to(source)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path / load_image.SITE}:"
+           f"{tmp_path / load_image.HARNESS}"}  # fmt: skip
+    code = "import locust.main; from harness.load import _recorder, locust_shape; import sys; "
+    code += "print(sorted(m for m in sys.modules if m.startswith('kubernetes')))"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_load_image_reference_follows_its_content(monkeypatch):
+    before = load_image.load_image_ref()
+    assert before.startswith("localhost/kube-harness/locust:")
+    assert load_image.load_image_ref() == before
+    monkeypatch.setattr(load_image, "ENV", {**load_image.ENV, "EXTRA": "1"})
+    assert load_image.load_image_ref() != before
+
+
+def test_the_load_image_refuses_a_python_its_compiled_modules_do_not_fit(monkeypatch):
+    monkeypatch.setattr(load_image, "IMAGE_PYTHON", (3, 12))
+    with pytest.raises(InvalidConfiguration, match=r"the harness runs on Python 3\.11"):
+        load_image.build_load_image()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from kubernetes import client
 
 from harness.errors import InvalidConfiguration
 from harness.load import (
@@ -33,6 +34,7 @@ from harness.load import (
     TargetUnreachable,
     cli,
 )
+from harness.load.cluster import LOAD_LABEL, ROLE_LABEL, ClusterSite
 from harness.wait import Pending, wait_for
 
 DATA = Path(__file__).parent / "data" / "load"
@@ -308,6 +310,76 @@ def test_time_limit_stops_a_locustfile_shape_that_never_ends(load, server, tmp_p
     assert not locust_processes(tmp_path)
 
 
+# -- Locust's distributed mode: a master and workers on this machine --------------------------
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory) -> tuple[LoadResult, TargetServer]:
+    """One run of a master and two workers: 6 users for 4 s, every 10th answer 503."""
+    with TargetServer(fail_every=10) as server, Load(tmp_path_factory.mktemp("load")) as load:
+        run = load.run(server.url, Constant(users=6, seconds=4), env=QUIET, workers=2)
+        result = run.result()
+    return result, server
+
+
+def test_workers_records_come_back_merged_and_exact(two_workers):
+    result, server = two_workers
+    # Every request the target answered is counted once: the last seconds of each worker
+    # reach the master before it ends (Locust alone gives them 0.5 s).
+    assert result.requests == server.requests > 50
+    assert result.total.failures == server.failures == len(result.failures)
+    assert sum(p.requests for p in result.series) == result.requests
+    assert sum(p.failures for p in result.series) == result.total.failures
+    assert result.pods == dict(server.pods)
+    assert result.versions == {"v1": result.requests}
+    assert max(p.users for p in result.series) == 6
+
+
+def test_each_worker_is_named_with_its_share_and_cpu(two_workers):
+    result, _ = two_workers
+    workers = result.generator.workers
+    assert len(workers) == 2 and result.generator.placement == "host"
+    assert all(w.requests > 0 and w.cpu for w in workers), result.generator.describe()
+    assert sum(w.requests for w in workers) == result.requests
+    assert result.reliable, result.unreliable_reason
+    assert "2 Locust processes" in result.summary()
+    logs = sorted(p.name for p in result.report_dir.glob("locust-worker-*.log"))
+    assert logs == ["locust-worker-1.log", "locust-worker-2.log"]
+
+
+def test_shapes_apply_to_the_whole_distributed_run(load, server):
+    shape = Step(step_users=2, step_time=2, steps=3)
+    result = load.run(server.url, shape, env=QUIET, workers=2).result()
+    assert_users_follow(result, shape)
+    assert max(p.users for p in result.series) == 6
+
+
+def test_a_worker_that_dies_is_reported_and_makes_the_run_unreliable(load, server):
+    with load.run(server.url, Constant(users=4, seconds=12), env=QUIET, workers=2) as run:
+        wait_for(
+            lambda: len(run.series()) >= 2 or Pending("no second yet"), what="load", timeout=20
+        )
+        psutil.Process(run.pids[2]).kill()
+        result = run.result()
+    assert not result.reliable
+    assert "load generator saturated" in result.unreliable_reason
+    assert "was lost" in result.unreliable_reason
+    assert [w.lost_at is not None for w in result.generator.workers].count(True) == 1
+
+
+def test_the_master_listens_on_this_machine_only(load, server):
+    with load.run(server.url, Constant(users=1, seconds=3), env=QUIET, workers=1) as run:
+        master = psutil.Process(run.pids[0])
+        listening = [c.laddr for c in master.net_connections("tcp") if c.status == "LISTEN"]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening), listening
+
+
+@pytest.mark.parametrize("workers", [-1, 1.5, True])
+def test_a_bad_worker_count_is_refused(load, server, workers):
+    with pytest.raises(InvalidConfiguration, match=r"load workers .* is not a whole number"):
+        load.run(server.url, Constant(users=1, seconds=1), workers=workers)
+
+
 # -- the generator's own CPU ---------------------------------------------------------------------
 
 
@@ -390,7 +462,7 @@ def test_a_missing_locustfile_is_refused(load, server):
 
 def test_an_exception_in_the_block_kills_locust(load, server, tmp_path):
     with pytest.raises(RuntimeError), load.run(server.url, Constant(users=1, seconds=30)) as run:
-        pid = run._proc.pid
+        pid = run.pids[0]
         raise RuntimeError("the test failed while load was running")
     assert wait_for(lambda: gone(pid), what="Locust to go", timeout=5, interval=0.1)
     assert not locust_processes(tmp_path)
@@ -402,7 +474,7 @@ PARENT = textwrap.dedent(
     from pathlib import Path
     from harness.load import Constant, run_load
     run = run_load(sys.argv[1], Constant(users=1, seconds=60), report_dir=Path(sys.argv[2]))
-    print(run._proc.pid, flush=True)
+    print(run.pids[0], flush=True)
     time.sleep(60)
     """
 )
@@ -456,11 +528,14 @@ def test_cli_load_run_prints_the_result_and_judges_the_slo(server, tmp_path, cap
 
 
 def test_load_against_the_demo_service_on_the_cluster(deployed, load):
-    """Locust through the NodePort on 127.0.0.1: every request counted, per pod and version."""
+    """A master and two workers on the host, through the NodePort on 127.0.0.1: every request
+    counted, per pod and version (one process does the same in every scenario)."""
+    workers = 2
     with load.run(
         deployed.base_url,
         Constant(users=4, seconds=8),
         env={"DEMO_USER_RPS": "5", "DEMO_WORK_MS": "5"},
+        workers=workers,
     ) as run:
         run.wait()
     result = run.result()
@@ -472,3 +547,49 @@ def test_load_against_the_demo_service_on_the_cluster(deployed, load):
     assert {e.name for e in result.endpoints} == {"/", "/work", "/version"}
     assert all(v.passed for v in SLO(max_error_rate=0, min_rps=10).evaluate(result))
     assert (result.report_dir / "locust_stats.csv").is_file()
+    assert len(result.generator.workers) == workers
+    assert sum(w.requests for w in result.generator.workers) == result.requests
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-pod", "master-and-2-worker-pods"])
+def test_load_from_the_cluster_reaches_the_service_by_its_name(
+    deployed, load, workers, kube_api, namespace, load_image
+):
+    """Locust as pods beside the service, through its ClusterIP Service: nothing on the host."""
+    site = ClusterSite(kube_api, namespace, load_image)
+    with load.run(
+        deployed.service_url,
+        Constant(users=4, seconds=8),
+        env={"DEMO_USER_RPS": "5", "DEMO_WORK_MS": "5"},
+        workers=workers,
+        placement="cluster",
+        site=site,
+    ) as run:
+        run.wait()  # the run's pods stay until its block ends
+        pods = kube_api.core.list_namespaced_pod(namespace, label_selector=LOAD_LABEL).items
+        networking = client.NetworkingV1Api(kube_api.api_client)
+        policy = networking.list_namespaced_network_policy(namespace, label_selector=LOAD_LABEL)
+    result = run.result()
+    assert result.requests > 100 and result.failures == []
+    assert set(result.pods) == set(deployed.pods())
+    assert sum(result.pods.values()) == result.requests
+    assert result.generator.placement == "cluster"
+    assert len(result.generator.workers) == max(workers, 1)
+    assert all(w.requests > 0 and w.cpu for w in result.generator.workers)
+    assert result.reliable, result.unreliable_reason
+    assert len(pods) == workers + 1
+    assert all(p.spec.active_deadline_seconds for p in pods)
+    # Workers spread over the nodes that take pods (kind's two workers; local's one node).
+    nodes = [n for n in kube_api.core.list_node().items if not n.spec.taints]
+    placed = {p.spec.node_name for p in pods if p.metadata.labels[ROLE_LABEL] == "worker"}
+    assert len(placed) == min(workers, len(nodes))
+    (egress,) = policy.items
+    assert egress.spec.policy_types == ["Egress", "Ingress"]
+    wait_for(
+        lambda: (
+            not kube_api.core.list_namespaced_pod(namespace, label_selector=LOAD_LABEL).items
+            or Pending("load pods still there")
+        ),
+        what="the load pods to be deleted",
+        timeout=60,
+    )

@@ -1,11 +1,12 @@
-"""SLO verdicts and the generator-saturation rule, on hand-made results (pure logic)."""
+"""SLO verdicts on hand-made results (pure logic)."""
 
 from pathlib import Path
 
 import pytest
 
 from harness.errors import InvalidConfiguration
-from harness.load.result import CpuSample, EndpointStats, LoadResult, saturation
+from harness.load.merge import generator_verdict
+from harness.load.result import CpuSample, EndpointStats, Generator, LoadResult, WorkerLoad
 from harness.load.slo import SLO, SLOViolation, format_verdicts
 
 DATA = Path(__file__).parent / "data" / "load"
@@ -32,7 +33,8 @@ def make_result(*, requests=1000, failures=10, p95=120.0, p99=300.0, rps=50.0, c
         "Aggregated", None, requests=requests, failures=failures, p95=p95, p99=p99, rps=rps
     )
     work = stats("/work", "GET", requests=100, failures=0, p95=700.0, p99=950.0, rps=5.0)
-    samples = [CpuSample(100.0 + i, p) for i, p in enumerate(cpu)]
+    samples = tuple(CpuSample(100.0 + i, p) for i, p in enumerate(cpu))
+    generator = Generator("host", (WorkerLoad("local", requests, samples),))
     return LoadResult(
         base_url="http://127.0.0.1:1",
         started=100.0,
@@ -43,9 +45,8 @@ def make_result(*, requests=1000, failures=10, p95=120.0, p99=300.0, rps=50.0, c
         failures=[],
         pods={},
         versions={},
-        cpu=samples,
-        cpu_seconds=1.0,
-        unreliable_reason=saturation(samples, since=100.0, locust_warned=False),
+        generator=generator,
+        unreliable_reason=generator_verdict(generator, since=100.0, locust_warned=False),
         report_dir=Path("."),
     )
 
@@ -118,31 +119,6 @@ def test_a_saturated_generator_makes_misses_inconclusive_not_failures():
     assert "describe the generator, not the service" in text
     with pytest.raises(SLOViolation):
         SLO(max_p95_ms=200).check(result)
-
-
-@pytest.mark.parametrize(
-    ("cpu", "warned", "reliable"),
-    [
-        ([95, 95, 50, 95, 95], False, True),  # never 3 s in a row
-        ([95, 95, 95], False, False),
-        ([10, 10], True, False),  # Locust's own warning counts
-        ([], False, True),
-    ],
-)
-def test_saturation_needs_three_busy_seconds_in_a_row(cpu, warned, reliable):
-    samples = [CpuSample(10.0 + i, p) for i, p in enumerate(cpu)]
-    assert (saturation(samples, since=10.0, locust_warned=warned) is None) is reliable
-
-
-def test_waiting_for_a_cpu_counts_as_busy():
-    samples = [CpuSample(1.0 + i, 40.0, waiting=55.0) for i in range(3)]
-    reason = saturation(samples, since=0, locust_warned=False)
-    assert "worst second: 40% on a CPU + 55% waiting for one" in reason
-
-
-def test_start_up_cpu_is_not_load():
-    samples = [CpuSample(t, 100.0) for t in (1.0, 2.0, 3.0)] + [CpuSample(4.0, 5.0)]
-    assert saturation(samples, since=3.5, locust_warned=False) is None
 
 
 def test_valid_files():

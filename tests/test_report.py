@@ -95,7 +95,7 @@ def test_a_capacity_run_shows_throughput_per_replica_knee_and_hpa_reaction(tmp_p
     assert figures["knee_rps"] == pytest.approx(23.05)
     summary = files.markdown.read_text()
     assert "- Sustainable at the SLO: **4.22 req/s per replica** (21.10 req/s in total)" in summary
-    assert "- Knee: 23.05 req/s at 8 users: p95 586.7 ms above the SLO (500 ms)" in summary
+    assert "- Knee: 23.05 req/s at 8 users: p95 585 ms above the SLO (500 ms)" in summary
     html = files.html.read_text()
     assert "Latency against throughput" in html and "Replicas against load" in html
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness.assertions import Check, Evidence
 from harness.load import Verdict
-from harness.load.result import SeriesPoint
+from harness.load.result import CpuSample, Generator, SeriesPoint, WorkerLoad
 from harness.observe import Entry, Timeline
 from harness.report import capacity
 from harness.report.charts import Limit, Line, Marker, Panel, sparkline, ticks, time_chart, xy_chart
@@ -72,6 +72,52 @@ def test_capacity_finds_steps_knee_sustainable_throughput_and_hpa_reaction():
     assert result.peak_replicas == 4
     again = capacity.CapacityAnalysis.from_json(json.loads(json.dumps(result.to_json())))
     assert again == result
+
+
+def generator_busy_during(start, end, *, lost_at=None):
+    """One Locust process, idle except at 99% of a CPU from `start` to `end`."""
+    cpu = tuple(CpuSample(T0 + i, 99.0 if start <= T0 + i < end else 20.0) for i in range(0, 41))
+    return Generator("cluster", (WorkerLoad("worker-1", 1000, cpu, lost_at=lost_at),))
+
+
+def test_a_step_where_the_generator_saturated_is_not_measured_nor_a_knee():
+    series = step_series([(2, 8, 100), (4, 16, 150), (6, 17, 900), (8, 23, 200)])
+    generator = generator_busy_during(T0 + 20, T0 + 30)
+
+    result = capacity.analyse(
+        series, SCALING, max_p95_ms=500, max_error_rate=0.0, generator=generator
+    )
+
+    third = result.steps[2]
+    assert third.not_measured.startswith("worker-1 was busy >= 90%")
+    assert not third.within_slo
+    assert [bool(s.not_measured) for s in result.steps] == [False, False, True, False]
+    assert result.knee is None  # 6 users broke p95 only because the generator could not keep up
+    assert result.sustainable_rps == 23.0
+    assert "load from the cluster, 1 Locust process: worker-1" in result.load_from
+    again = capacity.CapacityAnalysis.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+
+
+def test_steps_after_a_lost_worker_are_not_measured():
+    series = step_series([(2, 8, 100), (4, 16, 150), (6, 22, 300)])
+    generator = generator_busy_during(0, 0, lost_at=T0 + 15)
+
+    result = capacity.analyse(
+        series, SCALING, max_p95_ms=500, max_error_rate=0.0, generator=generator
+    )
+
+    assert [s.not_measured for s in result.steps] == ["", "worker-1 was lost", "worker-1 was lost"]
+    assert result.sustainable_rps == 8.0
+
+
+def test_a_capacity_record_without_load_from_still_reads():
+    series = step_series([(2, 8, 100), (4, 16, 150), (6, 22, 300)])
+    raw = capacity.analyse(series, SCALING, max_p95_ms=500, max_error_rate=0.0).to_json()
+    del raw["load_from"]
+    for step in raw["steps"]:
+        del step["not_measured"]
+    assert capacity.CapacityAnalysis.from_json(raw).load_from == ""
 
 
 def test_a_throughput_plateau_is_a_knee_even_within_the_latency_limit():

@@ -124,6 +124,15 @@ def test_plain_manifests_a_port_a_go_build_and_archives(tmp_path: Path) -> None:
     assert service.archives == (tmp_path / "web.tar", tmp_path / "oci" / "layout")
 
 
+def test_load_workers_and_placement(tmp_path: Path) -> None:
+    spec = SERVICE.replace("cpu_users: 1}", "cpu_users: 1, workers: 2, placement: cluster}")
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec.format(manifests=PLAIN, extra=""))
+    load = load_spec(path).services[0].load
+    assert (load.workers, load.placement) == (2, "cluster")
+    assert load_spec(write_spec(tmp_path)).services[0].load.placement == "host"
+
+
 def test_a_go_build_laid_out_as_the_services_dockerfile(tmp_path: Path) -> None:
     extra = (
         "    build:\n"
@@ -217,6 +226,8 @@ def edit(change):
         (lambda s: s["images"].pop("current"), "services[0].images: must map version names"),
         (lambda s: s.update(build={"go": "x", "tag": "v1"}), "a Go build is"),
         (lambda s: s.update(port=70000), "a port number is 1-65535"),
+        (lambda s: s["load"].update(workers=-1), "services[0].load.workers: must be a whole"),
+        (lambda s: s["load"].update(placement="laptop"), "'laptop' is not where load can run"),
     ],
 )
 def test_the_schema_and_the_loader_refuse_the_same_mistakes(tmp_path, change, loader_says):

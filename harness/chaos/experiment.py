@@ -92,7 +92,13 @@ from harness.load import SLO, Load, Verdict
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.run import Run
-from harness.scenario import deploy_service, provide_images, steady_load, workload_of
+from harness.scenario import (
+    cluster_site,
+    deploy_service,
+    provide_images,
+    steady_load,
+    workload_of,
+)
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
 
 # What a provider must be able to do for the harness actions that reach past the API.
@@ -528,7 +534,7 @@ def run_under_load(
     try:
         with (
             chaosk8s_kubeconfig(cluster.kubeconfig(), cluster.options.context),
-            steady_load(load, service, deployed.base_url, seconds=load_seconds) as run,
+            steady_load(load, service, deployed, seconds=load_seconds) as run,
         ):
             time.sleep(settings.warm_up_s)  # the baseline under full load is in the record
             configuration[PODS_AT_START] = pods_at_start(
@@ -671,7 +677,7 @@ def run_in_fresh_namespace(
     try:
         with (
             TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
-            Load(report_dir) as load,
+            Load(report_dir, cluster_site=cluster_site(cluster, kube, namespace)) as load,
         ):
             deployed = deploy_service(cluster, kube, namespace, service)
             timeline.mark("deployed", base_url=deployed.base_url)

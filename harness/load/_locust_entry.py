@@ -15,6 +15,9 @@ from pathlib import Path
 # nothing heavy, so the harness side reads these names from here).
 PARENT_PID_ENV = "HARNESS_LOAD_PARENT_PID"
 EVENTS_FILE_ENV = "HARNESS_LOAD_EVENTS"
+# In a pod the events go to standard output, each line marked, among Locust's own lines.
+STDOUT_EVENTS = "-"
+RECORD_MARKER = "HARNESS-RECORD "
 SHAPE_ENV = "HARNESS_LOAD_SHAPE"
 POD_HEADER_ENV = "HARNESS_LOAD_POD_HEADER"
 VERSION_HEADER_ENV = "HARNESS_LOAD_VERSION_HEADER"
@@ -45,7 +48,7 @@ def main() -> None:
     from harness.load import _recorder
 
     _recorder.install(
-        os.environ[EVENTS_FILE_ENV],
+        os.environ.get(EVENTS_FILE_ENV),  # a worker has none: it sends its records to the master
         pod_header=os.environ.get(POD_HEADER_ENV, POD_HEADER),
         version_header=os.environ.get(VERSION_HEADER_ENV, VERSION_HEADER),
     )

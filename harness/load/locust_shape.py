@@ -12,6 +12,7 @@ from dataclasses import fields
 from typing import ClassVar
 
 from locust import LoadTestShape
+from locust.runners import MasterRunner
 
 from harness.load._locust_entry import SHAPE_ENV
 from harness.load.shapes import Shape, shape_from_spec
@@ -26,7 +27,12 @@ class _ShapeTicks(LoadTestShape):
     shape: Shape
 
     def tick(self) -> tuple[int, float] | None:
-        return self.shape.tick(self.get_run_time())
+        tick = self.shape.tick(self.get_run_time())
+        if tick is None and isinstance(self.runner, MasterRunner):
+            # Locust would now quit, giving workers' last reports 0.5 s; stop first, which
+            # waits until every worker has sent them (see _recorder.stop_gracefully).
+            self.runner.stop()
+        return tick
 
 
 class ShapeFromAttributes(_ShapeTicks):

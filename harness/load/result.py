@@ -7,15 +7,9 @@ Every time is `time.time()` seconds (the cluster timeline's clock), so a questio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-# Locust warns at this CPU share; above it, its timings measure itself, not the target.
-CPU_SATURATION_PERCENT = 90.0
-# Consecutive one-second samples above the limit that make a run unreliable.
-CPU_SATURATION_SECONDS = 3
 
 
 @dataclass(frozen=True)
@@ -39,19 +33,6 @@ class SeriesPoint:
     @property
     def failures_per_s(self) -> float:
         return float(self.failures)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SeriesPoint:
-        return cls(
-            t=record["t"],
-            requests=record["requests"],
-            failures=record["failures"],
-            users=record["users"],
-            p50_ms=record["p50"],
-            p95_ms=record["p95"],
-            p99_ms=record["p99"],
-            pods=record["pods"],
-        )
 
 
 @dataclass(frozen=True)
@@ -114,6 +95,7 @@ class CpuSample:
     t: float
     percent: float
     waiting: float = 0.0
+    seconds: float = 1.0  # the time the sample covers
 
     @property
     def busy(self) -> float:
@@ -121,12 +103,58 @@ class CpuSample:
 
 
 @dataclass(frozen=True)
+class WorkerLoad:
+    """What one Locust process sent and how busy it was."""
+
+    name: str
+    requests: int
+    cpu: tuple[CpuSample, ...]
+    lost_at: float | None = None
+    lagging_at: float | None = None
+
+    @property
+    def peak_busy(self) -> float | None:
+        return max((s.busy for s in self.cpu), default=None)
+
+    @property
+    def mean_busy(self) -> float | None:
+        return sum(s.busy for s in self.cpu) / len(self.cpu) if self.cpu else None
+
+    @property
+    def cpu_seconds(self) -> float:
+        """Time its event loop spent on a CPU over the samples (start-up excluded)."""
+        return sum(s.percent / 100 * s.seconds for s in self.cpu)
+
+
+@dataclass(frozen=True)
+class Generator:
+    """Where a run's load came from: `host` or `cluster`, and each Locust process sending it."""
+
+    placement: str
+    workers: tuple[WorkerLoad, ...]
+
+    def describe(self) -> str:
+        """One line: placement, worker count and each worker's CPU."""
+        each = ", ".join(
+            f"{w.name}: {w.requests} requests, CPU mean {_percent(w.mean_busy)} "
+            f"peak {_percent(w.peak_busy)}"
+            + (" (LOST)" if w.lost_at else " (LAGGING)" if w.lagging_at else "")
+            for w in self.workers
+        )
+        count = len(self.workers)
+        return (
+            f"load from the {self.placement}, {count} Locust process{'es' * (count != 1)}: {each}"
+        )
+
+
+@dataclass(frozen=True)
 class LoadResult:
     """Everything one load run measured, plus whether the generator itself can be trusted.
 
     Attributes:
-        reliable: False when the Locust process saturated its CPU; then latency and
-            throughput describe the generator, and SLO verdicts say so.
+        generator: where the load came from and each Locust process's requests and CPU.
+        reliable: False when a Locust process saturated its CPU, was lost or fell behind;
+            then latency and throughput describe the generator, and SLO verdicts say so.
         report_dir: where Locust's CSV and HTML, its log and the event record are.
     """
 
@@ -139,8 +167,7 @@ class LoadResult:
     failures: list[FailedRequest]
     pods: dict[str, int]
     versions: dict[str, int]
-    cpu: list[CpuSample]
-    cpu_seconds: float
+    generator: Generator
     unreliable_reason: str | None
     report_dir: Path
 
@@ -204,6 +231,7 @@ class LoadResult:
             lines.append(
                 "  versions: " + ", ".join(f"{k}={v}" for k, v in sorted(self.versions.items()))
             )
+        lines.append(f"  {self.generator.describe()}")
         if self.unreliable_reason:
             lines.append(f"  UNRELIABLE: {self.unreliable_reason}")
         lines.append(f"  report: {self.report_dir}")
@@ -229,30 +257,5 @@ def read_records(path: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int
     return records, offset + len(complete)
 
 
-def saturation(cpu: Iterable[CpuSample], *, since: float, locust_warned: bool) -> str | None:
-    """Why the generator's numbers cannot be trusted, or None when they can.
-
-    Args:
-        cpu: one-second samples of the Locust process.
-        since: when the test started (start-up imports are not load).
-        locust_warned: Locust's own CPU warning fired.
-    """
-    streak = longest = 0
-    peak: CpuSample | None = None
-    for sample in cpu:
-        if sample.t < since:
-            continue
-        if peak is None or sample.busy > peak.busy:
-            peak = sample
-        streak = streak + 1 if sample.busy >= CPU_SATURATION_PERCENT else 0
-        longest = max(longest, streak)
-    if longest < CPU_SATURATION_SECONDS and not locust_warned:
-        return None
-    worst = f"{peak.percent:.0f}% on a CPU + {peak.waiting:.0f}% waiting for one" if peak else "-"
-    return (
-        f"load generator saturated: busy >= {CPU_SATURATION_PERCENT:g}% of the time for "
-        f"{longest}s in a row (worst second: {worst}"
-        f"{'; Locust warned too' if locust_warned else ''}); latency and throughput "
-        "describe the generator, not the service. Use fewer users, a slower pace per user, "
-        "or a less busy machine"
-    )
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"

@@ -1,8 +1,9 @@
-"""Run Locust headless in its own process group, bounded in time, and read what it records.
+"""Run Locust headless in its own process groups, bounded in time, and read what it records.
 
 The pytest process never imports Locust (Locust monkey-patches with gevent on import); it
-starts `_locust_entry.py` in a new session, follows the JSON lines the Locust-side recorder
-writes, samples the Locust process's CPU, and kills the whole process group on any exit path:
+starts `_locust_entry.py` in a new session (one process, or with `workers=N` a Locust master
+and N worker processes on 127.0.0.1), follows the JSON lines the Locust-side recorder writes
+(`harness.load.merge` describes them), and kills every process group on any exit path:
 end of the `with` block, exception, KeyboardInterrupt, interpreter exit (atexit) and, through
 PR_SET_PDEATHSIG, even the death of this process. (The kernel ties PR_SET_PDEATHSIG to the
 thread that started Locust: start runs from a thread that outlives them, as pytest's does.)
@@ -26,33 +27,39 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
-
-import psutil
 
 from harness.commands import run as run_command
 from harness.errors import CommandFailed, HarnessError, InvalidConfiguration
 from harness.load import _locust_entry
+from harness.load.merge import complete_seconds, generator, generator_verdict, merge_seconds
 from harness.load.result import (
-    CpuSample,
     EndpointStats,
     FailedRequest,
     LoadResult,
     SeriesPoint,
     read_records,
-    saturation,
 )
 from harness.load.shapes import Shape
 from harness.progress import say
 from harness.suite import DEMO_LOCUSTFILE
 from harness.wait import Pending, wait_for
 
+if TYPE_CHECKING:  # the Locust processes import this module: no Kubernetes client there
+    from harness.load.cluster import ClusterSite
+
 PROBE_TIMEOUT = 3.0
 STARTUP_TIMEOUT = 30.0
 STOP_GRACE = 10.0
 EVENTS_FILE = "load-events.jsonl"
 LOG_FILE = "locust.log"
+# Where a run's Locust processes run: processes on this machine, or pods in the cluster.
+HOST = "host"
+CLUSTER = "cluster"
+PLACEMENTS = (HOST, CLUSTER)
+# Pods may wait for a node and start a container before Locust has loaded.
+CLUSTER_STARTUP_TIMEOUT = 120.0
 
 
 class TargetUnreachable(HarnessError):
@@ -81,9 +88,15 @@ class LoadRunner:
             version, counted per pod and per version (default X-Pod-Name, X-App-Version).
         local_networks: CIDRs that stay on this machine although routing says otherwise
             (a cluster's service range, which kube-proxy translates locally).
+        workers: 0 runs one Locust process; N runs Locust's distributed mode, a master and
+            N workers, whose records come back merged.
+        placement: "host" runs Locust here (a target on this machine); "cluster" runs it as
+            pods in `site`'s namespace (a target inside the cluster: a Service's name).
+        site: the cluster, namespace and load image for placement "cluster".
 
     Raises:
-        InvalidConfiguration: bad URL, off-machine target, missing locustfile, bad bounds.
+        InvalidConfiguration: bad URL, off-machine target, missing locustfile, bad bounds,
+            a worker count that is not a whole number >= 0.
 
     Example:
         >>> with LoadRunner(base_url=url, shape=Constant(users=5, seconds=10),
@@ -105,6 +118,9 @@ class LoadRunner:
         pod_header: str = _locust_entry.POD_HEADER,
         version_header: str = _locust_entry.VERSION_HEADER,
         local_networks: Iterable[str] = (),
+        workers: int = 0,
+        placement: str = HOST,
+        site: ClusterSite | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.host, self.port = _parse_target(self.base_url)
@@ -134,16 +150,43 @@ class LoadRunner:
                 "are invalid",
                 fix="give a time_limit > 0 and a stop_timeout >= 0 (seconds)",
             )
-        _refuse_off_machine(self.host, _networks(local_networks))
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise InvalidConfiguration(
+                f"load workers {workers!r} is not a whole number >= 0",
+                fix="give 0 for one Locust process, or N for a master and N workers "
+                "(--load-workers, the spec's load.workers)",
+            )
+        self.workers = workers
+        if placement not in PLACEMENTS:
+            raise InvalidConfiguration(
+                f"load placement {placement!r} is not one of {', '.join(PLACEMENTS)}",
+                fix="use host (Locust on this machine) or cluster (Locust pods in the test's "
+                "namespace)",
+            )
+        self.placement = placement
+        self.site = site
+        if placement == CLUSTER:
+            from harness.load.cluster import check_cluster_target
+
+            if site is None:
+                raise InvalidConfiguration(
+                    "load from the cluster needs the cluster, namespace and load image",
+                    fix="pass site=ClusterSite(...) (the `load` fixture does so itself)",
+                )
+            check_cluster_target(self.host)
+        else:
+            _refuse_off_machine(self.host, _networks(local_networks))
 
     def start(self) -> LoadRun:
-        """Probe the target, start Locust and return once it has loaded the locustfile.
+        """Probe the target (from the host), start Locust and return once it has loaded the
+        locustfile.
 
         Raises:
             TargetUnreachable: no TCP connection within a few seconds.
             InvalidConfiguration: the locustfile (or Locust's options) failed at start.
         """
-        _probe(self.base_url, self.host, self.port)
+        if self.placement == HOST:
+            _probe(self.base_url, self.host, self.port)
         run = LoadRun(self)
         try:
             run._launch()
@@ -152,31 +195,58 @@ class LoadRunner:
             raise
         return run
 
-    def locust_argv(self) -> list[str]:
-        """The Locust command line (after the program).
+    @property
+    def startup_timeout(self) -> float:
+        return CLUSTER_STARTUP_TIMEOUT if self.placement == CLUSTER else STARTUP_TIMEOUT
 
-        No --run-time: with a shape Locust only arms it after the shape ends, so the
-        harness's own timer is the one bound for every kind of run.
-        """
+    def locustfiles(self) -> str:
         files = [str(self.locustfile)]
         if self.shape is not None:
             files.append(str(_locust_entry.SHAPE_LOCUSTFILE))
+        return ",".join(files)
+
+    def locust_argv(self) -> list[str]:
+        """Locust's options for the single process or the master (besides -f and the role).
+
+        No --run-time: with a shape Locust only arms it after the shape ends, so the
+        harness's own timer is the one bound for every kind of run. A master gives up when
+        its workers do not all connect in time. Locust's CSV and HTML are written on the host.
+        """
+        master = (
+            ["--expect-workers", str(self.workers),
+             "--expect-workers-max-wait", f"{self.startup_timeout:g}"]
+            if self.workers
+            else []
+        )  # fmt: skip
+        reports = (
+            [
+                "--csv",
+                str(self.report_dir / "locust"),
+                "--html",
+                str(self.report_dir / "locust.html"),
+            ]
+            if self.placement == HOST
+            else []
+        )
         return [
-            "-f",
-            ",".join(files),
+            *master,
             "--headless",
             "--host",
             self.base_url,
             "--stop-timeout",
             f"{self.stop_timeout:g}",
-            "--csv",
-            str(self.report_dir / "locust"),
-            "--html",
-            str(self.report_dir / "locust.html"),
+            *reports,
             "--exit-code-on-error",
             "0",
             "--only-summary",
         ]
+
+    def locust_env(self) -> dict[str, str]:
+        """The environment the locustfile and the recorder read (besides the event file)."""
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
+        if self.shape is not None:
+            env[_locust_entry.SHAPE_ENV] = json.dumps(self.shape.to_spec())
+        return env
 
 
 _live_runs: weakref.WeakSet[LoadRun] = weakref.WeakSet()
@@ -186,6 +256,130 @@ _live_runs: weakref.WeakSet[LoadRun] = weakref.WeakSet()
 def _kill_live_runs() -> None:
     for run in list(_live_runs):
         run.close()
+
+
+class LocustProcess:
+    """One Locust process in its own session, its output in `log_path`; reaped here."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path) -> None:
+        self.log_path = log_path
+        self.exit_code: int | None = None
+        self.cpu_seconds = 0.0  # user + system time, from the kernel at its exit
+        self._lock = threading.Lock()
+        with log_path.open("wb") as log:
+            log.write(f"# {' '.join(argv)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pid = self._proc.pid
+
+    def reap(self, block: bool = False) -> bool:
+        """True once the process has exited; what it started in its group goes with it."""
+        with self._lock:
+            if self.exit_code is not None:
+                return True
+            pid, status, usage = os.wait4(self.pid, 0 if block else os.WNOHANG)
+            if pid == 0:
+                return False
+            self.exit_code = self._proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        self.kill_group()
+        return True
+
+    def signal(self, signum: int) -> None:
+        if self.exit_code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        if not self.reap():
+            self.kill_group()
+            self.reap(block=True)
+
+
+class Generators(Protocol):
+    """The Locust processes of one run, wherever they run (`HostProcesses`, `LocustPods`)."""
+
+    exit_code: int | None
+
+    def exited(self) -> bool:
+        """True once the single process or the master has ended."""
+        ...
+
+    def request_stop(self, grace_s: float) -> None:
+        """Ask the single process or the master to end the run as a finished shape does."""
+        ...
+
+    def kill(self) -> None:
+        """End whatever is left of the run now (idempotent)."""
+        ...
+
+    def state(self) -> str:
+        """What they are doing, for error messages ("" when their log says it all)."""
+        ...
+
+
+class HostProcesses:
+    """Locust processes on this machine: one, or a master on 127.0.0.1 and its workers."""
+
+    def __init__(self, config: LoadRunner, events_path: Path, log_path: Path) -> None:
+        entry = [sys.executable, _locust_entry.__file__]
+        env = {**os.environ, **config.locust_env(), _locust_entry.PARENT_PID_ENV: str(os.getpid())}
+        files = ["-f", config.locustfiles()]
+        port = _free_port()
+        role = (
+            ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+            if config.workers
+            else []
+        )
+        self.leader = LocustProcess(
+            [*entry, *files, *role, *config.locust_argv()],
+            {**env, _locust_entry.EVENTS_FILE_ENV: str(events_path)},
+            log_path,
+            config.report_dir,
+        )
+        worker = ["--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+        self.workers = [
+            LocustProcess(
+                [*entry, *files, *worker],
+                env,
+                config.report_dir / f"locust-worker-{index + 1}.log",
+                config.report_dir,
+            )
+            for index in range(config.workers)
+        ]
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.leader.exit_code
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.leader.pid, *(w.pid for w in self.workers)]
+
+    def exited(self) -> bool:
+        return self.leader.reap()
+
+    def request_stop(self, grace_s: float) -> None:
+        self.leader.signal(_locust_entry.STOP_SIGNAL)
+
+    def kill(self) -> None:
+        for process in [*self.workers, self.leader]:
+            process.kill()
+
+    def state(self) -> str:
+        return ""
 
 
 class LoadRun:
@@ -200,19 +394,14 @@ class LoadRun:
         self.config = config
         self.events_path = config.report_dir / EVENTS_FILE
         self.log_path = config.report_dir / LOG_FILE
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._exit_code: int | None = None
-        self._cpu_seconds = 0.0
+        self._generators: Generators | None = None
         self._records: list[dict[str, Any]] = []
         self._offset = 0
         self._read_lock = threading.Lock()
-        self._reap_lock = threading.Lock()
-        self._cpu: list[CpuSample] = []
-        self._done = threading.Event()
         self._timer: threading.Timer | None = None
         self._result: LoadResult | None = None
         self.started = time.time()
-        self.deadline = self.started + STARTUP_TIMEOUT + config.time_limit
+        self.deadline = self.started + config.startup_timeout + config.time_limit
         self.time_limit_hit = False
 
     # -- life cycle ------------------------------------------------------------------------
@@ -221,39 +410,38 @@ class LoadRun:
         config = self.config
         config.report_dir.mkdir(parents=True, exist_ok=True)
         self.events_path.unlink(missing_ok=True)
-        env = {
-            **os.environ,
-            **config.env,
-            _locust_entry.EVENTS_FILE_ENV: str(self.events_path),
-            _locust_entry.PARENT_PID_ENV: str(os.getpid()),
-            "PYTHONUNBUFFERED": "1",
-        }
-        if config.shape is not None:
-            env[_locust_entry.SHAPE_ENV] = json.dumps(config.shape.to_spec())
-        argv = [sys.executable, _locust_entry.__file__, *config.locust_argv()]
-        with self.log_path.open("wb") as log:
-            log.write(f"# {' '.join(argv)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=config.report_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.log_path.unlink(missing_ok=True)
         _live_runs.add(self)
+        if config.placement == CLUSTER:
+            from harness.load.cluster import LocustPods
+
+            assert config.site is not None  # LoadRunner checked
+            pods = LocustPods(
+                config.site,
+                locustfile=config.locustfile,
+                with_shape=config.shape is not None,
+                workers=config.workers,
+                deadline_s=config.startup_timeout + config.time_limit,
+                events_path=self.events_path,
+                log_path=self.log_path,
+            )
+            self._generators = pods
+            pods.launch(config.locust_argv(), config.locust_env())
+            where = f"pods {pods.name}-* in {config.site.namespace}"
+        else:
+            processes = HostProcesses(config, self.events_path, self.log_path)
+            self._generators = processes
+            where = f"pid {processes.leader.pid}"
         self.started = time.time()
-        threading.Thread(target=self._sample_cpu, daemon=True, name="load-cpu").start()
+        workers = f" with {config.workers} workers" if config.workers else ""
         say(
-            f"load: Locust (pid {self._proc.pid}) against {config.base_url}, "
+            f"load: Locust ({where}){workers} against {config.base_url}, "
             f"bounded to {config.time_limit:g}s, report in {config.report_dir}"
         )
         wait_for(
             self._loaded,
             what=f"Locust to load {config.locustfile.name}",
-            timeout=STARTUP_TIMEOUT,
+            timeout=config.startup_timeout,
             interval=0.1,
         )
         # The hard bound; Locust's own --run-time only starts after a shape has ended.
@@ -267,18 +455,36 @@ class LoadRun:
             return True
         if self._reap():
             raise InvalidConfiguration(
-                f"Locust exited ({self._exit_code}) before the load started, loading "
-                f"{self.config.locustfile}:\n{self.log_tail()}",
+                f"Locust exited ({self.exit_code}) before the load started, loading "
+                f"{self.config.locustfile}:\n{self.log_tail()}{self._state()}",
                 fix=f"fix the locustfile or options above; run `python {self.config.locustfile}` "
                 "to see import errors; full log: " + str(self.log_path),
             )
-        return Pending("Locust is starting")
+        return Pending(f"Locust is starting{self._state()}")
 
     def _on_time_limit(self) -> None:
-        if not self._done.is_set():
+        if not self._reap():
             self.time_limit_hit = True
             say(f"load: time limit {self.config.time_limit:g}s reached, stopping Locust")
             self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        """The ids of Locust processes on this machine: the single process or the master
+        first, then the workers (none for load from the cluster)."""
+        return self._generators.pids if isinstance(self._generators, HostProcesses) else []
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._generators.exit_code if self._generators else None
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the ended Locust processes on this machine, start-up included, from
+        the kernel (0 for load from the cluster)."""
+        if not isinstance(self._generators, HostProcesses):
+            return 0.0
+        return sum(p.cpu_seconds for p in [self._generators.leader, *self._generators.workers])
 
     @property
     def running(self) -> bool:
@@ -297,11 +503,12 @@ class LoadRun:
     def stop(self) -> None:
         """End the load now: users finish their current request, Locust writes its reports.
 
-        Escalates to killing the process group when Locust does not exit in time.
+        Escalates to killing the process groups when Locust does not exit in time.
         """
-        if self._reap():
+        if self._generators is None or self._reap():
+            self.close()
             return
-        self._signal_leader(_locust_entry.STOP_SIGNAL)
+        self._generators.request_stop(self.config.stop_timeout + STOP_GRACE)
         try:
             wait_for(
                 lambda: True if self._reap() else Pending("Locust stopping"),
@@ -317,13 +524,11 @@ class LoadRun:
         self.close()
 
     def close(self) -> None:
-        """Kill whatever is left of the run's process group (idempotent)."""
+        """Kill whatever is left of the run's processes or pods (idempotent)."""
         if self._timer is not None:
             self._timer.cancel()
-        if self._proc is not None and not self._reap():
-            self._kill_group(signal.SIGKILL)
-            self._reap(block=True)
-        self._done.set()
+        if self._generators is not None:
+            self._generators.kill()
         _live_runs.discard(self)
 
     def __enter__(self) -> LoadRun:
@@ -343,8 +548,9 @@ class LoadRun:
     # -- reading ---------------------------------------------------------------------------
 
     def series(self) -> list[SeriesPoint]:
-        """The per-second series so far (each point is one closed wall-clock second)."""
-        return [SeriesPoint.from_record(r) for r in self._read() if r["kind"] == "second"]
+        """The per-second series so far: each point one wall-clock second that every worker
+        still sending has closed, summed over the workers."""
+        return merge_seconds(complete_seconds(self._read()))
 
     def failures(self) -> list[FailedRequest]:
         """Failed requests recorded so far."""
@@ -365,37 +571,41 @@ class LoadRun:
         summary = next((r for r in reversed(records) if r["kind"] == "summary"), None)
         if summary is None:
             raise LoadRunFailed(
-                f"Locust against {self.config.base_url} ended (exit {self._exit_code}) without "
+                f"Locust against {self.config.base_url} ended (exit {self.exit_code}) without "
                 f"its summary:\n{self.log_tail()}",
                 fix=f"see the full log {self.log_path}",
             )
         start = next((r["t"] for r in records if r["kind"] == "start"), self.started)
+        load_generator = generator(records, self.config.placement)
         self._result = LoadResult(
             base_url=self.config.base_url,
             started=start,
             ended=summary["t"],
             total=EndpointStats.from_record(summary["total"]),
             endpoints=[EndpointStats.from_record(e) for e in summary["endpoints"]],
-            series=self.series(),
+            series=merge_seconds(records),
             failures=self.failures(),
             pods=summary["pods"],
             versions=summary["versions"],
-            cpu=list(self._cpu),
-            cpu_seconds=self._cpu_seconds,
-            unreliable_reason=saturation(
-                self._cpu, since=start + 1, locust_warned=summary["cpu_warning"]
+            generator=load_generator,
+            unreliable_reason=generator_verdict(
+                load_generator, since=start + 1, locust_warned=summary["cpu_warning"]
             ),
             report_dir=self.config.report_dir,
         )
         return self._result
 
     def log_tail(self, lines: int = 20) -> str:
-        """The last lines of Locust's output, indented for error messages."""
+        """The last lines of Locust's output (the master's, with workers), for error messages."""
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return "    (no log)"
         return "\n".join(f"    {line}" for line in text.strip().splitlines()[-lines:])
+
+    def _state(self) -> str:
+        state = self._generators.state() if self._generators else ""
+        return f"\n    ({state})" if state else ""
 
     def _read(self) -> list[dict[str, Any]]:
         with self._read_lock:
@@ -403,79 +613,21 @@ class LoadRun:
             self._records.extend(new)
             return list(self._records)
 
-    # -- the process -----------------------------------------------------------------------
+    # -- the processes -----------------------------------------------------------------------
 
     def _remaining(self) -> float:
         return self.deadline - time.time()
 
-    def _reap(self, block: bool = False) -> bool:
-        """True once the Locust process has exited (reaped here, with its CPU time)."""
-        with self._reap_lock:
-            if self._exit_code is not None or self._proc is None:
-                return True
-            pid, status, usage = os.wait4(self._proc.pid, 0 if block else os.WNOHANG)
-            if pid == 0:
-                return False
-            self._exit_code = self._proc.returncode = os.waitstatus_to_exitcode(status)
-            self._cpu_seconds = usage.ru_utime + usage.ru_stime
-        # Anything the locustfile started in Locust's process group goes with it.
-        self._kill_group(signal.SIGKILL)
-        self._done.set()
-        return True
-
-    def _signal_leader(self, signum: int) -> None:
-        if self._proc is not None and self._exit_code is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._proc.pid, signum)
-
-    def _kill_group(self, signum: int) -> None:
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
-            os.killpg(self._proc.pid, signum)
-
-    def _sample_cpu(self) -> None:
-        """Once a second until the run ends: how busy Locust's event loop (main thread) was."""
-        assert self._proc is not None
-        read = _busy_reader(self._proc.pid)
-        try:
-            last_wall, last = time.monotonic(), read()
-            while not self._done.wait(1.0):
-                wall, now = time.monotonic(), read()
-                elapsed_ns = (wall - last_wall) * 1e9
-                self._cpu.append(
-                    CpuSample(
-                        time.time(),
-                        percent=100 * (now[0] - last[0]) / elapsed_ns,
-                        waiting=100 * (now[1] - last[1]) / elapsed_ns,
-                    )
-                )
-                last_wall, last = wall, now
-        except (OSError, ValueError, psutil.Error):
-            pass  # the process ended between two samples
+    def _reap(self) -> bool:
+        """True once the single process or the master has exited."""
+        return self._generators is None or self._generators.exited()
 
 
-def _busy_reader(pid: int) -> Callable[[], tuple[float, float]]:
-    """A function giving a process's (ns on a CPU, ns waiting for one) since it started.
-
-    /proc/PID/schedstat has both for the main thread (Locust's event loop); without it
-    (kernels built without schedstats) psutil's CPU times, with no waiting time.
-    """
-    schedstat = Path(f"/proc/{pid}/schedstat")
-    if schedstat.exists():
-
-        def from_schedstat() -> tuple[float, float]:
-            on_cpu, waiting, _ = schedstat.read_text().split()
-            return float(on_cpu), float(waiting)
-
-        return from_schedstat
-    process = psutil.Process(pid)
-
-    def from_psutil() -> tuple[float, float]:
-        times = process.cpu_times()
-        return (times.user + times.system) * 1e9, 0.0
-
-    return from_psutil
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a master: workers connect to it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class Load:
@@ -489,12 +641,42 @@ class Load:
         >>> SLO(max_error_rate=0.01).check(run.result())
     """
 
-    def __init__(self, report_dir: Path) -> None:
+    def __init__(
+        self,
+        report_dir: Path,
+        *,
+        workers: int | None = None,
+        placement: str | None = None,
+        cluster_site: Callable[[], ClusterSite] | None = None,
+    ) -> None:
         self.report_dir = Path(report_dir)
+        self.workers = workers
+        self.placement = placement
+        self.cluster_site = cluster_site
         self._runs: list[LoadRun] = []
 
+    def placement_for(self, asked: str) -> str:
+        """Where a run that asks for `asked` runs: this `Load`'s placement wins when set."""
+        return self.placement or asked
+
     def run(self, base_url: str, shape: Shape | None, **options: Any) -> LoadRun:
-        """Start a run (arguments of `LoadRunner`, report_dir excepted): reports go to load-N/."""
+        """Start a run (arguments of `LoadRunner`, report_dir excepted): reports go to load-N/.
+
+        A `Load` made with `workers` or `placement` (the --load-workers and --load-placement
+        options) runs every run so, whatever the caller (or the spec) asked for; a run in the
+        cluster gets its site from `cluster_site()` unless it names one.
+        """
+        if self.workers is not None:
+            options["workers"] = self.workers
+        if self.placement is not None:
+            options["placement"] = self.placement
+        if options.get("placement") == CLUSTER and options.get("site") is None:
+            if self.cluster_site is None:
+                raise InvalidConfiguration(
+                    "load from the cluster needs the cluster, namespace and load image",
+                    fix="make the Load with cluster_site=..., or pass site=ClusterSite(...)",
+                )
+            options["site"] = self.cluster_site()
         folder = self.report_dir / f"load-{len(self._runs) + 1}"
         run = run_load(base_url, shape, report_dir=folder, **options)
         self._runs.append(run)

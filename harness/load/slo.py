@@ -26,7 +26,8 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import InvalidConfiguration
-from harness.load.result import CPU_SATURATION_PERCENT, EndpointStats, LoadResult
+from harness.load.merge import CPU_SATURATION_PERCENT
+from harness.load.result import EndpointStats, LoadResult
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -172,7 +173,8 @@ class SLO:
             )
             verdicts += limits._judge(stats, f"{method or 'GET'} {name} ", result.reliable)
         if not result.reliable:
-            peak = max((s.busy for s in result.cpu), default=None)
+            peaks = [w.peak_busy for w in result.generator.workers if w.peak_busy is not None]
+            peak = max(peaks, default=None)
             verdicts.append(
                 Verdict(
                     "load generator busy",

@@ -8,6 +8,8 @@ renders it). The numbers mean:
   `WARM_UP_S`) while the new users settle; its latency is the median of its per-second
   percentiles, its replicas the time-weighted mean of the Ready pods;
 - within the SLO: the step's p95 and error rate are within the given limits;
+- not measured: a Locust process could not keep up during the step (CPU saturated, lost or
+  lagging): its figures describe the generator, so it is neither within the SLO nor a knee;
 - sustainable requests/s per replica: the best requests/s per Ready replica of any step
   within the SLO (a lower bound: a replica was never pushed further while meeting it);
 - the knee: the first step that broke the SLO, or whose throughput stopped growing with
@@ -24,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from harness.load.result import SeriesPoint
+from harness.load.merge import saturation
+from harness.load.result import Generator, SeriesPoint
 from harness.observe import Timeline
 from harness.report import series
 
@@ -54,6 +57,7 @@ class Step:
     ready_pods: float | None
     desired_replicas: float | None
     within_slo: bool
+    not_measured: str = ""  # why the generator's figures do not describe the service
 
     @property
     def rps_per_replica(self) -> float | None:
@@ -83,6 +87,7 @@ class CapacityAnalysis:
     first_scale_up_s: float | None
     steady_state_s: float | None
     peak_replicas: int | None
+    load_from: str = ""  # where the load came from: placement, Locust processes, their CPU
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form, for result.json's measurements and results.json."""
@@ -104,7 +109,11 @@ class CapacityAnalysis:
         return cls(
             steps=steps,
             knee=knee,
-            **{k: data[k] for k in cls.__dataclass_fields__ if k not in ("steps", "knee")},
+            **{
+                k: data[k]
+                for k in cls.__dataclass_fields__
+                if k not in ("steps", "knee") and k in data  # older records lack load_from
+            },
         )
 
 
@@ -127,8 +136,11 @@ def analyse(
     *,
     max_p95_ms: float | None,
     max_error_rate: float | None,
+    generator: Generator | None = None,
 ) -> CapacityAnalysis:
-    """Analyse a step load's per-second series against the SLO's latency and error limits.
+    """Analyse a step load's per-second series against the SLO's latency and error limits;
+    with the run's `generator`, steps during which a Locust process could not keep up are
+    marked as not measured.
 
     Example:
         >>> result = run.result()                                      # doctest: +SKIP
@@ -138,7 +150,8 @@ def analyse(
     ready = series.ready_pods(timeline)
     desired, _ = series.hpa_replicas(timeline)
     steps = tuple(
-        _step(group, ready, desired, max_p95_ms, max_error_rate) for group in _groups(points)
+        _step(group, ready, desired, max_p95_ms, max_error_rate, generator)
+        for group in _groups(points)
     )
     good = [s for s in steps if s.within_slo]
     per_replica = [s.rps_per_replica for s in good if s.rps_per_replica is not None]
@@ -155,6 +168,7 @@ def analyse(
         first_scale_up_s=_first_scale_up(timeline, rise, end),
         steady_state_s=_steady_state(desired, ready, rise, end),
         peak_replicas=_peak(desired, ready, rise, end),
+        load_from=generator.describe() if generator else "",
     )
 
 
@@ -177,9 +191,11 @@ def _step(
     desired: series.Points,
     max_p95_ms: float | None,
     max_error_rate: float | None,
+    generator: Generator | None,
 ) -> Step:
     settled = group[min(int(WARM_UP_S), len(group) // 3) :]
     start, end = float(settled[0].t), float(settled[-1].t + 1)
+    not_measured = _generator_behind(generator, start, end) if generator else ""
     requests = sum(p.requests for p in settled)
     failures = sum(p.failures for p in settled)
     error_rate = failures / requests if requests else 0.0
@@ -187,7 +203,8 @@ def _step(
         _median([getattr(p, key) for p in settled]) for key in ("p50_ms", "p95_ms", "p99_ms")
     )
     within = (
-        requests > 0
+        not not_measured
+        and requests > 0
         and (max_p95_ms is None or (p95 is not None and p95 <= max_p95_ms))
         and (max_error_rate is None or error_rate <= max_error_rate)
     )
@@ -204,7 +221,20 @@ def _step(
         ready_pods=round(mean_ready, 2) if mean_ready is not None else None,
         desired_replicas=series.value_at(desired, end),
         within_slo=within,
+        not_measured=not_measured,
     )
+
+
+def _generator_behind(generator: Generator, start: float, end: float) -> str:
+    """Why the Locust processes could not keep up during [start, end), or ""."""
+    for worker in generator.workers:
+        gone = worker.lost_at if worker.lost_at is not None else worker.lagging_at
+        if gone is not None and gone < end:
+            return f"{worker.name} was {'lost' if worker.lost_at is not None else 'lagging'}"
+        busy = saturation([s for s in worker.cpu if start <= s.t <= end], since=start)
+        if busy is not None:
+            return f"{worker.name} was {busy}"
+    return ""
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -217,6 +247,9 @@ def _knee(
 ) -> Knee | None:
     previous: Step | None = None
     for step in steps:
+        if step.not_measured:  # neither a knee nor a base for the next step's growth
+            previous = None
+            continue
         reason = _broken(step, previous, max_p95_ms, max_error_rate)
         if reason:
             return Knee(step.users, step.rps, step.p95_ms, reason)

@@ -198,7 +198,11 @@ def _capacity_html(label: str, c: CapacityAnalysis) -> list[str]:
         f"<td class='num'>{fmt(s.error_rate, 'ratio')}</td>"
         f"<td class='num'>{fmt(s.ready_pods)}</td><td class='num'>{fmt(s.desired_replicas)}</td>"
         f"<td class='num'>{fmt(s.rps_per_replica)}</td>"
-        f"<td>{_badge('pass' if s.within_slo else 'fail')}</td></tr>"
+        + (
+            f"<td>{_badge('inconclusive')} {escape(s.not_measured)}</td></tr>"
+            if s.not_measured
+            else f"<td>{_badge('pass' if s.within_slo else 'fail')}</td></tr>"
+        )
         for s in c.steps
     )
     knee = (
@@ -217,6 +221,7 @@ def _capacity_html(label: str, c: CapacityAnalysis) -> list[str]:
         f"<dt>Peak replicas</dt><dd>{fmt(c.peak_replicas)}</dd>",
         f"<dt>SLO</dt><dd>p95 &le; {fmt(c.max_p95_ms, 'ms')}, error rate &le; "
         f"{fmt(c.max_error_rate, 'ratio')}</dd>",
+        *([f"<dt>Load</dt><dd>{escape(c.load_from)}</dd>"] if c.load_from else []),
         "</dl>",
         f'<div class="charts">{"".join(charts)}</div>',
         "<table><tr><th>Users</th><th>req/s</th><th>p50</th><th>p95</th><th>p99</th>"

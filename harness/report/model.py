@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.load.merge import merge_seconds
 from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
 from harness.load.runner import EVENTS_FILE
 from harness.observe import Entry, Timeline
@@ -349,7 +350,7 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
         records, bad = _read_jsonl(path)
     except OSError as exc:
         return empty, f"{folder.name}/{EVENTS_FILE} unreadable ({_short_error(exc)})"
-    series, failures = [], []
+    seconds, failures = [], []
     started = total = summary_t = None
     for record in records:
         try:
@@ -357,7 +358,8 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
                 case "start":
                     started = float(record["t"])
                 case "second":
-                    series.append(SeriesPoint.from_record(record))
+                    merge_seconds([record])  # readable on its own, or counted as bad
+                    seconds.append(record)
                 case "failure":
                     failure = FailedRequest.from_record(record)
                     failures.append(
@@ -373,8 +375,9 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
                 case "summary":
                     total = EndpointStats.from_record(record["total"])
                     summary_t = float(record["t"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             bad += 1
+    series = merge_seconds(seconds)  # the seconds of a master's workers add up
     if started is None and series:
         started = float(series[0].t)
     ended = summary_t if summary_t is not None else (series[-1].t + 1.0 if series else None)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.capacity import MEASUREMENT as CAPACITY_MEASUREMENT
-from harness.report.capacity import CapacityAnalysis
+from harness.report.capacity import CapacityAnalysis, Step
 from harness.report.document import Report, TestView
 from harness.report.model import LoadRecord, VerdictRecord
 from harness.report.trends import Trend, describe
@@ -296,10 +296,19 @@ def _capacity_markdown(label: str, c: CapacityAnalysis) -> list[str]:
     ]
     lines += [
         f"| {s.users} | {fmt(s.rps)} | {fmt(s.p95_ms, 'ms')} | {fmt(s.error_rate, 'ratio')} "
-        f"| {fmt(s.ready_pods)} | {fmt(s.rps_per_replica)} | {'yes' if s.within_slo else 'no'} |"
+        f"| {fmt(s.ready_pods)} | {fmt(s.rps_per_replica)} | {within_slo(s)} |"
         for s in c.steps
     ]
+    if c.load_from:
+        lines += ["", f"Load: {_md(c.load_from)}"]
     return [*lines, ""]
+
+
+def within_slo(step: Step) -> str:
+    """A step's SLO column: yes, no, or why it was not measured."""
+    if step.not_measured:
+        return f"not measured ({step.not_measured})"
+    return "yes" if step.within_slo else "no"
 
 
 def trend_value(trend: Trend, value: float | None) -> str:

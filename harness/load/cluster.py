@@ -1,0 +1,401 @@
+"""Locust inside the cluster: a master pod and N worker pods in the test's namespace.
+
+The pods run the load image (`harness.images.load`): Locust and the harness's recorder from
+this venv. They reach the service through its ClusterIP Service name, so nothing needs a
+NodePort or a route from the host. The master writes its records to its standard output,
+each line marked; the harness follows the pod's log and splits it into the run's event file
+and Locust's log, so everything downstream reads the same file as for load from the host.
+
+Bounds: every pod has an activeDeadlineSeconds (the kubelet ends it even if the harness
+died), the pods go with the namespace, and a NetworkPolicy lets them reach only pods of the
+cluster (the service's, DNS, each other). The image's stop signal is the recorder's: deleting
+the master pod with a grace period ends the run the way a finished shape does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from harness.errors import HarnessError, InvalidConfiguration
+from harness.kube import Kube
+from harness.load import _locust_entry
+from harness.suite import LOADTESTS
+from harness.wait import Pending, wait_for
+
+MASTER_PORT = 5557
+LOAD_LABEL = "kube-harness.io/load"  # the run's name, on every object of the run
+ROLE_LABEL = "kube-harness.io/load-role"  # master or worker
+IMAGE_LOADTESTS = "/opt/harness/loadtests"
+IMAGE_SHAPE = "/opt/harness/harness/load/locust_shape.py"
+LOCUSTFILE_MOUNT = "/locustfile"
+# The pod-side bound beyond the harness's own time limit: start-up, stop and a margin.
+DEADLINE_MARGIN_S = 120
+
+
+@dataclass(frozen=True)
+class ClusterSite:
+    """Where load from the cluster runs: the cluster's API, the test's namespace, the image."""
+
+    kube: Kube
+    namespace: str
+    image: str
+
+
+class LocustPods:
+    """One load run's Locust pods: created by `launch`, followed, stopped, deleted by `kill`."""
+
+    def __init__(
+        self,
+        site: ClusterSite,
+        *,
+        locustfile: Path,
+        with_shape: bool,
+        workers: int,
+        deadline_s: float,
+        events_path: Path,
+        log_path: Path,
+    ) -> None:
+        self.site = site
+        self.name = f"locust-{secrets.token_hex(3)}"  # the run's objects: NAME, NAME-master, ...
+        self.locustfile = locustfile
+        self.with_shape = with_shape
+        self.workers = workers
+        self.deadline_s = deadline_s
+        self.events_path = events_path
+        self.log_path = log_path
+        self.master = f"{self.name}-master"
+        self.exit_code: int | None = None
+        self._followers: list[threading.Thread] = []
+        self._deleted = False
+
+    # -- start -----------------------------------------------------------------------------
+
+    def launch(self, locust_argv: list[str], env: dict[str, str]) -> None:
+        """Create the policy, the locustfile's ConfigMap, the master (or single Locust
+        process), then its workers."""
+        core = self.site.kube.core
+        ns = self.site.namespace
+        client.NetworkingV1Api(self.site.kube.api_client).create_namespaced_network_policy(
+            ns, self._network_policy()
+        )
+        mounted = not self.locustfile.is_relative_to(LOADTESTS)
+        if mounted:
+            core.create_namespaced_config_map(
+                ns,
+                client.V1ConfigMap(
+                    metadata=self._metadata(self.name, role=None),
+                    data={self.locustfile.name: self.locustfile.read_text()},
+                ),
+            )
+        files = self.locustfiles(mounted)
+        role = (
+            ["--master", "--master-bind-host", "0.0.0.0", "--master-bind-port", str(MASTER_PORT)]
+            if self.workers
+            else []
+        )
+        master_argv = ["-f", files, *role, *locust_argv]
+        master_env = {**env, _locust_entry.EVENTS_FILE_ENV: _locust_entry.STDOUT_EVENTS}
+        core.create_namespaced_pod(ns, self._pod(self.master, "master", master_argv, master_env))
+        self._follow(self.master, self.log_path, records=True)
+        ip = wait_for(
+            self._master_ip, what=f"Locust master pod {self.master} to get an IP", timeout=60
+        )
+        for index in range(self.workers):
+            worker = f"{self.name}-worker-{index + 1}"
+            argv = ["-f", files, "--worker", "--master-host", ip, "--master-port", str(MASTER_PORT)]
+            core.create_namespaced_pod(ns, self._pod(worker, "worker", argv, env))
+            self._follow(worker, self.log_path.with_name(f"locust-worker-{index + 1}.log"))
+
+    def locustfiles(self, mounted: bool) -> str:
+        folder = LOCUSTFILE_MOUNT if mounted else IMAGE_LOADTESTS
+        files = [f"{folder}/{self.locustfile.name}"]
+        if self.with_shape:
+            files.append(IMAGE_SHAPE)
+        return ",".join(files)
+
+    def _master_ip(self) -> str | Pending:
+        pod = self.site.kube.core.read_namespaced_pod(self.master, self.site.namespace)
+        if pod.status.pod_ip:
+            return pod.status.pod_ip
+        return Pending(_pod_state(pod))
+
+    # -- state -----------------------------------------------------------------------------
+
+    def exited(self) -> bool:
+        """True once the master's container has ended (or the pod is gone) and its log has
+        been copied to the end."""
+        if self.exit_code is not None:
+            return True
+        try:
+            pod = self.site.kube.core.read_namespaced_pod(self.master, self.site.namespace)
+            ended = [
+                s.state.terminated.exit_code
+                for s in pod.status.container_statuses or []
+                if s.state and s.state.terminated
+            ]
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            ended = [-1]  # deleted (a stop asked for, or someone else): its log says how it went
+        if not ended:
+            return False
+        self._followers[0].join(timeout=10)  # the last records and lines
+        self.exit_code = ended[0]
+        return True
+
+    def state(self) -> str:
+        """The master pod's state, for error messages."""
+        try:
+            pod = self.site.kube.core.read_namespaced_pod(self.master, self.site.namespace)
+        except ApiException as exc:
+            return f"pod {self.master}: {exc.reason}"
+        return f"pod {self.master}: {_pod_state(pod)}"
+
+    # -- end -------------------------------------------------------------------------------
+
+    def request_stop(self, grace_s: float) -> None:
+        """Delete the master with a grace period: the kubelet sends the image's stop signal
+        (the recorder's graceful stop), and waits `grace_s` before killing."""
+        self._delete_pods(role="master", grace_s=grace_s)
+
+    def kill(self) -> None:
+        """Delete every object of the run now (idempotent); wait for the log followers."""
+        if not self._deleted:
+            self._deleted = True
+            self._delete_pods(role=None, grace_s=0)
+            with contextlib.suppress(ApiException):
+                self.site.kube.core.delete_namespaced_config_map(self.name, self.site.namespace)
+            with contextlib.suppress(ApiException):
+                client.NetworkingV1Api(self.site.kube.api_client).delete_namespaced_network_policy(
+                    self.name, self.site.namespace
+                )
+        for follower in self._followers:
+            follower.join(timeout=10)
+
+    def _delete_pods(self, *, role: str | None, grace_s: float) -> None:
+        selector = f"{LOAD_LABEL}={self.name}" + (f",{ROLE_LABEL}={role}" if role else "")
+        with contextlib.suppress(ApiException):
+            self.site.kube.core.delete_collection_namespaced_pod(
+                self.site.namespace,
+                label_selector=selector,
+                grace_period_seconds=int(grace_s),
+            )
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def _follow(self, pod: str, log_path: Path, *, records: bool = False) -> None:
+        thread = threading.Thread(
+            target=self._copy_log, args=(pod, log_path, records), daemon=True, name=f"log-{pod}"
+        )
+        thread.start()
+        self._followers.append(thread)
+
+    def _copy_log(self, pod: str, log_path: Path, records: bool) -> None:
+        """Copy the pod's log while it runs: marked lines to the event file, others to its log.
+
+        A log stream opened while the container is still being created can end at once; it
+        is opened again (skipping the lines already copied) until the container has ended.
+        """
+        marker = _locust_entry.RECORD_MARKER
+        copied = 0
+        with (
+            log_path.open("a", encoding="utf-8") as log,
+            self.events_path.open("a", encoding="utf-8") as events,
+        ):
+            log.write(f"# Locust in pod {self.site.namespace}/{pod}\n")
+            while True:
+                ended = self._container_ended(pod)
+                stream = self._open_log(pod)
+                if stream is None:
+                    return
+                try:
+                    for index, line in enumerate(_lines(stream)):
+                        if index < copied:
+                            continue
+                        copied += 1
+                        if records and line.startswith(marker):
+                            events.write(line[len(marker) :] + "\n")
+                            events.flush()
+                        else:
+                            log.write(line + "\n")
+                            log.flush()
+                except Exception as exc:
+                    log.write(f"# log stream of {pod} broke ({exc}); opening it again\n")
+                finally:
+                    stream.release_conn()
+                if ended or self._deleted:
+                    return
+                time.sleep(0.5)
+
+    def _container_ended(self, pod: str) -> bool:
+        """True when the pod's container has ended or the pod is gone (its log is complete)."""
+        try:
+            status = self.site.kube.core.read_namespaced_pod(pod, self.site.namespace).status
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return any(c.state and c.state.terminated for c in status.container_statuses or [])
+
+    def _open_log(self, pod: str) -> Any:
+        """The pod's log stream, once its container has started (None if it never does)."""
+
+        def started() -> Any:
+            try:
+                return self.site.kube.core.read_namespaced_pod_log(
+                    pod, self.site.namespace, follow=True, _preload_content=False
+                )
+            except ApiException as exc:
+                if exc.status in (400, 404) and not self._deleted:  # still creating
+                    return Pending(f"pod {pod} is starting")
+                raise
+
+        try:
+            return wait_for(started, what=f"the log of pod {pod}", timeout=120, interval=0.5)
+        except HarnessError:  # the pod never started: the run reports its state
+            return None
+
+    # -- objects ---------------------------------------------------------------------------
+
+    def _metadata(self, name: str, role: str | None) -> client.V1ObjectMeta:
+        labels = {LOAD_LABEL: self.name, "app.kubernetes.io/managed-by": "kube-harness"}
+        if role:
+            labels[ROLE_LABEL] = role
+        return client.V1ObjectMeta(name=name, labels=labels)
+
+    def _pod(self, name: str, role: str, argv: list[str], env: dict[str, str]) -> client.V1Pod:
+        volumes, mounts = [], []
+        if not self.locustfile.is_relative_to(LOADTESTS):
+            volumes = [
+                client.V1Volume(
+                    name="locustfile", config_map=client.V1ConfigMapVolumeSource(name=self.name)
+                )
+            ]
+            mounts = [client.V1VolumeMount(name="locustfile", mount_path=LOCUSTFILE_MOUNT)]
+        spread = (
+            [
+                client.V1TopologySpreadConstraint(
+                    max_skew=1,
+                    topology_key="kubernetes.io/hostname",
+                    when_unsatisfiable="DoNotSchedule",
+                    node_taints_policy="Honor",  # a tainted control plane is no place for them
+                    label_selector=client.V1LabelSelector(
+                        match_labels={LOAD_LABEL: self.name, ROLE_LABEL: "worker"}
+                    ),
+                )
+            ]
+            if role == "worker"
+            else None
+        )
+        return client.V1Pod(
+            metadata=self._metadata(name, role),
+            spec=client.V1PodSpec(
+                restart_policy="Never",
+                active_deadline_seconds=int(self.deadline_s + DEADLINE_MARGIN_S),
+                automount_service_account_token=False,
+                enable_service_links=False,
+                termination_grace_period_seconds=30,
+                topology_spread_constraints=spread,
+                security_context=client.V1PodSecurityContext(
+                    run_as_non_root=True,
+                    seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+                ),
+                containers=[
+                    client.V1Container(
+                        name="locust",
+                        image=self.site.image,
+                        image_pull_policy="Never",
+                        args=argv,
+                        env=[client.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())],
+                        volume_mounts=mounts or None,
+                        security_context=client.V1SecurityContext(
+                            allow_privilege_escalation=False,
+                            read_only_root_filesystem=True,
+                            capabilities=client.V1Capabilities(drop=["ALL"]),
+                        ),
+                    )
+                ],
+                volumes=volumes or None,
+            ),
+        )
+
+    def _network_policy(self) -> client.V1NetworkPolicy:
+        """The run's pods reach only pods of this cluster; only its workers reach its master."""
+        run = {LOAD_LABEL: self.name}
+        return client.V1NetworkPolicy(
+            metadata=self._metadata(self.name, role=None),
+            spec=client.V1NetworkPolicySpec(
+                pod_selector=client.V1LabelSelector(match_labels=run),
+                policy_types=["Egress", "Ingress"],
+                egress=[
+                    client.V1NetworkPolicyEgressRule(
+                        to=[client.V1NetworkPolicyPeer(namespace_selector=client.V1LabelSelector())]
+                    )
+                ],
+                ingress=[
+                    client.V1NetworkPolicyIngressRule(
+                        _from=[
+                            client.V1NetworkPolicyPeer(
+                                pod_selector=client.V1LabelSelector(match_labels=run)
+                            )
+                        ]
+                    )
+                ],
+            ),
+        )
+
+
+def _lines(stream: Any) -> Iterator[str]:
+    """The complete lines of a log stream (a last line without its newline too)."""
+    pending = b""
+    for chunk in stream.stream(4096, decode_content=False):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from (line.decode("utf-8", errors="replace") for line in lines)
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+def _pod_state(pod: client.V1Pod) -> str:
+    """A pod's phase and why, e.g. "Pending (ErrImageNeverPull: ...)"."""
+    reasons = []
+    for status in pod.status.container_statuses or []:
+        state = status.state
+        if state and state.waiting and state.waiting.reason:
+            reasons.append(f"{state.waiting.reason}: {state.waiting.message or ''}".rstrip(": "))
+        elif state and state.terminated:
+            ended = state.terminated
+            reasons.append(
+                f"exited {ended.exit_code} ({ended.reason}) after running "
+                f"{ended.started_at:%H:%M:%S}..{ended.finished_at:%H:%M:%S}"
+            )
+    for condition in pod.status.conditions or []:
+        if condition.status == "False" and condition.message:
+            reasons.append(condition.message)
+    return f"{pod.status.phase}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def check_cluster_target(host: str) -> None:
+    """Refuse a target host that cannot be a Service of the cluster (checked before any pod).
+
+    Raises:
+        InvalidConfiguration: the host is this machine (127.0.0.1, localhost) or a name
+            outside the cluster's DNS domain.
+    """
+    if host.endswith((".svc", ".svc.cluster.local")) or ("." not in host and host != "localhost"):
+        return
+    raise InvalidConfiguration(
+        f"load from the cluster goes to a Service of the cluster, not to {host}",
+        fix="pass the service's in-cluster URL (Deployed.service_url, e.g. "
+        "http://demo.NAMESPACE.svc:80), or send load from the host",
+    )
