@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.kube import Kube
 from harness.load import SLO, LoadResult, Verdict
-from harness.observe import Entry, Timeline
+from harness.observe import Entry, Timeline, ready_endpoint_pods
 
 INF = float("inf")
 
@@ -283,16 +283,6 @@ def container_restarted(
     )
 
 
-def ready_endpoint_pods(timeline: Timeline, at: float) -> set[str]:
-    """Pods that are a ready endpoint of any Service in the namespace at `at`."""
-    return {
-        ep["pod"]
-        for state in timeline.states_at("EndpointSlice", at).values()
-        for ep in state.get("endpoints", [])
-        if ep.get("ready") and ep.get("pod")
-    }
-
-
 def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: float) -> Check:
     """`pod` stops being a ready endpoint of every Service within `within_s` of `since`.
 
@@ -300,15 +290,15 @@ def left_endpoints(timeline: Timeline, *, pod: str, since: float, within_s: floa
     """
     name = f"{pod} left the Service endpoints"
     kinds = ("EndpointSlice", "Pod", "Mark")
-    if pod not in ready_endpoint_pods(timeline, since):
+    if pod not in timeline.ready_endpoints(since):
         note = f"{pod} was no ready endpoint of any Service when the fault began"
         verdict = Verdict(name, None, within_s, "s", "inconclusive", note)
         return Check(verdict, since, since + within_s, kinds)
     gone_at = next(
         (
             t
-            for t in _moments(timeline, ("EndpointSlice",), since, INF)
-            if pod not in ready_endpoint_pods(timeline, t)
+            for t, slices in timeline.replay("EndpointSlice")
+            if t >= since and pod not in ready_endpoint_pods(slices)
         ),
         None,
     )
@@ -355,16 +345,24 @@ def no_traffic_to(
             return Check(verdict, after, until, kinds)
         served = sum(p.pods.get(pod, 0) for p in later)
         return Check(_verdict(name, served, 0, "requests", served == 0), after, until, kinds)
-    was_endpoint = any(pod in ready_endpoint_pods(timeline, t)
-                       for t in _moments(timeline, ("EndpointSlice",), -INF, after))  # fmt: skip
+    # One pass over the EndpointSlices: was the pod ever an endpoint before `after`, and at
+    # which moments until `until` was it one again.
+    was_endpoint = ready_at_after = False
+    back: list[float] = []
+    for t, slices in timeline.replay("EndpointSlice", until=until):
+        ready = pod in ready_endpoint_pods(slices)
+        if t <= after:
+            was_endpoint, ready_at_after = was_endpoint or ready, ready
+        elif ready:
+            back.append(t)
+    if ready_at_after:
+        back.insert(0, after)
     if not was_endpoint:
         verdict = Verdict(name, None, 0, "requests", "inconclusive",
                           f"the service's answers name no pod (no X-Pod-Name header) and no "
                           f"EndpointSlice recorded {pod} as an endpoint: nothing shows where "
                           "requests went")  # fmt: skip
         return Check(verdict, after, until, kinds)
-    back = [t for t in [after, *_moments(timeline, ("EndpointSlice",), after, until)]
-            if pod in ready_endpoint_pods(timeline, t)]  # fmt: skip
     note = (
         "judged by the EndpointSlices: the service's answers name no pod (no X-Pod-Name "
         f"header), and {pod} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +375,16 @@ class TimelineRecorder:
                     )
 
 
+def ready_endpoint_pods(slices: dict[str, dict[str, Any]]) -> set[str]:
+    """The pods that EndpointSlice states (name -> summary) hold as ready endpoints."""
+    return {
+        endpoint["pod"]
+        for state in slices.values()
+        for endpoint in state.get("endpoints") or []
+        if endpoint.get("ready") and endpoint.get("pod")
+    }
+
+
 class Timeline:
     """Questions about a recorded timeline, for assertions and reports."""
 
@@ -389,13 +400,28 @@ class Timeline:
 
     def states_at(self, kind: str, at: float) -> dict[str, dict[str, Any]]:
         """The last known state of every object of `kind` at time `at` (deleted ones gone)."""
+        last = deque(self.replay(kind, until=at), maxlen=1)  # the last moment holds it
+        return dict(last[0][1]) if last else {}
+
+    def replay(
+        self, kind: str, *, until: float = float("inf")
+    ) -> Iterator[tuple[float, dict[str, dict[str, Any]]]]:
+        """Every object of `kind` as it stood after each moment one changed, up to `until`:
+        `states_at` for every such moment, in one pass. The entries of one moment (a relist)
+        are applied together. The mapping yielded is updated in place: copy what you keep."""
         current: dict[str, dict[str, Any]] = {}
-        for entry in self.of(kind, until=at):
+        entries = self.of(kind, until=until)
+        for index, entry in enumerate(entries):
             if entry.type == "DELETED":
                 current.pop(entry.name, None)
             elif entry.type != "WATCH-ERROR":
                 current[entry.name] = entry.state
-        return current
+            if index + 1 == len(entries) or entries[index + 1].t != entry.t:
+                yield entry.t, current
+
+    def ready_endpoints(self, at: float) -> set[str]:
+        """Pods that are a ready endpoint of any Service in the namespace at `at`."""
+        return ready_endpoint_pods(self.states_at("EndpointSlice", at))
 
     def ready_pods(self, at: float) -> set[str]:
         return {

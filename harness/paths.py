@@ -18,3 +18,9 @@ HOME_CACHE_DIR = Path.home() / ".cache" / "kube-harness"
 def cache_dir() -> Path:
     """The harness's cache folder."""
     return Path(os.environ.get(CACHE_DIR_ENV) or HOME_CACHE_DIR)
+
+
+def lock_file(name: str) -> Path:
+    """The lock file `name` (e.g. "cluster-kube-harness.lock") of the harness's shared locks:
+    runs on one machine take turns through these, whichever checkout they come from."""
+    return cache_dir() / "locks" / name

@@ -32,7 +32,7 @@ from harness.load.runner import PLACEMENTS
 from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
-from harness.paths import cache_dir
+from harness.paths import cache_dir, lock_file
 from harness.progress import show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
@@ -448,7 +448,7 @@ def cluster(
     """
     try:
         provider = make_provider(cluster_selection.name, cluster_options)
-        with file_lock(cache_dir() / "locks" / f"cluster-{cluster_options.name}.lock"):
+        with file_lock(lock_file(f"cluster-{cluster_options.name}.lock")):
             provider.create()
         provider.wait_ready()
     except HarnessError as exc:
@@ -478,15 +478,14 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     if "cluster" not in request.fixturenames and not exclusive:
         yield
         return
-    locks = cache_dir() / "locks"
     name = request.getfixturevalue("cluster_options").name
     with ExitStack() as held:
         # A pytest run by a test of another (an example suite) gets its turn from that test:
         # waiting for the lock its parent holds would wait forever.
         if os.environ.get(TURN_HELD_ENV) != name:
-            held.enter_context(file_lock(locks / f"use-{name}.lock", shared=not exclusive))
+            held.enter_context(file_lock(lock_file(f"use-{name}.lock"), shared=not exclusive))
         if node.get_closest_marker(CPU_MARKER) is not None:
-            held.enter_context(file_lock(locks / f"cpu-{name}.lock"))
+            held.enter_context(file_lock(lock_file(f"cpu-{name}.lock")))
         yield
 
 

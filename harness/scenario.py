@@ -24,7 +24,7 @@ from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.load.cluster import ClusterSite
 from harness.locks import file_lock
-from harness.paths import cache_dir
+from harness.paths import cache_dir, lock_file
 from harness.progress import say, step
 from harness.render import render
 from harness.spec import GoProgramBuild, InvalidSpec, ResilienceSpec, ServiceSpec, load_spec
@@ -96,7 +96,7 @@ def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]
 def provide_load_image(cluster: ClusterProvider) -> str:
     """Build the load image (Locust and the harness's recorder) and load it into the cluster,
     once per cluster; its reference."""
-    with file_lock(cache_dir() / "locks" / "load-image.lock"):
+    with file_lock(lock_file("load-image.lock")):
         ref, archive = build_load_image()
     load_once(cluster, [archive])
     return ref
@@ -117,7 +117,7 @@ def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
     """
     name = cluster.options.name
     record = cache_dir() / "images-loaded" / f"{name}.json"
-    with file_lock(cache_dir() / "locks" / f"images-{name}.lock"):
+    with file_lock(lock_file(f"images-{name}.lock")):
         identity = hashlib.sha256(cluster.kubeconfig().read_bytes()).hexdigest()
         try:
             noted = json.loads(record.read_text())

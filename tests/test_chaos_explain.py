@@ -1,6 +1,7 @@
 """One sentence per probe or verdict kind, from plain facts: a timeline of a few entries, a pod
 template and PodDisruptionBudgets as the API serves them, the times a run went by."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -397,7 +398,11 @@ def test_throughput_and_an_inconclusive_verdict():
         "the load reached 3.2 req/s, under the 5 req/s the spec's slo allows (min_rps)"
     )
     busy = Verdict("whole chaos run: p95 latency", 900, 500, "ms", "inconclusive", "saturated")
-    assert explain.slo_sentence(busy, load([]), "") == "the p95 latency cannot be judged: saturated"
+    assert explain.slo_sentence(busy, load([]), "") == "the p95 latency cannot be judged"
+    unsaid = replace(busy, note="")
+    assert explain.slo_sentence(unsaid, load([]), "") == (
+        "the p95 latency cannot be judged: the load generator saturated"
+    )
 
 
 def test_the_limits_source_is_the_experiment_when_it_set_it():

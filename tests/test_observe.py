@@ -102,6 +102,31 @@ def test_ready_pods_replays_the_timeline_up_to_a_moment():
     assert timeline.ready_pods(at=9) == set()
 
 
+def slice_with(*pods: str) -> dict:
+    return {"endpoints": [{"pod": pod, "ready": True} for pod in pods]}
+
+
+def test_replay_gives_each_moments_states_in_one_pass_as_states_at_would():
+    timeline = Timeline(
+        [
+            Entry(1.0, "SYNC", "EndpointSlice", "s1", slice_with("a")),
+            Entry(2.0, "MODIFIED", "EndpointSlice", "s1", slice_with("a", "b")),
+            Entry(2.0, "SYNC", "EndpointSlice", "s2", slice_with("c")),  # a relist: one moment
+            Entry(3.0, "WATCH-ERROR", "EndpointSlice", "", {"error": "gone"}),
+            Entry(4.0, "DELETED", "EndpointSlice", "s1", slice_with("a", "b")),
+            Entry(5.0, "ADDED", "Pod", "x", {"ready": True}),
+        ]
+    )
+    moments = [(t, dict(slices)) for t, slices in timeline.replay("EndpointSlice")]
+    assert [t for t, _ in moments] == [1.0, 2.0, 3.0, 4.0]
+    for t, slices in moments:
+        assert slices == timeline.states_at("EndpointSlice", t)
+    assert [t for t, _ in timeline.replay("EndpointSlice", until=2.0)] == [1.0, 2.0]
+    assert timeline.ready_endpoints(2.5) == {"a", "b", "c"}
+    assert timeline.ready_endpoints(4.0) == {"c"}
+    assert timeline.ready_endpoints(0.5) == set()
+
+
 def test_timeline_round_trips_through_json_lines(tmp_path):
     entries = [
         Entry(1.25, "MARK", "Mark", "fault", {"target": "pod/a"}),

@@ -37,15 +37,6 @@ def _pods(facts: RunFacts, at: float) -> dict[str, Mapping[str, Any]]:
     }
 
 
-def _endpoint_pods(facts: RunFacts, at: float) -> set[str]:
-    return {
-        e["pod"]
-        for s in facts.timeline.states_at("EndpointSlice", at).values()
-        for e in s.get("endpoints") or []
-        if e.get("ready") and e.get("pod")
-    }
-
-
 def _last_event(facts: RunFacts, obj: str, reason: str, at: float) -> str | None:
     messages = [
         e.state.get("message")
@@ -198,7 +189,7 @@ def partition_sentence(facts: RunFacts, probe: ProbeRun) -> str:
         containers = {c.get("name"): c for c in facts.containers}
         container = containers.get(facts.container) or next(iter(facts.containers), None)
         return f"the pod stayed Ready while partitioned: {readiness_reason(container, within)}"
-    if pod in _endpoint_pods(facts, probe.ended):
+    if pod in facts.timeline.ready_endpoints(probe.ended):
         return (
             f"the partitioned pod {pod} turned NotReady, but the Service's endpoints still "
             f"listed it after {within}: the EndpointSlice controller lagged"
@@ -306,7 +297,7 @@ def answers_sentence(facts: RunFacts, probe: ProbeRun) -> str:
         f"within {timeout}"
     )
     pods = _pods(facts, probe.ended)
-    serving = _endpoint_pods(facts, probe.ended) & set(pods)
+    serving = facts.timeline.ready_endpoints(probe.ended) & set(pods)
     if not serving:
         return (
             head
@@ -314,8 +305,8 @@ def answers_sentence(facts: RunFacts, probe: ProbeRun) -> str:
             + _listing(_not_ready_troubles(facts, probe.ended))
         )
     head += f", though {len(serving)} of {len(pods)} replicas were in its endpoints"
-    before = _endpoint_pods(facts, probe.started - timeout.seconds)
-    if gone := sorted(before - _endpoint_pods(facts, probe.started)):
+    before = facts.timeline.ready_endpoints(probe.started - timeout.seconds)
+    if gone := sorted(before - facts.timeline.ready_endpoints(probe.started)):
         head += (
             f": {', '.join(gone)} had left them just before, and the node's proxy may still "
             "have routed the request there"
@@ -368,12 +359,16 @@ def slo_sentence(
 
     `source` names who set the limit ("the experiment allows (max_error_rate)");
     `why_failed`, what in the manifests makes requests fail under faults (one replica).
+    The verdict's own note is not repeated: `verdicts.explained` puts it after the sentence.
     """
     what = verdict.name.rpartition(": ")[2]
-    if verdict.status == "inconclusive":
-        return f"the {what} cannot be judged: {verdict.note or 'the load generator saturated'}"
-    if verdict.measured is None:
-        return f"the {what} cannot be judged: {verdict.note or 'nothing was measured'}"
+    if verdict.status == "inconclusive" or verdict.measured is None:
+        why = (
+            "the load generator saturated"
+            if verdict.status == "inconclusive"
+            else "nothing was measured"
+        )
+        return f"the {what} cannot be judged" + ("" if verdict.note else f": {why}")
     if what.endswith("error rate"):
         failed = load.failures
         sentence = (

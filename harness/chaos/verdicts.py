@@ -48,8 +48,7 @@ def explained(check: Check, sentence: str) -> Check:
     """`check` with `sentence` leading its note (a passed check as it is)."""
     if check.passed:
         return check
-    told = check.verdict.note and check.verdict.note not in sentence  # not said twice
-    note = sentence + (f" ({check.verdict.note})" if told else "")
+    note = sentence + (f" ({check.verdict.note})" if check.verdict.note else "")
     return replace(check, verdict=replace(check.verdict, note=note))
 
 

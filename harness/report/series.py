@@ -27,16 +27,8 @@ def serving(state: dict[str, Any]) -> bool:
 
 
 def pod_snapshots(timeline: Timeline) -> list[tuple[float, dict[str, dict[str, Any]]]]:
-    """After each Pod change: the time and a snapshot of every live pod's state."""
-    current: dict[str, dict[str, Any]] = {}
-    out = []
-    for entry in timeline.of("Pod"):
-        if entry.type == "DELETED":
-            current.pop(entry.name, None)
-        elif entry.type != "WATCH-ERROR":
-            current[entry.name] = entry.state
-        out.append((entry.t, dict(current)))
-    return out
+    """After each moment a Pod changed: the time and a snapshot of every live pod's state."""
+    return [(t, dict(pods)) for t, pods in timeline.replay("Pod")]
 
 
 def ready_pods(timeline: Timeline) -> Points:
