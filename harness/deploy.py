@@ -811,6 +811,7 @@ def deploy(
     entry: LoadEntry | None = None,
     release: HelmRelease | None = None,
     held_images: Callable[[], set[str] | None] | None = None,
+    wait_node_ports: bool = True,
 ) -> Deployed:
     """Render, check, apply and wait: the kustomization runs in `namespace` when this returns.
 
@@ -833,10 +834,13 @@ def deploy(
             (`lambda: harness.image_availability.runtime_images(cluster)`; returning None
             reads the nodes' status instead). Given, an image that is on no node and not
             pullable is named before anything is created, and before each rollout.
+        wait_node_ports: wait until the NodePorts answer on 127.0.0.1. False where
+            nothing needs them here (an `existing` cluster with load from the cluster,
+            whose NodePorts may be on no address of this machine).
 
     Returns:
-        A handle with the base URL on 127.0.0.1 (answering by then), the pods and
-        `teardown()`.
+        A handle with the base URL on 127.0.0.1 (answering by then, when waited for), the
+        Service's in-cluster URL, the pods and `teardown()`.
 
     Raises:
         InvalidConfiguration: found before anything is created: the namespace is missing,
@@ -916,7 +920,8 @@ def deploy(
                 apply_all(applier, [reached.service] if reached.own else [], pool, dry_run=False)
             rotation.note(deployed.node_ports.values())
             wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)
-            wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
+            if wait_node_ports:
+                wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
         except BaseException:
             # Interrupted or failed: leave nothing behind unless asked to.
             if not keep_on_failure:

@@ -94,6 +94,23 @@ def _node_images(kube: Kube) -> tuple[set[str], bool]:
     return names, complete
 
 
+def nodes_without(kube: Kube, image: str) -> list[str]:
+    """The nodes that take pods (no NoSchedule taint) whose status does not list `image`.
+
+    A node whose list is full (the kubelet's limit) may hold it unlisted: it is not named.
+    """
+    names = _normalised(image)
+    missing = []
+    for node in kube.core.list_node(_request_timeout=30).items:
+        if any(t.effect == "NoSchedule" for t in node.spec.taints or []):
+            continue
+        listed = node.status.images or []
+        held = {name for entry in listed for name in entry.names or []}
+        if not names & held and len(listed) < NODE_STATUS_MAX_IMAGES:
+            missing.append(node.metadata.name)
+    return missing
+
+
 def _normalised(image: str) -> set[str]:
     """The names containerd may list `image` under (docker.io/library/ prefixes)."""
     names = {image}

@@ -665,6 +665,7 @@ def timeline(kube_api: Kube, namespace: str, test_report_dir: Path) -> Iterator[
 
 @pytest.fixture
 def deployed(
+    request: pytest.FixtureRequest,
     cluster: ClusterProvider,
     kube_api: Kube,
     namespace: str,
@@ -674,7 +675,10 @@ def deployed(
 ) -> Iterator[Deployed]:
     """The spec's service deployed into the test namespace and rolled out; removed afterwards."""
     try:
-        service = deploy_service(cluster, kube_api, namespace, service_spec)
+        placement = request.config.getoption("load_placement") or service_spec.load.placement
+        service = deploy_service(
+            cluster, kube_api, namespace, service_spec, load_placement=placement
+        )
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise

@@ -23,6 +23,7 @@ from harness.kube import Kube, container_port
 from harness.kubectl import kubectl_path, post_to_pod
 from harness.load import Constant, Load, LoadRun
 from harness.load.cluster import ClusterSite
+from harness.load.runner import HOST
 from harness.locks import file_lock
 from harness.paths import cache_dir, lock_file
 from harness.progress import say, step
@@ -135,10 +136,20 @@ def load_once(cluster: ClusterProvider, archives: Sequence[Path]) -> None:
 
 
 def deploy_service(
-    cluster: ClusterProvider, kube: Kube, namespace: str, service: ServiceSpec
+    cluster: ClusterProvider,
+    kube: Kube,
+    namespace: str,
+    service: ServiceSpec,
+    *,
+    load_placement: str = HOST,
 ) -> Deployed:
     """The spec's service (its current images) deployed into `namespace` and rolled out;
-    an image on no node and not pullable is named first, here and before each rollout."""
+    an image on no node and not pullable is named first, here and before each rollout.
+
+    Its NodePorts are waited for on 127.0.0.1 where the provider publishes them there, or
+    where the load comes from the host (`load_placement`); load from the cluster on an
+    `existing` cluster needs no NodePort here.
+    """
     return deploy(
         kube,
         namespace,
@@ -148,6 +159,7 @@ def deploy_service(
         entry=LoadEntry(service.deployment, service.port),
         release=service.helm,
         held_images=lambda: runtime_images(cluster),
+        wait_node_ports=cluster.capabilities.nodeports_on_localhost or load_placement == HOST,
     )
 
 

@@ -1,8 +1,9 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from harness.cluster import Probe, Selection, select_provider
+from harness.cluster import Probe, Selection, existing, select_provider
 from harness.cluster.provider import ClusterOptions
 from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
 
@@ -66,3 +67,40 @@ def test_unknown_provider_names_the_choices():
 def test_invalid_cluster_names_are_refused(name):
     with pytest.raises(InvalidConfiguration, match="cluster name"):
         ClusterOptions(name=name)
+
+
+def nodes_holding(*held: list[str]) -> SimpleNamespace:
+    """A Kube whose nodes node-1, node-2, ... list the `held` images in their status."""
+    nodes = [
+        SimpleNamespace(
+            metadata=SimpleNamespace(name=f"node-{index}"),
+            spec=SimpleNamespace(taints=None),
+            status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names]),
+        )
+        for index, names in enumerate(held, start=1)
+    ]
+    return SimpleNamespace(
+        core=SimpleNamespace(list_node=lambda **_: SimpleNamespace(items=nodes)),
+        close=lambda: None,
+    )
+
+
+def test_an_existing_cluster_takes_an_image_its_nodes_already_hold(tmp_path, monkeypatch):
+    """Nothing is loaded into a cluster the harness does not run: an image every node holds
+    is used as it is; one that some node lacks is refused, naming the node and the fix."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    archive = tmp_path / "app.tar"
+    provider = existing.ExistingProvider(ClusterOptions(kubeconfig=kubeconfig))
+    monkeypatch.setattr(existing, "NODE_STATUS_LAG_S", 0)  # no wait for a recent load
+    monkeypatch.setattr(existing, "archive_ref", lambda _: "localhost/app:v1")
+    monkeypatch.setattr(existing, "Kube", lambda *_: nodes_holding(*[["localhost/app:v1"]] * 2))
+    provider.load_image(archive)  # on every node: nothing to do
+
+    lacking = nodes_holding(["localhost/app:v1"], [])
+    monkeypatch.setattr(existing, "Kube", lambda *_: lacking)
+    with pytest.raises(
+        InvalidConfiguration, match=r"localhost/app:v1 is not on node\(s\) node-2"
+    ) as info:
+        provider.load_image(archive)
+    assert f"kind load image-archive {archive}" in info.value.fix

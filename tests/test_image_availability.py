@@ -12,6 +12,7 @@ from harness.errors import InvalidConfiguration
 from harness.image_availability import (
     NODE_STATUS_MAX_IMAGES,
     check_images_available,
+    nodes_without,
     registry_of,
     registry_reachable,
     runtime_images,
@@ -26,14 +27,19 @@ def node(names: list[str]) -> SimpleNamespace:
 
 
 class FakeKube:
-    """Nodes whose status lists `held` image names."""
+    """Nodes node-1, node-2, ... whose status lists `held` image names; `tainted` nodes
+    carry a NoSchedule taint (a control plane)."""
 
-    def __init__(self, *held: list[str]) -> None:
+    def __init__(self, *held: list[str], tainted: tuple[int, ...] = ()) -> None:
         nodes = [
             SimpleNamespace(
-                status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names])
+                metadata=SimpleNamespace(name=f"node-{index}"),
+                spec=SimpleNamespace(
+                    taints=[SimpleNamespace(effect="NoSchedule")] if index in tainted else None
+                ),
+                status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names]),
             )
-            for names in held
+            for index, names in enumerate(held, start=1)
         ]
         self.core = SimpleNamespace(list_node=lambda **_: SimpleNamespace(items=nodes))
 
@@ -153,3 +159,15 @@ def test_the_runtimes_of_reachable_nodes_say_at_once_what_they_hold() -> None:
     assert unavailable_images(never_listed, ["localhost/gone:v0"], held=held, lag_s=60) == [
         "localhost/gone:v0"
     ]
+
+
+def test_nodes_without_an_image_are_the_schedulable_ones_that_do_not_list_it() -> None:
+    kube = FakeKube(["localhost/app:v1"], ["other:1"], [], tainted=(3,))
+    assert nodes_without(kube, "localhost/app:v1") == ["node-2"]
+    assert nodes_without(kube, "nginx:1.27") == ["node-1", "node-2"]
+    assert nodes_without(FakeKube(["docker.io/library/nginx:1.27"]), "nginx:1.27") == []
+
+
+def test_a_node_with_a_full_image_list_is_not_named() -> None:
+    full = [f"filler:{i}" for i in range(NODE_STATUS_MAX_IMAGES)]
+    assert nodes_without(FakeKube(full, []), "app:v1") == ["node-2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import math
+import re
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,8 @@ from harness.load import (
     cli,
 )
 from harness.load.cluster import LOAD_LABEL, ROLE_LABEL, ClusterSite
+from harness.paths import HOME_CACHE_DIR
+from harness.suite import SCENARIOS
 from harness.wait import Pending, wait_for
 
 DATA = Path(__file__).parent / "data" / "load"
@@ -585,6 +589,9 @@ def test_load_from_the_cluster_reaches_the_service_by_its_name(
     assert len(placed) == min(workers, len(nodes))
     (egress,) = policy.items
     assert egress.spec.policy_types == ["Egress", "Ingress"]
+    # The Service's name resolves from each pod's /etc/hosts, not through the cluster's DNS.
+    service_host = urllib.parse.urlsplit(deployed.service_url).hostname
+    assert all(p.spec.host_aliases[0].hostnames == [service_host] for p in pods)
     wait_for(
         lambda: (
             not kube_api.core.list_namespaced_pod(namespace, label_selector=LOAD_LABEL).items
@@ -593,3 +600,63 @@ def test_load_from_the_cluster_reaches_the_service_by_its_name(
         what="the load pods to be deleted",
         timeout=60,
     )
+
+
+def test_load_pods_open_connections_only_to_their_target(
+    deployed, load, kube_api, namespace, load_image
+):
+    """The pods' own egress rule refuses what the locustfile should not reach (the node's
+    kubelet, another Service of the cluster), whatever the network plugin enforces; the
+    target Service and the master stay reachable."""
+    node_ip = next(
+        a.address
+        for a in kube_api.core.list_node().items[0].status.addresses
+        if a.type == "InternalIP"
+    )
+    api_service = kube_api.core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    probes = [f"{node_ip}:10250", f"{api_service}:443"]
+    run = load.run(
+        deployed.service_url,
+        Constant(users=2, seconds=6),
+        locustfile=DATA / "egress-probe-locustfile.py",
+        env={"EGRESS_PROBES": ",".join(probes)},
+        workers=1,
+        placement="cluster",
+        site=ClusterSite(kube_api, namespace, load_image),
+    )
+    result = run.result()
+    refused = Counter(f.name for f in result.failures if "refused" in f.error.lower())
+    assert refused == {f"connect {probe}": 2 for probe in probes}, result.failures
+    assert len(result.failures) == 4
+    assert result.requests > 20 and result.reliable, result.unreliable_reason
+
+
+def test_load_from_the_cluster_on_an_existing_cluster(
+    pytester, monkeypatch, cluster, service_images, load_image
+):
+    """The nightly target: a cluster the harness does not run, reached only by its API. This
+    cluster, taken as `existing` by a pytest of its own, with load from the cluster: the
+    images its nodes already hold are used as they are, and the scenario is judged."""
+    # The inner run's cache is this one (pytester gives it a home of its own). Under a name
+    # of its own, it finds no note of images loaded: it must see them on the nodes.
+    monkeypatch.setenv("HOME", str(HOME_CACHE_DIR.parents[1]))
+    result = pytester.runpytest_subprocess(
+        "--cluster-provider=existing",
+        f"--kubeconfig={cluster.kubeconfig()}",
+        "--cluster-name=seen-as-existing",
+        "--allow-chaos-on-existing",
+        "--load-placement=cluster",
+        "--run-id=existing-cluster-load",
+        "-p",
+        "no:randomly",
+        "-k",
+        "deleted_pod",
+        str(SCENARIOS / "test_self_healing.py"),
+        timeout=600,
+    )
+    output = result.stdout.str()
+    assert result.ret == 0, output[-4000:] + result.stderr.str()[-2000:]
+    result.assert_outcomes(passed=1)
+    assert re.search(r"existing: localhost/kube-harness/locust:\w+ is on every node", output)
+    assert "PytestUnhandledThreadExceptionWarning" not in output
+    assert re.search(r"load: Locust \(pods locust-\w+-\* in kh-", output), output[-4000:]

@@ -679,7 +679,13 @@ def run_in_fresh_namespace(
             TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
             Load(report_dir, cluster_site=cluster_site(cluster, kube, namespace)) as load,
         ):
-            deployed = deploy_service(cluster, kube, namespace, service)
+            deployed = deploy_service(
+                cluster,
+                kube,
+                namespace,
+                service,
+                load_placement=load.placement_for(service.load.placement),
+            )
             timeline.mark("deployed", base_url=deployed.base_url)
             try:
                 evidence = run_under_load(

@@ -7,8 +7,12 @@ import os
 from pathlib import Path
 
 from harness.cluster.provider import Capabilities, ClusterOptions, Probe
-from harness.errors import InvalidConfiguration, ProviderUnavailable
+from harness.errors import InvalidConfiguration, ProviderUnavailable, WaitTimeout
+from harness.image_availability import NODE_STATUS_LAG_S, nodes_without
+from harness.images.oci import archive_ref
 from harness.kube import Kube, wait_nodes_ready
+from harness.progress import say
+from harness.wait import Pending, wait_for
 
 
 def default_kubeconfig() -> Path:
@@ -95,7 +99,34 @@ class ExistingProvider:
             kube.close()
 
     def load_image(self, archive: Path) -> None:
-        raise InvalidConfiguration(
-            f"existing: cannot load {archive.name} into a cluster the harness does not run",
-            fix="push the image to a registry the cluster pulls from and set it in the manifests",
-        )
+        """Nothing is loaded into a cluster the harness does not run: the archive's image must
+        already be on every node that takes pods, as the nodes' status lists it (an image
+        loaded a moment ago is waited for: the kubelet lists it within a minute).
+
+        Raises:
+            InvalidConfiguration: a node does not hold it; the message names the nodes.
+        """
+        ref = archive_ref(archive)
+        kube = Kube(self._kubeconfig, self.options.context)
+
+        def listed() -> list[str] | Pending:
+            missing = nodes_without(kube, ref)
+            return Pending(f"not listed by {', '.join(missing)}") if missing else []
+
+        try:
+            missing = wait_for(
+                listed, what=f"the nodes to list {ref}", timeout=NODE_STATUS_LAG_S, interval=2
+            )
+        except WaitTimeout:
+            missing = nodes_without(kube, ref)
+        finally:
+            kube.close()
+        if missing:
+            raise InvalidConfiguration(
+                f"existing: image {ref} is not on node(s) {', '.join(missing)}, and the harness "
+                "loads no image into a cluster it does not run",
+                fix=f"load {archive} onto every node (kind: `kind load image-archive {archive}`; "
+                "containerd: `ctr -n k8s.io images import` on each node), or push the image to "
+                "a registry the cluster pulls from and set it in the manifests",
+            )
+        say(f"existing: {ref} is on every node already")

@@ -39,8 +39,9 @@ IMAGE_PYTHON = (3, 11)  # Debian bookworm's python3: the venv's C extensions mus
 # runner, which needs these); checked by importing them in the image.
 HARNESS_MODULES = ("__init__.py", "errors.py", "progress.py", "wait.py", "commands.py", "suite.py")
 HARNESS_ROOT = Path(__file__).resolve().parents[1]
-# greenlet's compiled module links libstdc++ (manylinux wheels leave it to the system).
-ROOTFS_PACKAGES = ("python3", "libstdc++6")
+# greenlet's compiled module links libstdc++ (manylinux wheels leave it to the system);
+# iptables sets each pod's egress rule (harness.load.cluster).
+ROOTFS_PACKAGES = ("python3", "libstdc++6", "iptables")
 ENTRYPOINT = ("python3", f"/{HARNESS}/harness/load/_locust_entry.py")
 # Deleting the pod then asks Locust to stop as a finished shape does (harness.load.cluster).
 STOP_SIGNAL = "SIGUSR1"

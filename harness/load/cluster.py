@@ -7,27 +7,38 @@ each line marked; the harness follows the pod's log and splits it into the run's
 and Locust's log, so everything downstream reads the same file as for load from the host.
 
 Bounds: every pod has an activeDeadlineSeconds (the kubelet ends it even if the harness
-died), the pods go with the namespace, and a NetworkPolicy lets them reach only pods of the
-cluster (the service's, DNS, each other). The image's stop signal is the recorder's: deleting
-the master pod with a grace period ends the run the way a finished shape does.
+died), and the pods go with the namespace. Each pod's own egress rule (iptables in its network
+namespace, set by an init container before Locust starts) lets it open connections only to
+the target Service's ClusterIP and port, and a worker to its master: nothing else, whatever
+the locustfile does and whether or not the cluster's network plugin enforces NetworkPolicies.
+A NetworkPolicy says the same to plugins that do, and lets only the run's pods reach its
+master. The image's stop signal is the recorder's: deleting the master pod with a grace
+period ends the run the way a finished shape does.
+
+The pods resolve the Service's name from their /etc/hosts (hostAliases, filled from the API),
+not from the cluster's DNS: the load measures the service, and a DNS outage (CoreDNS is not
+Ready for a moment after a kubelet restart on its node, kubernetes/kubernetes#100277) would
+otherwise cost a new connection the resolver's 5 s timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.errors import HarnessError, InvalidConfiguration
-from harness.kube import Kube
+from harness.kube import API_NOT_UP, Kube
 from harness.load import _locust_entry
 from harness.suite import LOADTESTS
 from harness.wait import Pending, wait_for
@@ -40,6 +51,19 @@ IMAGE_SHAPE = "/opt/harness/harness/load/locust_shape.py"
 LOCUSTFILE_MOUNT = "/locustfile"
 # The pod-side bound beyond the harness's own time limit: start-up, stop and a margin.
 DEADLINE_MARGIN_S = 120
+# A log stream silent this long is opened again: a kubelet restart can leave the API
+# server's stream open with nothing behind it (the master writes a record every second).
+LOG_SILENCE_S = 10
+
+
+@dataclass(frozen=True)
+class ServiceAddress:
+    """A load target inside the cluster: its Service, and where that Service answers."""
+
+    name: str
+    namespace: str
+    cluster_ip: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,8 @@ class LocustPods:
         self,
         site: ClusterSite,
         *,
+        target_host: str,
+        target_port: int,
         locustfile: Path,
         with_shape: bool,
         workers: int,
@@ -66,6 +92,8 @@ class LocustPods:
         log_path: Path,
     ) -> None:
         self.site = site
+        self.target_host = target_host
+        self.target_port = target_port
         self.name = f"locust-{secrets.token_hex(3)}"  # the run's objects: NAME, NAME-master, ...
         self.locustfile = locustfile
         self.with_shape = with_shape
@@ -85,6 +113,7 @@ class LocustPods:
         process), then its workers."""
         core = self.site.kube.core
         ns = self.site.namespace
+        self.target = find_service(self.site.kube, self.target_host, self.target_port, ns)
         client.NetworkingV1Api(self.site.kube.api_client).create_namespaced_network_policy(
             ns, self._network_policy()
         )
@@ -105,7 +134,9 @@ class LocustPods:
         )
         master_argv = ["-f", files, *role, *locust_argv]
         master_env = {**env, _locust_entry.EVENTS_FILE_ENV: _locust_entry.STDOUT_EVENTS}
-        core.create_namespaced_pod(ns, self._pod(self.master, "master", master_argv, master_env))
+        core.create_namespaced_pod(
+            ns, self._pod(self.master, "master", master_argv, master_env, master_ip=None)
+        )
         self._follow(self.master, self.log_path, records=True)
         ip = wait_for(
             self._master_ip, what=f"Locust master pod {self.master} to get an IP", timeout=60
@@ -113,7 +144,7 @@ class LocustPods:
         for index in range(self.workers):
             worker = f"{self.name}-worker-{index + 1}"
             argv = ["-f", files, "--worker", "--master-host", ip, "--master-port", str(MASTER_PORT)]
-            core.create_namespaced_pod(ns, self._pod(worker, "worker", argv, env))
+            core.create_namespaced_pod(ns, self._pod(worker, "worker", argv, env, master_ip=ip))
             self._follow(worker, self.log_path.with_name(f"locust-worker-{index + 1}.log"))
 
     def locustfiles(self, mounted: bool) -> str:
@@ -214,8 +245,12 @@ class LocustPods:
         ):
             log.write(f"# Locust in pod {self.site.namespace}/{pod}\n")
             while True:
-                ended = self._container_ended(pod)
-                stream = self._open_log(pod)
+                try:
+                    ended = self._container_ended(pod)
+                    stream = self._open_log(pod)
+                except Exception as exc:  # said in the log the run's error points to
+                    log.write(f"# following the log of {pod} failed: {exc}\n")
+                    return
                 if stream is None:
                     return
                 try:
@@ -229,6 +264,8 @@ class LocustPods:
                         else:
                             log.write(line + "\n")
                             log.flush()
+                except urllib3.exceptions.ReadTimeoutError:
+                    pass  # silent for LOG_SILENCE_S: opened again, in case nothing is behind it
                 except Exception as exc:
                     log.write(f"# log stream of {pod} broke ({exc}); opening it again\n")
                 finally:
@@ -253,15 +290,31 @@ class LocustPods:
         def started() -> Any:
             try:
                 return self.site.kube.core.read_namespaced_pod_log(
-                    pod, self.site.namespace, follow=True, _preload_content=False
+                    pod,
+                    self.site.namespace,
+                    follow=True,
+                    _preload_content=False,
+                    _request_timeout=(10, LOG_SILENCE_S),
                 )
             except ApiException as exc:
-                if exc.status in (400, 404) and not self._deleted:  # still creating
-                    return Pending(f"pod {pod} is starting")
+                # 400: its container is still being created; 404: the pod is gone, or its
+                # kubelet has just restarted and does not know it yet.
+                if exc.status in (400, 404):
+                    if self._deleted or self._container_ended(pod):
+                        return None  # a stop, the deadline: nothing more to copy
+                    return Pending(f"the log of pod {pod}: {exc.status} {exc.reason}")
+                if exc.status >= 500:  # the kubelet serves logs: restarting, or its node down
+                    return Pending(f"the log of pod {pod} is not served: {exc.reason}")
                 raise
 
         try:
-            return wait_for(started, what=f"the log of pod {pod}", timeout=120, interval=0.5)
+            return wait_for(
+                started,
+                what=f"the log of pod {pod}",
+                timeout=120,
+                interval=0.5,
+                transient=API_NOT_UP,
+            )
         except HarnessError:  # the pod never started: the run reports its state
             return None
 
@@ -273,14 +326,20 @@ class LocustPods:
             labels[ROLE_LABEL] = role
         return client.V1ObjectMeta(name=name, labels=labels)
 
-    def _pod(self, name: str, role: str, argv: list[str], env: dict[str, str]) -> client.V1Pod:
-        volumes, mounts = [], []
+    def _pod(
+        self, name: str, role: str, argv: list[str], env: dict[str, str], master_ip: str | None
+    ) -> client.V1Pod:
+        allowed = [(self.target.cluster_ip, self.target.port)]
+        if master_ip:
+            allowed.append((master_ip, MASTER_PORT))
+        volumes = [client.V1Volume(name="run", empty_dir=client.V1EmptyDirVolumeSource())]
+        mounts = []
         if not self.locustfile.is_relative_to(LOADTESTS):
-            volumes = [
+            volumes.append(
                 client.V1Volume(
                     name="locustfile", config_map=client.V1ConfigMapVolumeSource(name=self.name)
                 )
-            ]
+            )
             mounts = [client.V1VolumeMount(name="locustfile", mount_path=LOCUSTFILE_MOUNT)]
         spread = (
             [
@@ -310,6 +369,10 @@ class LocustPods:
                     run_as_non_root=True,
                     seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
                 ),
+                host_aliases=[
+                    client.V1HostAlias(ip=self.target.cluster_ip, hostnames=[self.target_host])
+                ],
+                init_containers=[self._egress_container(allowed)],
                 containers=[
                     client.V1Container(
                         name="locust",
@@ -325,7 +388,35 @@ class LocustPods:
                         ),
                     )
                 ],
-                volumes=volumes or None,
+                volumes=volumes,
+            ),
+        )
+
+    def _egress_container(self, allowed: list[tuple[str, int]]) -> client.V1Container:
+        """The init container that sets the pod's egress rule: root with NET_ADMIN only, for
+        the few milliseconds iptables-restore takes; Locust then runs without either."""
+        ipv4, ipv6 = egress_rules(allowed)
+        return client.V1Container(
+            name="egress",
+            image=self.site.image,
+            image_pull_policy="Never",
+            command=[
+                "sh",
+                "-c",
+                'printf "%s" "$RULES_IPV4" | iptables-restore && '
+                'printf "%s" "$RULES_IPV6" | ip6tables-restore',
+            ],
+            env=[
+                client.V1EnvVar(name="RULES_IPV4", value=ipv4),
+                client.V1EnvVar(name="RULES_IPV6", value=ipv6),
+            ],
+            volume_mounts=[client.V1VolumeMount(name="run", mount_path="/run")],  # xtables.lock
+            security_context=client.V1SecurityContext(
+                run_as_user=0,
+                run_as_non_root=False,
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=client.V1Capabilities(drop=["ALL"], add=["NET_ADMIN", "NET_RAW"]),
             ),
         )
 
@@ -383,6 +474,59 @@ def _pod_state(pod: client.V1Pod) -> str:
         if condition.status == "False" and condition.message:
             reasons.append(condition.message)
     return f"{pod.status.phase}" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def find_service(kube: Kube, host: str, port: int, namespace: str) -> ServiceAddress:
+    """The Service a load target from the cluster names (`NAME`, `NAME.NAMESPACE`,
+    `NAME.NAMESPACE.svc[.cluster.local]`; a bare name is in `namespace`), read from the API.
+
+    Raises:
+        InvalidConfiguration: no such Service, or it has no ClusterIP (headless, ExternalName).
+    """
+    name, _, rest = host.partition(".")
+    namespace = rest.split(".", 1)[0] if rest else namespace
+    try:
+        service = kube.core.read_namespaced_service(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        raise InvalidConfiguration(
+            f"load target {host}: there is no Service {name} in namespace {namespace}",
+            fix="send the load to a Service the manifests create (Deployed.service_url)",
+        ) from None
+    cluster_ip = service.spec.cluster_ip
+    if not cluster_ip or cluster_ip == "None":
+        raise InvalidConfiguration(
+            f"load target {host}: Service {namespace}/{name} has no ClusterIP "
+            f"(type {service.spec.type}, clusterIP {cluster_ip})",
+            fix="send the load to a ClusterIP, NodePort or LoadBalancer Service",
+        )
+    return ServiceAddress(name, namespace, cluster_ip, port)
+
+
+def egress_rules(allowed: Sequence[tuple[str, int]]) -> tuple[str, str]:
+    """A load pod's egress rule, as iptables-restore input for IPv4 and for IPv6: new TCP
+    connections to the `allowed` (address, port) pairs and to its own loopback; every other
+    connection attempt is refused at once (REJECT, so a locustfile sees ECONNREFUSED rather
+    than waiting for a timeout)."""
+    by_family: dict[int, list[str]] = {4: [], 6: []}
+    for address, port in allowed:
+        family = ipaddress.ip_address(address).version
+        by_family[family].append(f"-A OUTPUT -p tcp -d {address} --dport {port} -j ACCEPT")
+
+    def table(accepts: list[str]) -> str:
+        return "\n".join([
+            "*filter",
+            ":OUTPUT ACCEPT [0:0]",
+            "-A OUTPUT -o lo -j ACCEPT",
+            "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+            *accepts,
+            "-A OUTPUT -j REJECT",
+            "COMMIT",
+            "",
+        ])  # fmt: skip
+
+    return table(by_family[4]), table(by_family[6])
 
 
 def check_cluster_target(host: str) -> None:

@@ -418,6 +418,8 @@ class LoadRun:
             assert config.site is not None  # LoadRunner checked
             pods = LocustPods(
                 config.site,
+                target_host=config.host,
+                target_port=config.port,
                 locustfile=config.locustfile,
                 with_shape=config.shape is not None,
                 workers=config.workers,
