@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.kube import Kube
 from harness.load import SLO, LoadResult, Verdict
-from harness.observe import Entry, Timeline, ready_endpoint_pods
+from harness.observe import Entry, Timeline, owned_by, ready_endpoint_pods, restarts_of
 
 INF = float("inf")
 
@@ -44,21 +44,6 @@ def _verdict(
     name: str, measured: float | None, limit: float, unit: str, ok: bool, note: str = ""
 ) -> Verdict:
     return Verdict(name, measured, limit, unit, "pass" if ok else "fail", note)
-
-
-def _owned_by(entry_state: dict[str, Any], deployment: str) -> bool:
-    # Pods are owned by ReplicaSets named <deployment>-<pod-template-hash>.
-    owner = entry_state.get("owner") or ""
-    return owner.rsplit("-", 1)[0] == deployment
-
-
-def ready_pods(timeline: Timeline, deployment: str, at: float) -> set[str]:
-    """Pods of `deployment` that are Ready and not terminating at `at`."""
-    return {
-        name
-        for name, state in timeline.states_at("Pod", at).items()
-        if _owned_by(state, deployment) and state.get("ready") and not state.get("deleting")
-    }
 
 
 def _moments(timeline: Timeline, kinds: Iterable[str], since: float, until: float) -> list[float]:
@@ -221,46 +206,28 @@ def recovered(
 ) -> Check:
     """After a fault at `fault_at`, `replicas` pods of `deployment` are Ready again in time.
 
-    Recovery is measured from the fault to the first moment after it at which the full count
-    is Ready again with at least one pod that was not Ready at the fault (the replacement or
-    the restarted container).
+    Recovery as `Timeline.disruption` reads it (the figure the report shows too): from the
+    fault until, once the fault showed (a pod down or a container restarted), the full count
+    serves again with every restarted pod among them. A fault that never showed leaves the
+    promise untested: inconclusive.
     """
-    before = ready_pods(timeline, deployment, fault_at)
-    for t in _moments(timeline, ("Pod",), fault_at, INF):
-        now = ready_pods(timeline, deployment, t)
-        if len(now) >= replicas and (now != before or _restarted_since(timeline, now, fault_at, t)):
-            took = t - fault_at
-            return Check(
-                _verdict(
-                    f"{what}: {replicas} pods Ready again", took, within_s, "s", took <= within_s
-                ),
-                fault_at,
-                t + 1,
-                ("Pod", "Event", "Mark"),
-            )
-    return Check(
-        _verdict(
-            f"{what}: {replicas} pods Ready again",
-            None,
-            within_s,
-            "s",
-            False,
-            "never recovered while recorded",
-        ),
-        fault_at,
-        fault_at + within_s,
-        ("Pod", "Event", "Mark"),
-    )
-
-
-def _restarted_since(timeline: Timeline, pods: set[str], since: float, at: float) -> bool:
-    def restarts(when: float) -> dict[str, int]:
-        states = timeline.states_at("Pod", when)
-        return {
-            p: sum(c["restarts"] for c in states.get(p, {}).get("containers", [])) for p in pods
-        }
-
-    return restarts(at) != restarts(since)
+    name = f"{what}: {replicas} pods Ready again"
+    kinds = ("Pod", "Event", "Mark")
+    disruption = timeline.disruption(fault_at, deployment=deployment, baseline=replicas)
+    if disruption.recovered_at is not None:
+        took = disruption.recovered_at - fault_at
+        return Check(
+            _verdict(name, took, within_s, "s", took <= within_s),
+            fault_at,
+            disruption.recovered_at + 1,
+            kinds,
+        )
+    if disruption.detected_at is None:  # the fault did not bite: nothing had to recover
+        note = f"no pod of {deployment} went down or restarted after the fault while recorded"
+        verdict = Verdict(name, None, within_s, "s", "inconclusive", note)
+    else:
+        verdict = _verdict(name, None, within_s, "s", False, "never recovered while recorded")
+    return Check(verdict, fault_at, fault_at + within_s, kinds)
 
 
 def container_restarted(
@@ -268,13 +235,10 @@ def container_restarted(
 ) -> Check:
     """The restart count of `pod` goes up within `within_s` of `since`."""
 
-    def restarts(state: dict[str, Any]) -> int:
-        return sum(c["restarts"] for c in state.get("containers", []))
-
-    start = restarts(timeline.states_at("Pod", since).get(pod, {}))
+    start = restarts_of(timeline.states_at("Pod", since).get(pod, {}))
     return _time_until(
         (e for e in timeline.of("Pod", since=since) if e.name == pod and e.type != "DELETED"),
-        lambda e: restarts(e.state) > start,
+        lambda e: restarts_of(e.state) > start,
         since=since,
         within_s=within_s,
         name=f"{what}: container of {pod} restarted",
@@ -407,7 +371,7 @@ def startup_protected(
     pods = {
         e.name
         for e in timeline.of("Pod", since=since)
-        if e.type == "ADDED" and _owned_by(e.state, deployment)
+        if e.type == "ADDED" and owned_by(e.state, deployment)
     }
     ready_after: dict[str, float | None] = {}
     restarts: dict[str, int] = {}
@@ -550,7 +514,7 @@ def max_unavailable_respected(
     floor = replicas - max_unavailable
     name = f"ready pods of {deployment} during the rollout (minimum)"
     kinds = ("Pod", "ReplicaSet", "Mark")
-    recorded = [e.t for e in timeline.of("Pod", until=until) if _owned_by(e.state, deployment)]
+    recorded = [e.t for e in timeline.of("Pod", until=until) if owned_by(e.state, deployment)]
     if not recorded:
         verdict = Verdict(name, None, floor, "pods", "inconclusive",
                           f"no pod of {deployment} was recorded")  # fmt: skip
@@ -559,7 +523,7 @@ def max_unavailable_respected(
     opening = [since] if recorded[0] <= since else []
     worst, worst_at = INF, since
     for t in [*opening, *_moments(timeline, ("Pod",), since, until)]:
-        count = len(ready_pods(timeline, deployment, t))
+        count = len(timeline.ready_pods(t, deployment=deployment))
         if count < worst:
             worst, worst_at = count, t
     return Check(

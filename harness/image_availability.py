@@ -15,6 +15,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.cluster.provider import NodeLifecycle, NodeShell
@@ -82,16 +83,28 @@ def runtime_images(cluster: object) -> set[str] | None:
     return names
 
 
-def _node_images(kube: Kube) -> tuple[set[str], bool]:
-    """Image names some node holds, and whether every node's list is complete."""
-    names: set[str] = set()
-    complete = True
-    for node in kube.core.list_node(_request_timeout=30).items:
-        listed = node.status.images or []
-        complete &= len(listed) < NODE_STATUS_MAX_IMAGES
-        for image in listed:
-            names.update(image.names or [])
-    return names, complete
+@dataclass(frozen=True)
+class NodeImages:
+    """The images one node's status lists."""
+
+    node: str
+    names: frozenset[str]
+    complete: bool  # under the kubelet's limit: an image not listed is not there
+    takes_pods: bool  # no NoSchedule taint
+
+    @classmethod
+    def of_nodes(cls, kube: Kube) -> list[NodeImages]:
+        return [
+            cls(
+                node=node.metadata.name,
+                names=frozenset(
+                    name for entry in node.status.images or [] for name in entry.names or []
+                ),
+                complete=len(node.status.images or []) < NODE_STATUS_MAX_IMAGES,
+                takes_pods=not any(t.effect == "NoSchedule" for t in node.spec.taints or []),
+            )
+            for node in kube.core.list_node(_request_timeout=30).items
+        ]
 
 
 def nodes_without(kube: Kube, image: str) -> list[str]:
@@ -100,15 +113,11 @@ def nodes_without(kube: Kube, image: str) -> list[str]:
     A node whose list is full (the kubelet's limit) may hold it unlisted: it is not named.
     """
     names = _normalised(image)
-    missing = []
-    for node in kube.core.list_node(_request_timeout=30).items:
-        if any(t.effect == "NoSchedule" for t in node.spec.taints or []):
-            continue
-        listed = node.status.images or []
-        held = {name for entry in listed for name in entry.names or []}
-        if not names & held and len(listed) < NODE_STATUS_MAX_IMAGES:
-            missing.append(node.metadata.name)
-    return missing
+    return [
+        node.node
+        for node in NodeImages.of_nodes(kube)
+        if node.takes_pods and node.complete and not names & node.names
+    ]
 
 
 def _normalised(image: str) -> set[str]:
@@ -140,8 +149,10 @@ def unavailable_images(
         return [i for i in candidates if not _normalised(i) & listed]
     deadline = time.monotonic() + lag_s
     while candidates:
-        held, complete = _node_images(kube)
-        candidates = [i for i in candidates if not _normalised(i) & held]
+        nodes = NodeImages.of_nodes(kube)
+        on_nodes = {name for node in nodes for name in node.names}
+        complete = all(node.complete for node in nodes)
+        candidates = [i for i in candidates if not _normalised(i) & on_nodes]
         if not complete or not candidates or time.monotonic() >= deadline:
             return candidates if complete else []
         time.sleep(2)

@@ -8,6 +8,7 @@ Observers record, reporters render: `TimelineRecorder` only writes timestamped f
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.errors import WaitTimeout
 from harness.kube import API_NOT_UP, Kube
+from harness.load.cluster import LOAD_LABEL
 
 # A watch returns this often so that stop() is honoured promptly.
 WATCH_SLICE_S = 2
@@ -176,6 +178,11 @@ WATCHED: tuple[Watched, ...] = (
 )
 
 
+# What the recorder follows: everything but the harness's own load pods (Locust placed in the
+# test's namespace), which are not the service under test; counted among its pods they made a
+# capacity run's baseline 5 Ready pods instead of 2, and its HPA "never scaled up".
+UNDER_TEST = f"!{LOAD_LABEL}"
+
 # Entry types that carry an object's state (the others: DELETED, WATCH-ERROR, MARK).
 WATCH_EVENTS = ("ADDED", "MODIFIED", "SYNC")
 # In a DELETED entry's state: the deletion was seen by a relist, not by the watch.
@@ -325,7 +332,9 @@ class TimelineRecorder:
         self._stop.wait(RECONNECT_PAUSE_S)
 
     def _list(self, spec: Watched, lister: Callable[..., Any], args: tuple[str, ...]) -> str:
-        response = lister(*args, _preload_content=False, _request_timeout=30)
+        response = lister(
+            *args, label_selector=UNDER_TEST, _preload_content=False, _request_timeout=30
+        )
         listing = json.loads(response.data)
         now = self.clock()
         items = listing.get("items") or []
@@ -353,6 +362,7 @@ class TimelineRecorder:
             stream: Iterator[dict[str, Any]] = watch.Watch().stream(
                 lister,
                 *args,
+                label_selector=UNDER_TEST,
                 resource_version=version,
                 timeout_seconds=WATCH_SLICE_S,
                 allow_watch_bookmarks=True,
@@ -383,6 +393,30 @@ def ready_endpoint_pods(slices: dict[str, dict[str, Any]]) -> set[str]:
         for endpoint in state.get("endpoints") or []
         if endpoint.get("ready") and endpoint.get("pod")
     }
+
+
+def serving(state: dict[str, Any]) -> bool:
+    """True for a pod state that is Ready and not terminating (it takes traffic)."""
+    return bool(state.get("ready")) and not state.get("deleting")
+
+
+def restarts_of(state: dict[str, Any]) -> int:
+    """A pod state's container restarts, summed over its containers."""
+    return sum(int(c.get("restarts") or 0) for c in state.get("containers") or [])
+
+
+def owned_by(state: dict[str, Any], deployment: str) -> bool:
+    """Whether a pod state belongs to `deployment` (its ReplicaSets are <deployment>-<hash>)."""
+    return (state.get("owner") or "").rsplit("-", 1)[0] == deployment
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """What a fault did to the serving pods, as `Timeline.disruption` reads it (None: not
+    seen while recorded)."""
+
+    detected_at: float | None  # fewer pods served than before, or a container restarted
+    recovered_at: float | None  # as many served again, every restarted pod among them
 
 
 class Timeline:
@@ -423,12 +457,59 @@ class Timeline:
         """Pods that are a ready endpoint of any Service in the namespace at `at`."""
         return ready_endpoint_pods(self.states_at("EndpointSlice", at))
 
-    def ready_pods(self, at: float) -> set[str]:
+    def ready_pods(self, at: float, *, deployment: str | None = None) -> set[str]:
+        """Pods (of `deployment`, when given) that are Ready and not terminating at `at`."""
         return {
             name
-            for name, s in self.states_at("Pod", at).items()
-            if s.get("ready") and not s.get("deleting")
+            for name, state in self.states_at("Pod", at).items()
+            if serving(state) and (deployment is None or owned_by(state, deployment))
         }
+
+    def disruption(
+        self,
+        fault_at: float,
+        *,
+        until: float = float("inf"),
+        deployment: str | None = None,
+        baseline: int | None = None,
+    ) -> Disruption:
+        """How the pods (of `deployment`, when given) went through a fault at `fault_at`.
+
+        Detected: the first moment from it at which fewer pods serve than before it (or
+        than `baseline`, when given and higher), or a container has restarted since.
+        Recovered: the first moment from then at which as many serve again and every pod that
+        restarted serves. The one reading of "recovered" that verdicts and reports share.
+        """
+
+        def pods(states: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            if deployment is None:
+                return states
+            return {name: s for name, s in states.items() if owned_by(s, deployment)}
+
+        # Just before the fault: a change recorded at its very moment is the fault's doing.
+        before = pods(self.states_at("Pod", math.nextafter(fault_at, -math.inf)))
+        serving_before = sum(serving(s) for s in before.values())
+        wanted = max(serving_before, baseline or 0)
+        restarts_before = {name: restarts_of(s) for name, s in before.items()}
+        detected = None
+        restarted: set[str] = set()
+        for t, states in self.replay("Pod", until=until):
+            if t < fault_at:
+                continue
+            now = pods(states)
+            restarted |= {
+                name for name, s in now.items() if restarts_of(s) > restarts_before.get(name, 0)
+            }
+            count = sum(serving(s) for s in now.values())
+            if detected is None and (count < wanted or restarted):
+                detected = t
+            if (
+                detected is not None
+                and count >= wanted
+                and all(serving(now[name]) for name in restarted & now.keys())
+            ):
+                return Disruption(detected, t)
+        return Disruption(detected, None)
 
     def render(
         self, *, since: float = 0, until: float = float("inf"), kinds: tuple[str, ...] = ()

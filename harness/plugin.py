@@ -176,10 +176,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("repeat") < 1:
         raise pytest.UsageError("--repeat needs N >= 1")
     worker_input = getattr(config, "workerinput", {})
-    config.stash[RUN_KEY] = Run.from_environment(
-        Path(config.getoption("reports_dir")),
-        config.getoption("run_id") or worker_input.get("harness_run_id"),
-    )
+    try:
+        config.stash[RUN_KEY] = Run.from_environment(
+            Path(config.getoption("reports_dir")),
+            config.getoption("run_id") or worker_input.get("harness_run_id"),
+        )
+    except HarnessError as exc:
+        raise pytest.UsageError(f"kube-harness: {exc}") from None
     config.stash[DIAGNOSTICS_KEY] = []
     # say()/step() from fixtures (cluster build, boot, images, deploys) reach the terminal
     # live instead of pytest's capture.
@@ -248,8 +251,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return collection.ignore(collection_path) if collection else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`e2e` on every test whose fixtures reach the run's cluster, so `-m "not e2e"` is the
     unit tier without a list kept by hand; markers by area: the built-in scenarios' `hpa`,
@@ -558,7 +560,7 @@ def kube_api(request: pytest.FixtureRequest, cluster: ClusterProvider) -> Iterat
 @pytest.fixture
 def node_lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
     """The cluster's node stop/start ability; skips the test where the provider lacks it."""
-    if not isinstance(cluster, NodeLifecycle) or not cluster.capabilities.node_lifecycle:
+    if not isinstance(cluster, NodeLifecycle):
         pytest.skip(f"the {cluster.name} provider cannot stop and start nodes")
     return cluster
 

@@ -181,10 +181,16 @@ def judge(evidence: Evidence, report_dir: Path) -> None:
 
 
 def steady_load(
-    load: Load, service: ServiceSpec, deployed: Deployed, *, seconds: float, cpu: bool = False
+    load: Load,
+    service: ServiceSpec,
+    deployed: Deployed,
+    *,
+    seconds: float,
+    cpu: bool = False,
+    avoid_nodes: Sequence[str] = (),
 ) -> LoadRun:
     """Start the spec's steady load (or, with `cpu`, the load that drives the HPA), from
-    where the spec (or --load-placement) puts it.
+    where the spec (or --load-placement) puts it; from the cluster, off `avoid_nodes`.
 
     The run lasts at most `seconds`; leaving its `with` block earlier ends it gracefully.
     """
@@ -202,6 +208,7 @@ def steady_load(
         },
         workers=service.load.workers,
         placement=placement,
+        avoid_nodes=avoid_nodes,
     )
 
 

@@ -462,6 +462,16 @@ def test_recovered_fails_when_no_replacement_becomes_ready():
     assert check.verdict.note == "never recovered while recorded"
 
 
+def test_recovered_is_inconclusive_when_the_fault_never_showed():
+    """No pod went down and none restarted: the promise was not put to the test."""
+    timeline = Timeline([pod(0, "a"), pod(0, "b"), pod(12, "a")])
+    check = a.recovered(
+        timeline, deployment="demo", replicas=2, fault_at=10, within_s=30, what="pod deleted"
+    )
+    assert check.verdict.status == "inconclusive" and not check.passed
+    assert "no pod of demo went down or restarted" in check.verdict.note
+
+
 def test_recovered_on_a_recorded_run_fails_when_the_replacement_was_ready_too_late():
     timeline = recorded(DELETED_POD_RUN)
     fault_at = marked(timeline, "pod deleted")
@@ -687,8 +697,8 @@ def test_a_pod_deleted_during_a_watch_gap_does_not_stay_ready_after_the_relist(t
     timeline = Timeline.load(path)  # as a report reads it back
     (gone,) = [e for e in timeline.of("Pod") if e.type == "DELETED"]
     assert (gone.name, gone.t, gone.state[RELISTED]) == ("demo-a", 20.0, True)
-    assert a.ready_pods(timeline, "demo", at=15) == {"demo-a", "demo-b"}
-    assert a.ready_pods(timeline, "demo", at=25) == {"demo-b"}
+    assert timeline.ready_pods(15, deployment="demo") == {"demo-a", "demo-b"}
+    assert timeline.ready_pods(25, deployment="demo") == {"demo-b"}
     floor = a.max_unavailable_respected(
         timeline, deployment="demo", replicas=2, max_unavailable=0, since=5, until=30
     )

@@ -98,7 +98,9 @@ class FakeCore:
 class FakeProvider:
     name = "fake"
     options = ClusterOptions(name="fake")
-    capabilities = Capabilities(True, False, True, True, True, True)
+    capabilities = Capabilities(
+        creates_clusters=True, chaos_allowed=True, nodeports_on_localhost=True
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -60,9 +60,6 @@ MIB = 1024 * 1024
 def caps(*, chaos: bool = True, creates: bool = True) -> Capabilities:
     return Capabilities(
         creates_clusters=creates,
-        multi_node=False,
-        loads_images=True,
-        node_lifecycle=True,
         chaos_allowed=chaos,
         nodeports_on_localhost=True,
     )

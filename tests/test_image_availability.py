@@ -21,9 +21,13 @@ from harness.image_availability import (
 )
 
 
-def node(names: list[str]) -> SimpleNamespace:
-    images = [SimpleNamespace(names=[name]) for name in names]
-    return SimpleNamespace(status=SimpleNamespace(images=images))
+def node(names: list[str], name: str = "node-1", *, tainted: bool = False) -> SimpleNamespace:
+    """A node whose status lists `names`; a tainted one carries NoSchedule (a control plane)."""
+    return SimpleNamespace(
+        metadata=SimpleNamespace(name=name),
+        spec=SimpleNamespace(taints=[SimpleNamespace(effect="NoSchedule")] if tainted else None),
+        status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names]),
+    )
 
 
 class FakeKube:
@@ -32,13 +36,7 @@ class FakeKube:
 
     def __init__(self, *held: list[str], tainted: tuple[int, ...] = ()) -> None:
         nodes = [
-            SimpleNamespace(
-                metadata=SimpleNamespace(name=f"node-{index}"),
-                spec=SimpleNamespace(
-                    taints=[SimpleNamespace(effect="NoSchedule")] if index in tainted else None
-                ),
-                status=SimpleNamespace(images=[SimpleNamespace(names=[n]) for n in names]),
-            )
+            node(names, f"node-{index}", tainted=index in tainted)
             for index, names in enumerate(held, start=1)
         ]
         self.core = SimpleNamespace(list_node=lambda **_: SimpleNamespace(items=nodes))

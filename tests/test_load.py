@@ -557,7 +557,7 @@ def test_load_against_the_demo_service_on_the_cluster(deployed, load):
 
 @pytest.mark.parametrize("workers", [0, 2], ids=["one-pod", "master-and-2-worker-pods"])
 def test_load_from_the_cluster_reaches_the_service_by_its_name(
-    deployed, load, workers, kube_api, namespace, load_image
+    deployed, load, workers, kube_api, namespace, load_image, timeline
 ):
     """Locust as pods beside the service, through its ClusterIP Service: nothing on the host."""
     site = ClusterSite(kube_api, namespace, load_image)
@@ -579,6 +579,9 @@ def test_load_from_the_cluster_reaches_the_service_by_its_name(
     assert sum(result.pods.values()) == result.requests
     assert result.generator.placement == "cluster"
     assert len(result.generator.workers) == max(workers, 1)
+    # Locust's own reports come back as the host runner's do.
+    assert "Aggregated" in (result.report_dir / "locust_stats.csv").read_text()
+    assert (result.report_dir / "locust.html").read_text().rstrip().endswith("</html>")
     assert all(w.requests > 0 and w.cpu for w in result.generator.workers)
     assert result.reliable, result.unreliable_reason
     assert len(pods) == workers + 1
@@ -592,6 +595,9 @@ def test_load_from_the_cluster_reaches_the_service_by_its_name(
     # The Service's name resolves from each pod's /etc/hosts, not through the cluster's DNS.
     service_host = urllib.parse.urlsplit(deployed.service_url).hostname
     assert all(p.spec.host_aliases[0].hostnames == [service_host] for p in pods)
+    # The load pods are no pods of the service: the timeline that checks read leaves them out.
+    recorded = {e.name for e in timeline.timeline().of("Pod")}
+    assert recorded >= set(deployed.pods()) and not recorded & {p.metadata.name for p in pods}
     wait_for(
         lambda: (
             not kube_api.core.list_namespaced_pod(namespace, label_selector=LOAD_LABEL).items

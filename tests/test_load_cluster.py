@@ -3,18 +3,21 @@ logic and a fake API; the end-to-end runs are in tests/test_load.py)."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from harness.errors import InvalidConfiguration
+from harness.load import _locust_entry
 from harness.load.cluster import (
     ClusterSite,
     LocustPods,
     ServiceAddress,
     egress_rules,
     find_service,
+    service_named,
 )
 
 
@@ -38,11 +41,20 @@ def service(cluster_ip: str | None, kind: str = "ClusterIP") -> SimpleNamespace:
 
 @pytest.mark.parametrize(
     "host",
-    ["demo", "demo.t1", "demo.t1.svc", "demo.t1.svc.cluster.local"],
+    ["demo", "demo.t1.svc", "demo.t1.svc.cluster.local"],
 )
 def test_every_in_cluster_form_of_a_service_name_finds_its_cluster_ip(host):
     kube = fake_kube(**{"t1/demo": service("10.96.0.20")})
     assert find_service(kube, host, 80, "t1") == ServiceAddress("demo", "t1", "10.96.0.20", 80)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "127.0.0.1", "demo.t1", "example.com", "demo.t1.svc.example.org"]
+)
+def test_a_host_that_is_no_service_of_the_cluster_is_refused_before_any_pod(host):
+    with pytest.raises(InvalidConfiguration, match=f"not to {host}") as info:
+        service_named(host)
+    assert "Deployed.service_url" in info.value.fix
 
 
 def test_a_name_with_another_namespace_is_looked_up_there():
@@ -84,15 +96,17 @@ def test_an_ipv6_target_goes_into_the_ipv6_table():
     assert "fd00" not in ipv4
 
 
-def pods_whose_log_answers(tmp_path, answers: list, *, pod_exists: bool = True) -> LocustPods:
-    """A run whose API answers the log requests with `answers`, in turn; its pod runs (or,
-    without `pod_exists`, is gone)."""
+def pods_whose_log_answers(
+    tmp_path, answers: list, *, pod_exists: bool = True, ended: bool = False
+) -> LocustPods:
+    """A run whose API answers the log requests with `answers`, in turn; its pod runs (or
+    has `ended`, or without `pod_exists`, is gone)."""
 
     def read_namespaced_pod(*_: object, **__: object) -> SimpleNamespace:
         if not pod_exists:
             raise ApiException(status=404, reason="Not Found")
-        running = SimpleNamespace(state=SimpleNamespace(terminated=None))
-        return SimpleNamespace(status=SimpleNamespace(container_statuses=[running]))
+        container = SimpleNamespace(state=SimpleNamespace(terminated=ended or None))
+        return SimpleNamespace(status=SimpleNamespace(container_statuses=[container]))
 
     def read_namespaced_pod_log(*_: object, **__: object) -> str:
         answer = answers.pop(0)
@@ -133,3 +147,49 @@ def test_the_log_of_a_pod_that_is_gone_ends_the_copy(tmp_path):
     answers = [ApiException(status=404, reason="Not Found")]
     gone = pods_whose_log_answers(tmp_path, answers, pod_exists=False)
     assert gone._open_log("locust-1-master") is None
+
+
+def log_stream(text: str) -> SimpleNamespace:
+    data = text.encode()
+    chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    return SimpleNamespace(stream=lambda *_, **__: iter(chunks), release_conn=lambda: None)
+
+
+def test_the_masters_locust_reports_come_back_through_its_log(tmp_path, capsys):
+    """A pod's files are out of the harness's reach once it ends: the master prints its
+    Locust CSV and HTML at its exit, in marked lines short enough for the runtime's log,
+    and the follower writes them into the run's report folder by their bare names."""
+    reports = tmp_path / "pod-reports"
+    reports.mkdir()
+    html = "<html>" + 'é"<' * 3000 + "</html>\n"
+    (reports / "locust.html").write_text(html)
+    (reports / "locust_stats.csv").write_text("Type,Name\n,Aggregated\n")
+    _locust_entry._print_reports(reports)
+    printed = capsys.readouterr().out
+    assert all(len(line.encode()) < 16 * 1024 for line in printed.splitlines())
+    hostile = _locust_entry.REPORT_MARKER + json.dumps({"file": "../locust.x", "text": "x"})
+    log = "Locust starting\n" + printed + hostile + "\n"
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pods = pods_whose_log_answers(tmp_path, [log_stream(log)], ended=True)
+    pods.log_path = run / "locust.log"
+    pods._copy_log("locust-1-master", pods.log_path, records=True)
+    assert (run / "locust.html").read_text() == html
+    assert (run / "locust_stats.csv").read_text() == "Type,Name\n,Aggregated\n"
+    assert (run / "locust.x").read_text() == "x"  # in the report folder, nowhere else
+    assert "Locust starting" in pods.log_path.read_text()
+    assert _locust_entry.REPORT_MARKER not in pods.log_path.read_text()
+
+
+def test_load_pods_keep_off_the_nodes_a_test_will_stop(tmp_path):
+    """A node failure test stops one node: Locust pods there would die with it."""
+    pods = pods_whose_log_answers(tmp_path, [])
+    pods.target = ServiceAddress("demo", "t1", "10.96.0.20", 80)
+    assert pods._pod("run-master", "master", [], {}, None).spec.affinity is None
+
+    pods.site = ClusterSite(pods.site.kube, "t1", "img", avoid_nodes=("node-1",))
+    pod = pods._pod("run-worker-1", "worker", [], {}, "10.244.0.7")
+    terms = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    (away,) = terms.node_selector_terms[0].match_expressions
+    assert (away.key, away.operator, away.values) == ("kubernetes.io/hostname", "NotIn", ["node-1"])

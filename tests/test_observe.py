@@ -165,3 +165,18 @@ def test_a_pod_deleted_while_the_watch_was_down_is_gone_after_the_relist(tmp_pat
     assert set(timeline.states_at("Pod", 25.0)) == {"demo-1"}
     (gone,) = [e for e in timeline.of("Pod") if e.type == "DELETED"]
     assert (gone.name, gone.state[RELISTED]) == ("demo-2", True)
+
+
+def test_the_recorder_leaves_out_the_harness_load_pods(tmp_path):
+    """Locust pods in the test's namespace are not the service's: counted as its pods they
+    raised a capacity run's baseline and hid its HPA's scale-up."""
+    asked = []
+
+    def lister(*args, **kwargs):
+        asked.append(kwargs.get("label_selector"))
+        body = {"metadata": {"resourceVersion": "7"}, "items": [POD]}
+        return SimpleNamespace(data=json.dumps(body).encode())
+
+    recorder = TimelineRecorder(SimpleNamespace(), "ns", tmp_path / "t.jsonl", watched=())
+    recorder._list(Watched("Pod", lambda kube: lister, summarize_pod), lister, ("ns",))
+    assert asked == ["!kube-harness.io/load"]

@@ -190,6 +190,14 @@ def test_repeat_below_one_is_refused(pytester):
     result.stderr.fnmatch_lines(["*--repeat needs N >= 1*"])
 
 
+def test_a_run_id_with_a_path_in_it_is_refused_before_anything_is_written(pytester):
+    result = pytester.runpytest("--run-id=../../outside")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*run id '../../outside' is not usable*"])
+    assert not (pytester.path / "reports").exists()
+    assert not (pytester.path.parent / "outside").exists()
+
+
 # Tests in two files on two xdist workers (--dist loadfile: one file each), against a
 # stand-in cluster. Each records which other tests it saw running while it held its turn
 # (a file per running test). The two plain tests first wait to see each other: that proves

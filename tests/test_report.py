@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.assertions import recovered
 from harness.errors import HarnessError
 from harness.report import (
     HISTORY_DIR,
     SCREENSHOT_FILE,
     capacity,
     earlier_runs,
+    resilience,
     screenshot,
     update_latest,
     write_report,
@@ -429,3 +431,19 @@ def test_a_broken_promise_carries_its_finding_into_every_report(tmp_path):
     (test,) = strict_json(files.json)["tests"]
     assert any(v["why"].startswith("Deployment demo runs 1") for v in test["verdicts"])
     assert "why: Deployment demo runs 1 replica" in files.html.read_text()
+
+
+def test_the_reported_recovery_is_the_verdicts(tmp_path):
+    """The report's time to recover and the self-healing verdict read recovery one way
+    (`Timeline.disruption`): the same figure for the same run."""
+    test = read_test(copy_run("valid-suite", tmp_path) / DELETED_POD)
+    figures = resilience.figures(test)
+    verdict = recovered(
+        test.timeline,
+        deployment="demo",
+        replicas=2,
+        fault_at=figures.disturbance_at,
+        within_s=60,
+        what="pod deleted",
+    ).verdict
+    assert verdict.passed and figures.time_to_recover_s == pytest.approx(verdict.measured, abs=0.01)

@@ -362,13 +362,11 @@ def slo_sentence(
     The verdict's own note is not repeated: `verdicts.explained` puts it after the sentence.
     """
     what = verdict.name.rpartition(": ")[2]
-    if verdict.status == "inconclusive" or verdict.measured is None:
-        why = (
-            "the load generator saturated"
-            if verdict.status == "inconclusive"
-            else "nothing was measured"
-        )
-        return f"the {what} cannot be judged" + ("" if verdict.note else f": {why}")
+    unjudged = f"the {what} cannot be judged"
+    if verdict.status == "inconclusive":
+        return unjudged if verdict.note else f"{unjudged}: the load generator saturated"
+    if verdict.measured is None:
+        return unjudged if verdict.note else f"{unjudged}: nothing was measured"
     if what.endswith("error rate"):
         failed = load.failures
         sentence = (

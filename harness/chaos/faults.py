@@ -230,7 +230,7 @@ def _shell(cluster: ClusterProvider) -> NodeShell:
 
 
 def _lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
-    if not isinstance(cluster, NodeLifecycle) or not cluster.capabilities.node_lifecycle:
+    if not isinstance(cluster, NodeLifecycle):
         raise NotInjectable(
             f"the {cluster.name} provider cannot stop and start nodes",
             fix="use the kind provider (or local, for its single node) for node faults",

@@ -57,9 +57,6 @@ class ExistingProvider:
     def capabilities(self) -> Capabilities:
         return Capabilities(
             creates_clusters=False,
-            multi_node=True,
-            loads_images=False,
-            node_lifecycle=False,
             chaos_allowed=self.options.allow_chaos,
             nodeports_on_localhost=False,
         )
@@ -109,16 +106,16 @@ class ExistingProvider:
         ref = archive_ref(archive)
         kube = Kube(self._kubeconfig, self.options.context)
 
-        def listed() -> list[str] | Pending:
-            missing = nodes_without(kube, ref)
-            return Pending(f"not listed by {', '.join(missing)}") if missing else []
+        missing: list[str] = []
+
+        def listed() -> bool | Pending:
+            missing[:] = nodes_without(kube, ref)
+            return Pending(f"not listed by {', '.join(missing)}") if missing else True
 
         try:
-            missing = wait_for(
-                listed, what=f"the nodes to list {ref}", timeout=NODE_STATUS_LAG_S, interval=2
-            )
+            wait_for(listed, what=f"the nodes to list {ref}", timeout=NODE_STATUS_LAG_S, interval=2)
         except WaitTimeout:
-            missing = nodes_without(kube, ref)
+            pass  # `missing` names the nodes, as last listed
         finally:
             kube.close()
         if missing:

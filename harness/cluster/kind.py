@@ -207,9 +207,6 @@ class KindProvider:
     def capabilities(self) -> Capabilities:
         return Capabilities(
             creates_clusters=True,
-            multi_node=True,
-            loads_images=True,
-            node_lifecycle=True,
             chaos_allowed=True,
             nodeports_on_localhost=True,
         )

@@ -91,12 +91,11 @@ class ClusterOptions:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a provider can do; tests that need more are skipped with the reason."""
+    """What a provider can do beyond the `ClusterProvider` protocol that the protocols it
+    implements (`NodeLifecycle`, `NodeShell`, `ComponentControl`) do not already say; tests
+    that need more are skipped with the reason."""
 
     creates_clusters: bool
-    multi_node: bool
-    loads_images: bool
-    node_lifecycle: bool
     chaos_allowed: bool
     nodeports_on_localhost: bool
 

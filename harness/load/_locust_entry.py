@@ -6,6 +6,7 @@ then the recorder, then Locust's own `main()` with the given arguments.
 """
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -18,6 +19,14 @@ EVENTS_FILE_ENV = "HARNESS_LOAD_EVENTS"
 # In a pod the events go to standard output, each line marked, among Locust's own lines.
 STDOUT_EVENTS = "-"
 RECORD_MARKER = "HARNESS-RECORD "
+# A pod's Locust writes its CSV and HTML reports here (an emptyDir of the master); at its exit
+# they go to standard output too, in chunks of lines marked so, and the harness writes them
+# into the run's report folder as the host runner's are.
+POD_REPORTS = "/reports"
+POD_REPORTS_ENV = "HARNESS_LOAD_POD_REPORTS"  # set for the pod that writes them
+REPORT_MARKER = "HARNESS-REPORT "
+# JSON escapes a character to at most 6: a chunk stays under the runtime's 16 KiB log line.
+REPORT_CHUNK_CHARS = 2000
 SHAPE_ENV = "HARNESS_LOAD_SHAPE"
 POD_HEADER_ENV = "HARNESS_LOAD_POD_HEADER"
 VERSION_HEADER_ENV = "HARNESS_LOAD_VERSION_HEADER"
@@ -53,7 +62,21 @@ def main() -> None:
         version_header=os.environ.get(VERSION_HEADER_ENV, VERSION_HEADER),
     )
     sys.argv = ["locust", *sys.argv[1:]]
-    locust.main.main()
+    try:
+        locust.main.main()  # ends with SystemExit
+    finally:
+        if folder := os.environ.get(POD_REPORTS_ENV):
+            _print_reports(Path(folder))
+
+
+def _print_reports(folder: Path) -> None:
+    """Each report file of a pod's Locust to standard output, in marked JSON chunks."""
+    for path in sorted(folder.iterdir()):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for start in range(0, max(len(text), 1), REPORT_CHUNK_CHARS):
+            chunk = {"file": path.name, "text": text[start : start + REPORT_CHUNK_CHARS]}
+            sys.stdout.write(REPORT_MARKER + json.dumps(chunk) + "\n")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import secrets
 import threading
 import time
@@ -68,11 +69,13 @@ class ServiceAddress:
 
 @dataclass(frozen=True)
 class ClusterSite:
-    """Where load from the cluster runs: the cluster's API, the test's namespace, the image."""
+    """Where load from the cluster runs: the cluster's API, the test's namespace, the image,
+    and the nodes it keeps off (those a test is about to stop: the load must outlive them)."""
 
     kube: Kube
     namespace: str
     image: str
+    avoid_nodes: tuple[str, ...] = ()
 
 
 class LocustPods:
@@ -133,7 +136,11 @@ class LocustPods:
             else []
         )
         master_argv = ["-f", files, *role, *locust_argv]
-        master_env = {**env, _locust_entry.EVENTS_FILE_ENV: _locust_entry.STDOUT_EVENTS}
+        master_env = {
+            **env,
+            _locust_entry.EVENTS_FILE_ENV: _locust_entry.STDOUT_EVENTS,
+            _locust_entry.POD_REPORTS_ENV: _locust_entry.POD_REPORTS,
+        }
         core.create_namespaced_pod(
             ns, self._pod(self.master, "master", master_argv, master_env, master_ip=None)
         )
@@ -261,6 +268,8 @@ class LocustPods:
                         if records and line.startswith(marker):
                             events.write(line[len(marker) :] + "\n")
                             events.flush()
+                        elif records and line.startswith(_locust_entry.REPORT_MARKER):
+                            self._save_report_chunk(line[len(_locust_entry.REPORT_MARKER) :])
                         else:
                             log.write(line + "\n")
                             log.flush()
@@ -273,6 +282,15 @@ class LocustPods:
                 if ended or self._deleted:
                     return
                 time.sleep(0.5)
+
+    def _save_report_chunk(self, line: str) -> None:
+        """Append a chunk of the master's Locust report to that file in the report folder
+        (by its bare name: the pod names no other place)."""
+        chunk = json.loads(line)
+        name = Path(chunk["file"]).name
+        if name.startswith("locust"):
+            with (self.log_path.parent / name).open("a", encoding="utf-8") as out:
+                out.write(chunk["text"])
 
     def _container_ended(self, pod: str) -> bool:
         """True when the pod's container has ended or the pod is gone (its log is complete)."""
@@ -334,13 +352,20 @@ class LocustPods:
             allowed.append((master_ip, MASTER_PORT))
         volumes = [client.V1Volume(name="run", empty_dir=client.V1EmptyDirVolumeSource())]
         mounts = []
+        if role == "master":  # Locust's CSV and HTML, sent through the log at its exit
+            volumes.append(
+                client.V1Volume(name="reports", empty_dir=client.V1EmptyDirVolumeSource())
+            )
+            mounts.append(
+                client.V1VolumeMount(name="reports", mount_path=_locust_entry.POD_REPORTS)
+            )
         if not self.locustfile.is_relative_to(LOADTESTS):
             volumes.append(
                 client.V1Volume(
                     name="locustfile", config_map=client.V1ConfigMapVolumeSource(name=self.name)
                 )
             )
-            mounts = [client.V1VolumeMount(name="locustfile", mount_path=LOCUSTFILE_MOUNT)]
+            mounts.append(client.V1VolumeMount(name="locustfile", mount_path=LOCUSTFILE_MOUNT))
         spread = (
             [
                 client.V1TopologySpreadConstraint(
@@ -365,6 +390,7 @@ class LocustPods:
                 enable_service_links=False,
                 termination_grace_period_seconds=30,
                 topology_spread_constraints=spread,
+                affinity=self._keep_off(self.site.avoid_nodes),
                 security_context=client.V1PodSecurityContext(
                     run_as_non_root=True,
                     seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
@@ -390,6 +416,21 @@ class LocustPods:
                 ],
                 volumes=volumes,
             ),
+        )
+
+    @staticmethod
+    def _keep_off(nodes: Sequence[str]) -> client.V1Affinity | None:
+        if not nodes:
+            return None
+        away = client.V1NodeSelectorRequirement(
+            key="kubernetes.io/hostname", operator="NotIn", values=list(nodes)
+        )
+        return client.V1Affinity(
+            node_affinity=client.V1NodeAffinity(
+                required_during_scheduling_ignored_during_execution=client.V1NodeSelector(
+                    node_selector_terms=[client.V1NodeSelectorTerm(match_expressions=[away])]
+                )
+            )
         )
 
     def _egress_container(self, allowed: list[tuple[str, int]]) -> client.V1Container:
@@ -477,14 +518,14 @@ def _pod_state(pod: client.V1Pod) -> str:
 
 
 def find_service(kube: Kube, host: str, port: int, namespace: str) -> ServiceAddress:
-    """The Service a load target from the cluster names (`NAME`, `NAME.NAMESPACE`,
-    `NAME.NAMESPACE.svc[.cluster.local]`; a bare name is in `namespace`), read from the API.
+    """The Service a load target from the cluster names (`service_named`; a bare name is in
+    `namespace`), read from the API.
 
     Raises:
         InvalidConfiguration: no such Service, or it has no ClusterIP (headless, ExternalName).
     """
-    name, _, rest = host.partition(".")
-    namespace = rest.split(".", 1)[0] if rest else namespace
+    name, named_namespace = service_named(host)
+    namespace = named_namespace or namespace
     try:
         service = kube.core.read_namespaced_service(name, namespace)
     except ApiException as exc:
@@ -529,15 +570,21 @@ def egress_rules(allowed: Sequence[tuple[str, int]]) -> tuple[str, str]:
     return table(by_family[4]), table(by_family[6])
 
 
-def check_cluster_target(host: str) -> None:
-    """Refuse a target host that cannot be a Service of the cluster (checked before any pod).
+def service_named(host: str) -> tuple[str, str | None]:
+    """The Service name and namespace (None: the test's) a load target from the cluster
+    names: `NAME`, `NAME.NAMESPACE.svc` or `NAME.NAMESPACE.svc.cluster.local`.
+
+    Checked before any pod is made.
 
     Raises:
         InvalidConfiguration: the host is this machine (127.0.0.1, localhost) or a name
             outside the cluster's DNS domain.
     """
-    if host.endswith((".svc", ".svc.cluster.local")) or ("." not in host and host != "localhost"):
-        return
+    labels = host.split(".")
+    if len(labels) == 1 and host != "localhost":
+        return host, None
+    if len(labels) in (3, 5) and labels[2] == "svc" and labels[3:] in ([], ["cluster", "local"]):
+        return labels[0], labels[1]
     raise InvalidConfiguration(
         f"load from the cluster goes to a Service of the cluster, not to {host}",
         fix="pass the service's in-cluster URL (Deployed.service_url, e.g. "

@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -166,14 +167,14 @@ class LoadRunner:
         self.placement = placement
         self.site = site
         if placement == CLUSTER:
-            from harness.load.cluster import check_cluster_target
+            from harness.load.cluster import service_named
 
             if site is None:
                 raise InvalidConfiguration(
                     "load from the cluster needs the cluster, namespace and load image",
                     fix="pass site=ClusterSite(...) (the `load` fixture does so itself)",
                 )
-            check_cluster_target(self.host)
+            service_named(self.host)
         else:
             _refuse_off_machine(self.host, _networks(local_networks))
 
@@ -210,7 +211,8 @@ class LoadRunner:
 
         No --run-time: with a shape Locust only arms it after the shape ends, so the
         harness's own timer is the one bound for every kind of run. A master gives up when
-        its workers do not all connect in time. Locust's CSV and HTML are written on the host.
+        its workers do not all connect in time. Locust's CSV and HTML go to the report folder
+        (from a pod, through its log).
         """
         master = (
             ["--expect-workers", str(self.workers),
@@ -218,16 +220,8 @@ class LoadRunner:
             if self.workers
             else []
         )  # fmt: skip
-        reports = (
-            [
-                "--csv",
-                str(self.report_dir / "locust"),
-                "--html",
-                str(self.report_dir / "locust.html"),
-            ]
-            if self.placement == HOST
-            else []
-        )
+        folder = str(self.report_dir) if self.placement == HOST else _locust_entry.POD_REPORTS
+        reports = ["--csv", f"{folder}/locust", "--html", f"{folder}/locust.html"]
         return [
             *master,
             "--headless",
@@ -666,19 +660,21 @@ class Load:
 
         A `Load` made with `workers` or `placement` (the --load-workers and --load-placement
         options) runs every run so, whatever the caller (or the spec) asked for; a run in the
-        cluster gets its site from `cluster_site()` unless it names one.
+        cluster gets its site from `cluster_site()` unless it names one, its pods kept off
+        the nodes named in `avoid_nodes` (those the test stops; ignored on the host).
         """
         if self.workers is not None:
             options["workers"] = self.workers
         if self.placement is not None:
             options["placement"] = self.placement
+        avoid_nodes = tuple(options.pop("avoid_nodes", ()))
         if options.get("placement") == CLUSTER and options.get("site") is None:
             if self.cluster_site is None:
                 raise InvalidConfiguration(
                     "load from the cluster needs the cluster, namespace and load image",
                     fix="make the Load with cluster_site=..., or pass site=ClusterSite(...)",
                 )
-            options["site"] = self.cluster_site()
+            options["site"] = replace(self.cluster_site(), avoid_nodes=avoid_nodes)
         folder = self.report_dir / f"load-{len(self._runs) + 1}"
         run = run_load(base_url, shape, report_dir=folder, **options)
         self._runs.append(run)

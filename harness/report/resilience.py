@@ -123,11 +123,8 @@ def _since(start: float, moment: float | None) -> float | None:
 def _detect_and_recover(
     test: TestRecord, fault: float, end: float
 ) -> tuple[float | None, float | None]:
-    snapshots = [(t, pods) for t, pods in series.pod_snapshots(test.timeline) if t <= end]
-    before = next((pods for t, pods in reversed(snapshots) if t <= fault), {})
-    serving_before = sum(series.serving(s) for s in before.values())
-    restarts_before = {name: series.restarts_of(s) for name, s in before.items()}
-
+    """Detection and recovery as `Timeline.disruption` reads them (the verdicts' reading),
+    unless a rollout was reported stuck first: then from that report until it progresses."""
     stuck_at = next(
         (
             e.t
@@ -136,33 +133,12 @@ def _detect_and_recover(
         ),
         None,
     )
-    detected = None
-    restarted: set[str] = set()
-    for t, pods in snapshots:
-        if t <= fault:
-            continue
-        restarted |= {
-            name for name, s in pods.items() if series.restarts_of(s) > restarts_before.get(name, 0)
-        }
-        if sum(series.serving(s) for s in pods.values()) < serving_before or restarted:
-            detected = t
-            break
+    disruption = test.timeline.disruption(fault, until=end)
+    detected = disruption.detected_at
     if stuck_at is not None and (detected is None or stuck_at < detected):
+        serving_before = len(test.timeline.ready_pods(fault))
         return stuck_at, _progressing_again(test, stuck_at, end, serving_before)
-    if detected is None:
-        return None, None
-    for t, pods in snapshots:
-        if t < detected:
-            continue
-        restarted |= {
-            name for name, s in pods.items() if series.restarts_of(s) > restarts_before.get(name, 0)
-        }
-        serving = sum(series.serving(s) for s in pods.values())
-        if serving >= serving_before and all(
-            series.serving(pods[p]) for p in restarted & pods.keys()
-        ):
-            return detected, t
-    return detected, None
+    return detected, disruption.recovered_at
 
 
 def _progressing_again(

@@ -10,20 +10,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from harness.observe import Entry, Timeline
+from harness.observe import Entry, Timeline, restarts_of, serving
 
 Points = list[tuple[float, float]]
 TEARDOWN_KINDS = frozenset({"Deployment", "HorizontalPodAutoscaler", "EndpointSlice"})
-
-
-def restarts_of(state: dict[str, Any]) -> int:
-    """A pod state's container restarts, summed over its containers."""
-    return sum(int(c.get("restarts") or 0) for c in state.get("containers") or [])
-
-
-def serving(state: dict[str, Any]) -> bool:
-    """True for a pod state that is Ready and not terminating (it takes traffic)."""
-    return bool(state.get("ready")) and not state.get("deleting")
 
 
 def pod_snapshots(timeline: Timeline) -> list[tuple[float, dict[str, dict[str, Any]]]]:

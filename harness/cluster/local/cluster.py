@@ -113,9 +113,6 @@ class LocalProvider:
     def capabilities(self) -> Capabilities:
         return Capabilities(
             creates_clusters=True,
-            multi_node=False,
-            loads_images=True,
-            node_lifecycle=True,
             chaos_allowed=True,
             nodeports_on_localhost=True,
         )
