@@ -11,13 +11,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from harness.errors import InvalidConfiguration
 from harness.gopackages import program_name
@@ -26,6 +25,7 @@ from harness.images.oci import split_ref
 from harness.load import SLO
 from harness.load.runner import HOST, PLACEMENTS
 from harness.render import check_source
+from harness.user_files import read_yaml
 
 API_VERSION = "kube-harness/v1"
 KIND = "ResilienceSpec"
@@ -50,9 +50,16 @@ def _schema(fragment: dict[str, Any]) -> Callable[[Parse], Parse]:
     return mark
 
 
+# Larger values are typos or attacks, never a promise a test can wait out or a load a
+# machine can send.
+MAX_DURATION_S = 24 * 3600
+MAX_USERS = 100_000
+MAX_LOAD_WORKERS = 100
+MAX_COUNT = 1_000_000
 DURATION_SCHEMA = {
     "type": ["number", "string"],
     "exclusiveMinimum": 0,
+    "maximum": MAX_DURATION_S,
     "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m)?\s*$",
     "description": "a duration: 30s, 2m, 500ms, or a number of seconds",
 }
@@ -78,8 +85,8 @@ def parse_seconds(raw: Any) -> float:
         if not found:
             raise ValueError(f"{raw!r} is not a duration like 30s, 2m or 500ms")
         value = float(found[1]) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[found[2]]
-    if value <= 0:
-        raise ValueError(f"a duration must be positive, not {raw!r}")
+    if not 0 < value <= MAX_DURATION_S:  # .nan fails this too
+        raise ValueError(f"a duration must be over 0 and at most 24h, not {raw!r}")
     return value
 
 
@@ -93,13 +100,13 @@ def parse_fraction(raw: Any) -> float:
     return value
 
 
-def _count(minimum: int) -> Callable[[Any], int]:
+def _count(minimum: int, maximum: int = MAX_COUNT) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
-        if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
-            raise ValueError(f"must be a whole number >= {minimum}, not {raw!r}")
+        if isinstance(raw, bool) or not isinstance(raw, int) or not minimum <= raw <= maximum:
+            raise ValueError(f"must be a whole number from {minimum} to {maximum}, not {raw!r}")
         return raw
 
-    parse.json_schema = {"type": "integer", "minimum": minimum}  # type: ignore[attr-defined]
+    parse.json_schema = {"type": "integer", "minimum": minimum, "maximum": maximum}  # type: ignore[attr-defined]
     return parse
 
 
@@ -112,9 +119,31 @@ def _text(raw: Any) -> str:
 
 @_schema({"type": "number", "exclusiveMinimum": 0})
 def _positive(raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-        raise ValueError(f"must be a number > 0, not {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < math.inf:
+        raise ValueError(f"must be a finite number > 0, not {raw!r}")
     return float(raw)
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(rf"(?=.{{1,253}}$){DNS_LABEL.pattern}(\.{DNS_LABEL.pattern})*")
+
+
+@_schema({"type": "string", "pattern": rf"^{DNS_LABEL.pattern}$"})
+def _name(raw: Any) -> str:
+    """A name that is also a folder and a container name: a DNS label (no `/`, no `.`)."""
+    if not isinstance(raw, str) or not DNS_LABEL.fullmatch(raw):
+        raise ValueError(
+            f"must be a DNS label (lowercase letters, digits and '-', at most 63), not {raw!r}"
+        )
+    return raw
+
+
+@_schema({"type": "string", "pattern": f"^{DNS_SUBDOMAIN.pattern}$"})
+def _object_name(raw: Any) -> str:
+    """A Kubernetes object name (Deployment, Secret, HPA): a DNS subdomain."""
+    if not isinstance(raw, str) or not DNS_SUBDOMAIN.fullmatch(raw):
+        raise ValueError(f"must be a Kubernetes object name (a DNS subdomain), not {raw!r}")
+    return raw
 
 
 GO_PACKAGE = re.compile(r"[a-z0-9.-]+\.[a-z]+(/[\w.~-]+)+")
@@ -544,10 +573,10 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
         return SLO.from_mapping(raw, source=f"{r.where}.slo")
 
     service = dict(
-        name=r.get("name", _text),
+        name=r.get("name", _name),
         manifests=r.get("manifests", manifests),
-        deployment=r.get("deployment", _text),
-        container=r.get("container", _text),
+        deployment=r.get("deployment", _object_name),
+        container=r.get("container", _name),
         images=r.get("images", _images),
         slo=r.get("slo", slo),
         build=r.get("build", _builder, None),
@@ -557,12 +586,12 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
     if (load := r.section("load", about=LoadSpec.__doc__)) is not None:
         service["load"] = LoadSpec(
             path=load.get("path", _url_path),
-            users=load.get("users", _count(1)),
+            users=load.get("users", _count(1, MAX_USERS)),
             cpu_path=load.get("cpu_path", _url_path, None) or load.data.get("path"),
-            cpu_users=load.get("cpu_users", _count(1), None) or load.data.get("users"),
+            cpu_users=load.get("cpu_users", _count(1, MAX_USERS), None) or load.data.get("users"),
             rps=load.get("rps", _positive, 5.0),
             timeout_s=load.get("timeout", parse_seconds, 5.0),
-            workers=load.get("workers", _count(0), 0),
+            workers=load.get("workers", _count(0, MAX_LOAD_WORKERS), 0),
             placement=load.get("placement", _load_placement, HOST),
         )
         load.done()
@@ -577,7 +606,7 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
         service["helm"] = HelmRelease(name=service["name"] or "release", chart=service["manifests"])
     if (admin := r.section("admin", required=False, about=AdminHooks.__doc__)) is not None:
         service["admin"] = AdminHooks(
-            token_secret=admin.get("token_secret", _text),
+            token_secret=admin.get("token_secret", _object_name),
             token_key=admin.get("token_key", _text),
             fail_readiness=admin.get("fail_readiness", _url_path),
             fail_liveness=admin.get("fail_liveness", _url_path),
@@ -663,7 +692,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
     }
     if (h := expect.section("hpa", required=False, about=HpaExpectation.__doc__)) is not None:
         hpa = HpaExpectation(
-            name=h.get("name", _text),
+            name=h.get("name", _object_name),
             min=h.get("min", _count(1)),
             max=h.get("max", _count(1)),
             scale_up_to=h.get("scale_up_to", _count(1)),
@@ -728,14 +757,11 @@ def load_spec(path: Path) -> ResilienceSpec:
         InvalidSpec: listing every problem found, each with its place in the file.
     """
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InvalidSpec(
-            f"resilience spec {path} does not exist",
-            fix="pass --resilience-spec=PATH to an existing file",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InvalidSpec(f"{path}: not valid YAML: {exc}", fix="fix the YAML syntax") from None
+        data = read_yaml(
+            path, "resilience spec", fix="pass --resilience-spec=PATH to an existing file"
+        )
+    except InvalidConfiguration as exc:
+        raise InvalidSpec(exc.message, fix=exc.fix) from None
     problems: list[str] = []
     top = _Reader(data, "spec", problems)
     services = _top_fields(top)

@@ -249,8 +249,8 @@ def test_experiment_files_are_read_as_json_or_yaml(tmp_path):
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("bad.yaml", "title: [unclosed", "not valid yaml"),
-        ("bad.json", "{", "not valid json"),
+        ("bad.yaml", "title: [unclosed", "not valid YAML"),
+        ("bad.json", "{", "not valid JSON"),
         ("list.yaml", "- a\n- b\n", "must be a mapping, not list"),
     ],
 )
@@ -262,7 +262,7 @@ def test_unreadable_files_name_the_file(tmp_path, name, text, message):
 
 
 def test_a_missing_file(tmp_path):
-    with pytest.raises(ex.InvalidExperiment, match="cannot be read"):
+    with pytest.raises(ex.InvalidExperiment, match=r"nope\.yaml does not exist"):
         ex.load_experiment(tmp_path / "nope.yaml")
 
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -63,7 +64,9 @@ def test_unknown_provider_names_the_choices():
         select_provider(None, environ={"HARNESS_PROVIDER": "minikube"}, probe=probes())
 
 
-@pytest.mark.parametrize("name", ["", "Upper", "with space", "under_score"])
+@pytest.mark.parametrize(
+    "name", ["", "Upper", "with space", "under_score", "-x", "x-", "..", "a/b", "x" * 41]
+)
 def test_invalid_cluster_names_are_refused(name):
     with pytest.raises(InvalidConfiguration, match="cluster name"):
         ClusterOptions(name=name)
@@ -85,11 +88,43 @@ def nodes_holding(*held: list[str]) -> SimpleNamespace:
     )
 
 
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: secret-token-value}}]
+contexts: [{name: ctx, context: {cluster: c, user: u}}, {name: other, context: {cluster: c}}]
+current-context: ctx
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "complaint"),
+    [
+        (None, None, "does not exist"),
+        ("", None, "has no context"),
+        ("\x00\xff", None, "not UTF-8 text"),
+        ("users: [{name: u, user: {token: secret-token-value}\n", None, "not valid YAML"),
+        (KUBECONFIG, "prod", "has no context 'prod' (it has: ctx, other)"),
+    ],
+)
+def test_a_kubeconfig_the_client_cannot_use_is_named_without_its_contents(
+    tmp_path, text, context, complaint
+):
+    kubeconfig = tmp_path / "kubeconfig"
+    if text is not None:
+        kubeconfig.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ProviderUnavailable, match=re.escape(complaint)) as info:
+        existing.ExistingProvider(ClusterOptions(kubeconfig=kubeconfig, context=context))
+    assert str(kubeconfig) in info.value.message and info.value.fix
+    assert "secret-token-value" not in str(info.value)
+
+
 def test_an_existing_cluster_takes_an_image_its_nodes_already_hold(tmp_path, monkeypatch):
     """Nothing is loaded into a cluster the harness does not run: an image every node holds
     is used as it is; one that some node lacks is refused, naming the node and the fix."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("")
+    kubeconfig.write_text(KUBECONFIG)
     archive = tmp_path / "app.tar"
     provider = existing.ExistingProvider(ClusterOptions(kubeconfig=kubeconfig))
     monkeypatch.setattr(existing, "NODE_STATUS_LAG_S", 0)  # no wait for a recent load

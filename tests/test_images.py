@@ -244,3 +244,37 @@ def test_the_load_image_refuses_a_python_its_compiled_modules_do_not_fit(monkeyp
     monkeypatch.setattr(load_image, "IMAGE_PYTHON", (3, 12))
     with pytest.raises(InvalidConfiguration, match=r"the harness runs on Python 3\.11"):
         load_image.build_load_image()
+
+
+def test_the_load_image_holds_every_harness_module_its_locust_processes_import():
+    """What a Locust process imports of the harness at module level (harness.load, the
+    recorder, the shape), transitively, is in the image: a module missing there
+    (harness.user_files once) failed every load run from the cluster at its start."""
+    import ast
+
+    from harness.images import load as load_image
+
+    root = load_image.HARNESS_ROOT
+    load = root / "load"
+    copied = {root / name for name in load_image.HARNESS_MODULES} | set(load.glob("*.py"))
+    entry_points = ("__init__.py", "_recorder.py", "_locust_entry.py", "locust_shape.py")
+    seen: set[Path] = set()
+    todo = [load / name for name in entry_points]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.parse(path.read_text()).body:  # run at import; not lazy or TYPE_CHECKING
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in (n for n in names if n.startswith("harness.")):
+                parts = root.parent / name.replace(".", "/")
+                todo += [
+                    p for p in (parts.with_suffix(".py"), parts / "__init__.py") if p.is_file()
+                ]
+    assert seen <= copied, sorted(str(p.relative_to(root)) for p in seen - copied)

@@ -435,6 +435,14 @@ def test_local_networks_let_a_routed_range_count_as_this_machine(tmp_path):
                    local_networks=["not-a-network"])  # fmt: skip
 
 
+@pytest.mark.parametrize("network", ["0.0.0.0/0", "8.8.8.0/24", "::/0"])
+def test_a_public_local_network_would_switch_the_guard_off_and_is_refused(tmp_path, network):
+    with pytest.raises(InvalidConfiguration, match="is not a private range") as caught:
+        LoadRunner(base_url="http://8.8.8.8", shape=Constant(users=1, seconds=5),
+                   report_dir=tmp_path, local_networks=[network])  # fmt: skip
+    assert "10.96.0.0/12" in caught.value.fix
+
+
 @pytest.mark.parametrize(
     "url",
     ["127.0.0.1:8080", "http://127.0.0.1:99999", "ftp://127.0.0.1/"],

@@ -145,5 +145,5 @@ def test_invalid_files_say_what_is_wrong(path):
 
 
 def test_missing_file():
-    with pytest.raises(InvalidConfiguration, match=r"no-such\.yaml cannot be read"):
+    with pytest.raises(InvalidConfiguration, match=r"SLO file .*no-such\.yaml does not exist"):
         SLO.load(DATA / "no-such.yaml")

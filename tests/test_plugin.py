@@ -23,7 +23,14 @@ def kubeconfig_file(tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(
         yaml.safe_dump(
-            {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [],
+                "users": [],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "ctx",
+            }
         )
     )
     return path

@@ -299,7 +299,7 @@ def test_no_secret_reaches_any_report_file(tmp_path):
 
     files = write_report(run, junit_xml=junit)
 
-    written = [files.html, files.markdown, files.json]
+    written = [files.html, files.markdown, files.json, files.junit]
     for path in written:
         text = path.read_text()
         assert secret not in text, f"{path.name} holds the secret"

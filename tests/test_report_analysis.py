@@ -181,6 +181,24 @@ def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
         ("login with token 9f8e7d6c5b4a refused", f"login with token {MASK} refused"),
         ("a valid admin token is required", "a valid admin token is required"),
         ("pod demo-6b8db8dbb7-2vwwv left", "pod demo-6b8db8dbb7-2vwwv left"),
+        (
+            '{"adminToken": "x1", "clientSecret": "x2"}',
+            f'{{"adminToken": {MASK}, "clientSecret": {MASK}}}',
+        ),
+        ("dbPassword=x3", f"dbPassword={MASK}"),
+        ("fetch https://bob:x4@db.example/x", f"fetch https://bob:{MASK}@db.example/x"),
+        ("GET /blob?sv=1&sig=x5&se=2", f"GET /blob?sv=1&sig={MASK}&se=2"),
+        (
+            "?X-Amz-Signature=x6&X-Amz-Credential=x7",
+            f"?X-Amz-Signature={MASK}&X-Amz-Credential={MASK}",
+        ),
+        ("run --password x8 --user bob", f"run --password {MASK} --user bob"),
+        ('{"name": "ADMIN_TOKEN", "value": "x9"}', f'{{"name": "ADMIN_TOKEN", "value": {MASK}}}'),
+        ("- name: DB_PASSWORD\n  value: x10", f"- name: DB_PASSWORD\n  value: {MASK}"),
+        ("tls.key: LS0tx11", f"tls.key: {MASK}"),
+        ("ghp_" + "a" * 36 + " and xoxb-1234-5678-abcd", f"{MASK} and {MASK}"),
+        ('Authorization: Digest username="bob", response="x12"', f"Authorization: {MASK}"),
+        ("signal: SIGTERM, design: fine, author: me", "signal: SIGTERM, design: fine, author: me"),
     ],
 )
 def test_redact_masks_credentials_in_text_and_nothing_else(text, expected):
@@ -188,13 +206,22 @@ def test_redact_masks_credentials_in_text_and_nothing_else(text, expected):
 
 
 def test_redact_value_masks_by_key_then_inside_strings():
-    value = {"token": "x", "admin token": "y", "pod": "p", "nested": [{"note": "password=z"}]}
+    value = {
+        "token": "x",
+        "admin token": "y",
+        "adminToken": "y2",
+        "pod": "p",
+        "nested": [{"note": "password=z"}],
+        "env": [{"name": "ADMIN_TOKEN", "value": "w"}, {"name": "MODE", "value": "fast"}],
+    }
 
     assert redact_value(value) == {
         "token": MASK,
         "admin token": MASK,
+        "adminToken": MASK,
         "pod": "p",
         "nested": [{"note": f"password={MASK}"}],
+        "env": [{"name": "ADMIN_TOKEN", "value": MASK}, {"name": "MODE", "value": "fast"}],
     }
 
 

@@ -38,7 +38,7 @@ def test_every_problem_is_reported_at_once_with_its_place():
         "services[0].manifests: ",
         "manifests/overlays/nope do not exist",
         "services[0].load.path: must be a URL path starting with '/'",
-        "services[0].load.users: must be a whole number >= 1, not 0",
+        "services[0].load.users: must be a whole number from 1 to 100000, not 0",
         "services[0].expect.hpa.scale_up_within: 'soon' is not a duration",
         "services[0].expect.hpa: need min < scale_up_to <= max, got 2 / 7 / 5",
         "services[0].expect.rollout.broken_imag: unknown key",
@@ -54,6 +54,23 @@ def test_missing_file_and_bad_yaml_name_the_fix(tmp_path):
     broken.write_text("services: [\n")
     with pytest.raises(InvalidSpec, match="not valid YAML"):
         load_spec(broken)
+
+
+@pytest.mark.parametrize("rps", [".inf", ".nan", "-.inf"])
+def test_infinite_and_not_a_number_rates_are_refused(tmp_path, rps):
+    text = (ROOT / "scenarios" / "demo-service.spec.yaml").read_text()
+    text = text.replace("../manifests/overlays/ci", str(ROOT / "manifests/overlays/ci"))
+    path = tmp_path / "spec.yaml"
+    path.write_text(re.sub(r"rps: 4\b", f"rps: {rps}", text, count=1))
+    with pytest.raises(InvalidSpec, match=r"load\.rps: must be a finite number > 0"):
+        load_spec(path)
+
+
+def test_a_spec_key_given_twice_is_refused(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("apiVersion: kube-harness/v1\nkind: ResilienceSpec\nkind: Other\n")
+    with pytest.raises(InvalidSpec, match="the key 'kind' appears twice"):
+        load_spec(path)
 
 
 def test_wrong_kind_and_missing_sections(tmp_path):
@@ -228,6 +245,15 @@ def edit(change):
         (lambda s: s.update(port=70000), "a port number is 1-65535"),
         (lambda s: s["load"].update(workers=-1), "services[0].load.workers: must be a whole"),
         (lambda s: s["load"].update(placement="laptop"), "'laptop' is not where load can run"),
+        (lambda s: s["load"].update(users=10**12), "load.users: must be a whole number from 1"),
+        (lambda s: s["load"].update(workers=1000), "load.workers: must be a whole number from 0"),
+        (lambda s: s.update(name="../x"), "services[0].name: must be a DNS label"),
+        (lambda s: s.update(name="Demo"), "services[0].name: must be a DNS label"),
+        (lambda s: s.update(deployment="a/b"), "deployment: must be a Kubernetes object name"),
+        (
+            lambda s: s["expect"]["rollout"].update(complete_within=float("inf")),
+            "must be over 0 and at most 24h",
+        ),
     ],
 )
 def test_the_schema_and_the_loader_refuse_the_same_mistakes(tmp_path, change, loader_says):

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from chaoslib.exceptions import ChaosException
 from chaoslib.experiment import ensure_experiment_is_valid, run_experiment
 from chaoslib.extension import get_extension
@@ -100,6 +99,7 @@ from harness.scenario import (
     workload_of,
 )
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
+from harness.user_files import read_json, read_yaml
 
 # What a provider must be able to do for the harness actions that reach past the API.
 ACTION_ABILITIES: dict[str, tuple[type, str]] = {
@@ -192,20 +192,11 @@ def load_experiment(path: Path) -> dict[str, Any]:
     Raises:
         InvalidExperiment: the file is missing, not parseable, or not a mapping.
     """
+    read = read_json if path.suffix == ".json" else read_yaml
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InvalidExperiment(
-            f"experiment {path} cannot be read: {exc.strerror}",
-            fix="give the path of a Chaos Toolkit experiment file",
-        ) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise InvalidExperiment(
-            f"experiment {path}: not valid {path.suffix[1:]}: {exc}",
-            fix="correct the syntax at the place named",
-        ) from None
+        data = read(path, "experiment", fix="give the path of a Chaos Toolkit experiment file")
+    except InvalidConfiguration as exc:
+        raise InvalidExperiment(exc.message, fix=exc.fix) from None
     if not isinstance(data, dict):
         raise InvalidExperiment(
             f"experiment {path}: must be a mapping, not {type(data).__name__}",

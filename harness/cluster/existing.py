@@ -12,6 +12,7 @@ from harness.image_availability import NODE_STATUS_LAG_S, nodes_without
 from harness.images.oci import archive_ref
 from harness.kube import Kube, wait_nodes_ready
 from harness.progress import say
+from harness.user_files import read_yaml
 from harness.wait import Pending, wait_for
 
 
@@ -39,6 +40,32 @@ def probe(kubeconfig: Path | None) -> Probe:
     return Probe("existing", True, f"kubeconfig {kubeconfig} given")
 
 
+def check_kubeconfig(path: Path, context: str | None) -> None:
+    """A kubeconfig the client can use: a readable YAML mapping with the context asked for
+    (or its current one). Errors name the file and the contexts, never its contents.
+
+    Raises:
+        ProviderUnavailable: missing, unreadable or broken, or without that context.
+    """
+    fix = "pass --kubeconfig=PATH (or set KUBECONFIG) to a working kubeconfig"
+    try:
+        data = read_yaml(path, "kubeconfig", fix=fix)
+    except InvalidConfiguration as exc:
+        raise ProviderUnavailable(f"existing: {exc.message}", fix=exc.fix) from None
+    data = data if isinstance(data, dict) else {}
+    entries = data.get("contexts") or []
+    contexts = [c["name"] for c in entries if isinstance(c, dict) and "name" in c]
+    if not contexts:
+        raise ProviderUnavailable(f"existing: kubeconfig {path} has no context", fix=fix)
+    wanted = context or data.get("current-context")
+    if wanted not in contexts:
+        raise ProviderUnavailable(
+            f"existing: kubeconfig {path} has no context {wanted!r} "
+            f"(it has: {', '.join(map(str, contexts))})",
+            fix="pass --cluster-context=NAME with one of those",
+        )
+
+
 class ExistingProvider:
     """A cluster someone else runs. Chaos is refused unless `options.allow_chaos`."""
 
@@ -47,11 +74,7 @@ class ExistingProvider:
     def __init__(self, options: ClusterOptions) -> None:
         self.options = options
         self._kubeconfig = options.kubeconfig or default_kubeconfig()
-        if not self._kubeconfig.is_file():
-            raise ProviderUnavailable(
-                f"existing: kubeconfig {self._kubeconfig} does not exist",
-                fix="pass --kubeconfig=PATH or set KUBECONFIG",
-            )
+        check_kubeconfig(self._kubeconfig, options.context)
 
     @property
     def capabilities(self) -> Capabilities:

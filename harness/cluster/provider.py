@@ -7,6 +7,7 @@ and skip with the reason when the provider lacks one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,14 +75,13 @@ class ClusterOptions:
     def __post_init__(self) -> None:
         from harness.errors import InvalidConfiguration
 
-        if (
-            not self.name
-            or not self.name.replace("-", "").isalnum()
-            or self.name != self.name.lower()
-        ):
+        # It names folders, a kind cluster's containers and its nodes ("NAME-control-plane",
+        # a DNS label of at most 63).
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?", self.name):
             raise InvalidConfiguration(
                 f"cluster name {self.name!r} is not valid",
-                fix="use lower-case letters, digits and '-', e.g. --cluster-name=kube-harness",
+                fix="use 1 to 40 lower-case letters, digits and '-', starting and ending with a "
+                "letter or digit, e.g. --cluster-name=kube-harness",
             )
         if self.workers < 0:
             raise InvalidConfiguration(

@@ -37,7 +37,15 @@ HARNESS = "opt/harness"  # the harness modules and loadtests/, as in a checkout
 IMAGE_PYTHON = (3, 11)  # Debian bookworm's python3: the venv's C extensions must match it
 # What the Locust processes import of the harness (harness.load's __init__ imports the
 # runner, which needs these); checked by importing them in the image.
-HARNESS_MODULES = ("__init__.py", "errors.py", "progress.py", "wait.py", "commands.py", "suite.py")
+HARNESS_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "progress.py",
+    "wait.py",
+    "commands.py",
+    "suite.py",
+    "user_files.py",
+)
 HARNESS_ROOT = Path(__file__).resolve().parents[1]
 # greenlet's compiled module links libstdc++ (manylinux wheels leave it to the system);
 # iptables sets each pod's egress rule (harness.load.cluster).

@@ -714,12 +714,23 @@ def _parse_target(base_url: str) -> tuple[str, int]:
 
 
 def _networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The local networks given, each a private range: a public one (or 0.0.0.0/0) would
+    switch off the guard that keeps load on this machine."""
     try:
-        return [ipaddress.ip_network(cidr) for cidr in cidrs]
+        networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
     except ValueError as exc:
         raise InvalidConfiguration(
             f"local_networks: {exc}", fix="give CIDRs such as 10.96.0.0/12"
         ) from None
+    public = [str(network) for network in networks if not network.is_private]
+    if public:
+        raise InvalidConfiguration(
+            f"local_networks: {', '.join(public)} is not a private range: load there would "
+            "leave this machine",
+            fix="name only the private ranges a local cluster uses (e.g. its service range "
+            "10.96.0.0/12)",
+        )
+    return networks
 
 
 def _refuse_off_machine(

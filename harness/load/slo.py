@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from harness.errors import InvalidConfiguration
 from harness.load.merge import CPU_SATURATION_PERCENT
 from harness.load.result import EndpointStats, LoadResult
+from harness.user_files import read_yaml
 
 Status = Literal["pass", "fail", "inconclusive"]
 
@@ -153,12 +152,7 @@ class SLO:
         Raises:
             InvalidConfiguration: missing file, bad YAML, or bad limits.
         """
-        try:
-            spec = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidConfiguration(
-                f"SLO file {path} cannot be read: {exc}", fix="give the path of a YAML mapping"
-            ) from None
+        spec = read_yaml(path, "SLO file", fix="give the path of a YAML mapping")
         return cls.from_mapping(spec, source=str(path))
 
     def evaluate(self, result: LoadResult) -> list[Verdict]:

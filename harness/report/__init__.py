@@ -28,6 +28,7 @@ from harness.errors import HarnessError, InvalidConfiguration
 from harness.report.document import RunStatus, build
 from harness.report.history import HISTORY_DIR, earlier_runs, write_entry
 from harness.report.html import render_html
+from harness.report.redact import write_redacted_junit
 from harness.report.render import render_json, render_markdown, write_text
 from harness.report.trends import RESULTS_FILE
 
@@ -81,8 +82,8 @@ def write_report(
         run_dir: reports/<run-id>/ (or the reports/latest link).
         history: earlier runs' history entries or results.json files (or their run folders),
             for trends; `earlier_runs` finds them.
-        junit_xml: pytest's JUnit XML of this run; copied into the folder as junit.xml and
-            used for the outcome of tests that wrote no verdicts.
+        junit_xml: pytest's JUnit XML of this run; copied into the folder as junit.xml
+            (redacted) and used for the outcome of tests that wrote no verdicts.
 
     Returns:
         The files written; `problems` lists what the report could not read.
@@ -93,7 +94,7 @@ def write_report(
     if junit_xml is not None and junit_xml.is_file():
         junit = run_dir / JUNIT_FILE
         if junit_xml.resolve() != junit.resolve():
-            shutil.copyfile(junit_xml, junit)
+            write_redacted_junit(junit_xml, junit)
     # A JUnit XML that is missing is read anyway, so the report says it is missing.
     report = build(run_dir, history=history, junit_xml=junit or junit_xml)
     document = json.dumps(json_safe(render_json(report)), indent=2, allow_nan=False)
