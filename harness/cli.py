@@ -200,9 +200,19 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
 def cmd_chaos_revert(args: argparse.Namespace) -> int:
     """Revert every pending fault of the active cluster; 1 when something of ours is left."""
     from harness.chaos.faults import leftovers, revert_all
+    from harness.chaos.ledger import clusters_with_faults
     from harness.kube import Kube
 
-    provider = _active_provider("to revert faults on", fix="nothing to revert without a cluster")
+    recorded = clusters_with_faults()
+    provider = _active_provider(
+        "to revert faults on",
+        fix=(
+            f"faults are recorded for cluster(s) {', '.join(recorded)}: bring that cluster "
+            "back (`harness cluster up --name NAME`) and run this again"
+            if recorded
+            else "nothing to revert without a cluster"
+        ),
+    )
     kube = Kube(provider.kubeconfig(), provider.options.context)
     try:
         for injected in revert_all(provider, kube):

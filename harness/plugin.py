@@ -33,7 +33,7 @@ from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.paths import cache_dir, lock_file
-from harness.progress import show_in_terminal
+from harness.progress import say, show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
 from harness.scenario import (
@@ -442,7 +442,7 @@ def cluster(
     cluster_selection: Selection,
     cluster_options: ClusterOptions,
 ) -> ClusterProvider:
-    """The run's cluster, created (or reused) and Ready.
+    """The run's cluster, created (or reused) and Ready, with no fault a killed run left.
 
     Under pytest-xdist every worker asks for it; the first creates it under a file lock and
     the others reuse it. It is deleted once, by the main process at the end of the run,
@@ -450,9 +450,12 @@ def cluster(
     """
     try:
         provider = make_provider(cluster_selection.name, cluster_options)
-        with file_lock(lock_file(f"cluster-{cluster_options.name}.lock")):
+        lock = lock_file(f"cluster-{cluster_options.name}.lock")
+        with file_lock(lock):
             provider.create()
         provider.wait_ready()
+        with file_lock(lock):  # one xdist worker reverts; the others find nothing left
+            revert_orphaned_faults(provider)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise
@@ -464,6 +467,14 @@ def cluster(
     _run_cluster_file(harness_run).parent.mkdir(parents=True, exist_ok=True)
     _run_cluster_file(harness_run).write_text(provider.name)
     return provider
+
+
+def revert_orphaned_faults(provider: ClusterProvider) -> None:
+    """Undo the faults a killed run left on this cluster, before any test measures it."""
+    from harness.chaos.faults import revert_orphans
+
+    for entry in revert_orphans(provider):
+        say(f"reverted {entry.describe()}, left by a run that was killed")
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ observable effect, and that nothing is left after its revert, on the real cluste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -44,7 +45,8 @@ from harness.chaos import (
     revert_all,
     stop_component,
 )
-from harness.chaos.faults import CORDONED_BY, cgroup_dirs
+from harness.chaos.faults import CORDONED_BY, cgroup_dirs, revert_orphans
+from harness.chaos.ledger import process_alive, this_process
 from harness.cluster.provider import Capabilities, ClusterOptions, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import wait_nodes_ready
@@ -493,6 +495,49 @@ def test_a_node_someone_else_cordoned_stays_cordoned_after_revert(tmp_path):
     revert(t.cluster, t.kube, cordon(t, "n1"), ledger=t.ledger)
     assert core.node.spec.unschedulable is True
     assert CORDONED_BY not in core.node.metadata.annotations
+
+
+def dead_process() -> str:
+    """The ledger owner of a process that has ended (killed, as a run can be)."""
+    child = subprocess.Popen(["sleep", "5"])
+    stat = Path(f"/proc/{child.pid}/stat").read_text()
+    owner = f"{child.pid}@{stat.rpartition(')')[2].split()[19]}"
+    child.kill()
+    child.wait()
+    assert not process_alive(owner)
+    return owner
+
+
+def test_only_faults_whose_run_was_killed_are_reverted_as_orphans(tmp_path):
+    """A fault's owner is the process that injected it: while it runs, its faults are its
+    own to revert; once it is gone (killed), the next run reverts them."""
+    core = FakeCore([])
+    t = fake_target(FakeProvider(), core, tmp_path)
+    mine = cordon(t, "n1")
+    assert mine.owner == this_process() and not mine.orphaned
+    left = cordon(t, "n1")
+    t.ledger.add(dataclasses.replace(left, owner=dead_process()))
+    reverted = revert_all(t.cluster, t.kube, orphaned=True, ledger=t.ledger)
+    assert [e.id for e in reverted] == [left.id]
+    assert [e.id for e in t.ledger.pending()] == [mine.id]
+    assert core.node.spec.unschedulable is True  # its own cordon still holds it
+    assert Injected("x", "cordon", "c", None, "n", None).orphaned  # no owner recorded
+
+
+def test_an_existing_cluster_is_never_touched_for_orphans_under_its_name(tmp_path, monkeypatch):
+    """No fault with a revert can be injected into an `existing` cluster: entries under its
+    name are another cluster's (a local one of the same name), not to be reverted here."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    left = dataclasses.replace(
+        Injected("a1", "cordon", "kube-harness", "kh-1", "n1", "n1"), owner=dead_process()
+    )
+    Ledger("kube-harness").add(left)
+    existing = SimpleNamespace(
+        capabilities=SimpleNamespace(creates_clusters=False),
+        options=ClusterOptions(name="kube-harness"),
+    )
+    assert revert_orphans(existing) == []
+    assert Ledger("kube-harness").pending() == [left]
 
 
 def test_drain_retries_evictions_a_pdb_refuses_until_they_pass(tmp_path, monkeypatch):
@@ -974,3 +1019,24 @@ def test_stopped_kubelet_is_a_leftover_until_reverted(cluster, kube_api, namespa
         assert any(fault.id in line for line in found)
     assert cluster.component_status()["kubelet"]["running"]
     assert leftovers(cluster, kube_api, namespace=namespace) == []
+
+
+@pytest.mark.exclusive_cluster
+def test_a_fault_left_by_a_killed_run_is_reverted_when_the_next_run_starts(
+    cluster, kube_api, namespace
+):
+    """A run killed (SIGKILL) after injecting leaves its fault and its ledger entry: the
+    next run's `cluster` fixture reverts it (`revert_orphans`) before any test measures the
+    cluster, and leaves a live run's faults alone."""
+    t = Target.of(cluster, kube_api, namespace)
+    node = kube_api.core.list_node().items[0].metadata.name
+    killed = cordon(t, node)
+    t.ledger.add(dataclasses.replace(killed, owner=dead_process()))
+    live = cordon(t, node)
+    try:
+        assert [e.id for e in revert_orphans(cluster)] == [killed.id]
+        assert cordoned_by(kube_api, node) == [live.id]
+        assert [e.id for e in t.ledger.pending(namespace=namespace)] == [live.id]
+    finally:
+        revert_all(cluster, kube_api, namespace=namespace)
+    assert not kube_api.core.read_node(node).spec.unschedulable

@@ -6,10 +6,7 @@ import multiprocessing
 import threading
 from pathlib import Path
 
-import pytest
-
 from harness.chaos.ledger import Injected, Ledger, ledger_path
-from harness.errors import InvalidConfiguration
 from harness.paths import cache_dir
 
 
@@ -63,12 +60,20 @@ def test_a_missing_file_is_an_empty_ledger(tmp_path: Path):
     assert Ledger("c1", tmp_path / "nothing" / "here.jsonl").pending() == []
 
 
-def test_a_damaged_line_is_named_with_its_file_and_number(tmp_path: Path):
+def test_a_damaged_line_is_named_and_kept_but_hides_no_other_fault(tmp_path: Path, capsys):
+    """One corrupt line blocked every revert: now the others are pending as before, the
+    line is named each time, and kept (it may describe a fault to undo by hand)."""
     path = tmp_path / "l.jsonl"
-    Ledger("c1", path).add(entry("a1"))
+    ledger = Ledger("c1", path)
+    ledger.add(entry("a1"))
     path.write_text(path.read_text() + '{"id": "half\n')
-    with pytest.raises(InvalidConfiguration, match=rf"{path}:2 is not a chaos ledger entry"):
-        Ledger("c1", path).pending()
+    assert [e.id for e in ledger.pending()] == ["a1"]
+    warning = capsys.readouterr().err + capsys.readouterr().out
+    assert f"{path}:2 is not a chaos ledger entry" in warning and "by hand" in warning
+    ledger.remove("a1")
+    ledger.add(entry("b2"))
+    assert [e.id for e in ledger.pending()] == ["b2"]
+    assert '{"id": "half' in path.read_text()
 
 
 def test_describe_says_what_where_and_which():

@@ -114,6 +114,29 @@ def test_chaos_run_needs_an_active_cluster(tmp_path, capsys, monkeypatch):
     assert "no active cluster to run the experiment on" in capsys.readouterr().err
 
 
+def test_a_damaged_active_cluster_record_is_said_not_taken_for_no_cluster(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    (tmp_path / "active-cluster.json").write_text('{"provider": "local", "na')
+    assert main(["chaos", "revert"]) == 2
+    err = capsys.readouterr().err
+    assert "active-cluster record" in err and "is damaged" in err and "cluster up" in err
+
+
+def test_chaos_revert_without_a_cluster_names_the_clusters_with_recorded_faults(
+    tmp_path, capsys, monkeypatch
+):
+    from harness.chaos.ledger import Injected, Ledger
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    Ledger("kh-gone").add(Injected("a1", "partition_pod", "kh-gone", "kh-1", "n", "p"))
+    assert main(["chaos", "revert"]) == 2
+    err = capsys.readouterr().err
+    assert "no active cluster to revert faults on" in err
+    assert "faults are recorded for cluster(s) kh-gone" in err
+
+
 def test_chaos_run_names_an_unknown_service(tmp_path, capsys):
     path = tmp_path / "good.yaml"
     path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")

@@ -23,6 +23,7 @@ from harness.chaos.faults import (
     restart_component,
     revert,
     revert_all,
+    revert_orphans,
     stop_component,
     stop_node,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "restart_component",
     "revert",
     "revert_all",
+    "revert_orphans",
     "stop_component",
     "stop_node",
 ]

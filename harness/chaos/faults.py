@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from harness.chaos.ledger import Injected, Ledger
+from harness.chaos.ledger import Injected, Ledger, this_process
 from harness.chaos.probe_failure import probe_block
 from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
@@ -433,6 +433,7 @@ def _new(t: Target, fault: str, *, node: str | None, target: str, undo: dict) ->
         target=target,
         undo=undo,
         started=time.time(),
+        owner=this_process(),
     )
 
 
@@ -581,9 +582,11 @@ def revert_all(
     *,
     namespace: str | None = None,
     fault: str | None = None,
+    orphaned: bool = False,
     ledger: Ledger | None = None,
 ) -> list[Injected]:
-    """Undo every pending fault (of one namespace, or one kind); return what was undone.
+    """Undo every pending fault (of one namespace, or one kind, or only those whose run was
+    killed before it could revert them: `orphaned`); return what was undone.
 
     Stopped components and nodes are started first (the others may need them), then the
     rest newest first. One failure does not stop the others.
@@ -592,7 +595,9 @@ def revert_all(
         HarnessError: some could not be undone; the message lists each with its error.
     """
     ledger = ledger or Ledger(cluster.options.name)
-    pending = ledger.pending(namespace=namespace, fault=fault)
+    pending = [
+        e for e in ledger.pending(namespace=namespace, fault=fault) if e.orphaned or not orphaned
+    ]
     order = sorted(reversed(pending), key=lambda e: e.fault not in STARTED_FIRST)
     done, failed = [], []
     for entry in order:
@@ -607,6 +612,23 @@ def revert_all(
             fix="fix what the errors say, then run `harness chaos revert` again",
         )
     return done
+
+
+def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
+    """Undo the faults that runs killed before they could revert them left on `cluster`
+    (their owner process is gone); return what was undone.
+
+    Only on clusters the harness creates: on an `existing` one no fault with a revert can be
+    injected (node faults are refused there), so a ledger entry under its name belongs to
+    another cluster of that name, which this one must not be touched for.
+    """
+    if not cluster.capabilities.creates_clusters:
+        return []
+    kube = Kube(cluster.kubeconfig(), cluster.options.context)
+    try:
+        return revert_all(cluster, kube, orphaned=True)
+    finally:
+        kube.close()
 
 
 @contextlib.contextmanager

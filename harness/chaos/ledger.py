@@ -17,14 +17,46 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import InvalidConfiguration
 from harness.locks import file_lock
 from harness.paths import cache_dir
+from harness.progress import say
 
 
 def ledger_path(cluster_name: str) -> Path:
     """Where the ledger of one cluster lives."""
     return cache_dir() / "chaos" / f"{cluster_name}.jsonl"
+
+
+def this_process() -> str:
+    """This process as a ledger owner: `PID@START`, its start time telling it from a later
+    process that got the same pid."""
+    return f"{os.getpid()}@{_start_time(os.getpid())}"
+
+
+def process_alive(owner: str) -> bool:
+    """Whether the process `this_process()` named in `owner` still runs ("" never does)."""
+    pid, _, start = owner.partition("@")
+    return pid.isdigit() and _start_time(int(pid)) == start
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat);
+    "" when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # the name may hold spaces and parentheses
+
+
+def clusters_with_faults() -> list[str]:
+    """The clusters whose ledger holds anything (a fault, or a damaged line)."""
+    folder = ledger_path("-").parent
+    return (
+        sorted(p.stem for p in folder.glob("*.jsonl") if p.stat().st_size)
+        if folder.is_dir()
+        else []
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +72,8 @@ class Injected:
         target: what it hits ("pod/container", a pod, a node, a component).
         undo: whatever its revert needs (marker, pod sandbox pid, node, component...).
         started: when it was injected (seconds since the epoch).
+        owner: the process that injected it and reverts it (`this_process()`); "" from a
+            harness that did not record it.
     """
 
     id: str
@@ -50,6 +84,12 @@ class Injected:
     target: str | None
     undo: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
+    owner: str = ""
+
+    @property
+    def orphaned(self) -> bool:
+        """Whether the process that injected it is gone (killed before it could revert)."""
+        return not process_alive(self.owner)
 
     def describe(self) -> str:
         """One line for people: what, where and since when."""
@@ -93,10 +133,21 @@ class Ledger:
             entries[:] = [e for e in entries if e.id != id]
 
     def pending(self, *, namespace: str | None = None, fault: str | None = None) -> list[Injected]:
-        """Faults in place, oldest first, optionally only one namespace's or one kind."""
+        """Faults in place, oldest first, optionally only one namespace's or one kind.
+
+        A damaged line does not hide the others (they can still be reverted): it is named
+        in a warning each time, and kept in the file until someone deals with it.
+        """
+        entries, damaged = self._read()
+        for number, _, problem in damaged:
+            say(
+                f"warning: {self.path}:{number} is not a chaos ledger entry ({problem}): the "
+                "fault it recorded, if any, is not reverted by the harness; undo it by hand "
+                "(`harness chaos revert` lists what the other lines hold), then delete the line"
+            )
         return [
             e
-            for e in self._read()
+            for e in entries
             if (namespace is None or e.namespace == namespace)
             and (fault is None or e.fault == fault)
         ]
@@ -105,31 +156,29 @@ class Ledger:
     def _locked(self) -> Iterator[list[Injected]]:
         """Read, let the caller change the list, write it back: all under the lock."""
         with file_lock(self.path.with_name(self.path.name + ".lock")):
-            entries = self._read()
+            entries, damaged = self._read()
             yield entries
-            self._write(entries)
+            self._write(entries, [line for _, line, _ in damaged])
 
-    def _read(self) -> list[Injected]:
+    def _read(self) -> tuple[list[Injected], list[tuple[int, str, str]]]:
+        """The entries, and the damaged lines: number, text and what is wrong with it."""
         try:
-            text = self.path.read_text()
+            lines = self.path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
-            return []
-        entries = []
-        for number, line in enumerate(text.splitlines(), start=1):
+            return [], []
+        entries, damaged = [], []
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 entries.append(Injected(**json.loads(line)))
             except (ValueError, TypeError) as exc:
-                raise InvalidConfiguration(
-                    f"{self.path}:{number} is not a chaos ledger entry ({exc})",
-                    fix="fix or delete that line; `harness chaos revert` lists what the "
-                    "other lines still hold",
-                ) from None
-        return entries
+                damaged.append((number, line, str(exc)))
+        return entries, damaged
 
-    def _write(self, entries: list[Injected]) -> None:
-        """Replace the file in one step, so a reader never sees half of it."""
+    def _write(self, entries: list[Injected], damaged: list[str]) -> None:
+        """Replace the file in one step, so a reader never sees half of it; damaged lines
+        are kept, after the entries."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temp: Path | None = None
         try:
@@ -138,6 +187,7 @@ class Ledger:
             ) as handle:
                 temp = Path(handle.name)
                 handle.writelines(json.dumps(asdict(e), sort_keys=True) + "\n" for e in entries)
+                handle.writelines(line + "\n" for line in damaged)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, self.path)

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.errors import InvalidConfiguration
 from harness.paths import cache_dir
 
 
@@ -27,13 +28,31 @@ def record(active: ActiveCluster) -> None:
 
 
 def read() -> ActiveCluster | None:
+    """The active cluster, or None when none is recorded.
+
+    Raises:
+        InvalidConfiguration: the record is damaged (taken for "no cluster", it hid the
+            cluster's pending faults from `harness chaos revert`).
+    """
+    path = _active_file()
     try:
-        return ActiveCluster(**json.loads(_active_file().read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
+        return ActiveCluster(**json.loads(path.read_text()))
+    except FileNotFoundError:
         return None
+    except (ValueError, TypeError, OSError) as exc:
+        raise InvalidConfiguration(
+            f"the active-cluster record {path} is damaged ({exc})",
+            fix="run `harness cluster up` again (it reuses a running cluster and records it), "
+            "or delete the file",
+        ) from None
 
 
 def forget(name: str) -> None:
-    current = read()
+    """Forget `name` as the active cluster (a damaged record is forgotten too)."""
+    try:
+        current = read()
+    except InvalidConfiguration:
+        current = None
+        _active_file().unlink(missing_ok=True)
     if current is not None and current.name == name:
         _active_file().unlink(missing_ok=True)
