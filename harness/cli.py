@@ -159,9 +159,11 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
     from harness.chaos.experiment import (
         experiment_service,
         load_experiment,
+        refuse_beyond_namespace,
         run_in_fresh_namespace,
         validate_experiment,
     )
+    from harness.chaos.faults import revert_orphans
     from harness.kube import Kube
     from harness.scenario import judge, read_spec
 
@@ -174,6 +176,8 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
         fix="run `harness cluster up` first",
         allow_chaos=args.allow_chaos_on_existing,
     )
+    refuse_beyond_namespace(settings, provider)  # before anything is deployed
+    revert_orphans(provider)
     kube = Kube(provider.kubeconfig(), provider.options.context)
     try:
         evidence, report_dir = run_in_fresh_namespace(

@@ -24,7 +24,7 @@ from harness.cluster import active as active_cluster
 from harness.cluster.provider import DEFAULT_CLUSTER_NAME
 from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import Kube
 from harness.load import Load
 from harness.load.cluster import ClusterSite
@@ -33,7 +33,7 @@ from harness.locks import file_lock
 from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
 from harness.paths import cache_dir, lock_file
-from harness.progress import say, show_in_terminal
+from harness.progress import show_in_terminal
 from harness.report import SCREENSHOT_FILE, earlier_runs, screenshot, update_latest, write_report
 from harness.run import Run
 from harness.scenario import (
@@ -43,7 +43,7 @@ from harness.scenario import (
     provide_load_image,
     read_spec,
 )
-from harness.spec import ResilienceSpec, ServiceSpec
+from harness.spec import MAX_LOAD_WORKERS, ResilienceSpec, ServiceSpec
 
 RUN_KEY = pytest.StashKey[Run]()
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -173,10 +173,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name, text in suite.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    if config.getoption("repeat") < 1:
-        raise pytest.UsageError("--repeat needs N >= 1")
     worker_input = getattr(config, "workerinput", {})
     try:
+        _check_options(config)
         config.stash[RUN_KEY] = Run.from_environment(
             Path(config.getoption("reports_dir")),
             config.getoption("run_id") or worker_input.get("harness_run_id"),
@@ -187,6 +186,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # say()/step() from fixtures (cluster build, boot, images, deploys) reach the terminal
     # live instead of pytest's capture.
     config.add_cleanup(show_in_terminal(config))
+
+
+def _check_options(config: pytest.Config) -> None:
+    """Refuse bad counts and a bad cluster name before anything runs, not when the first test
+    that needs them starts.
+
+    Raises:
+        InvalidConfiguration: naming the option and the fix.
+    """
+    repeat, load_workers = config.getoption("repeat"), config.getoption("load_workers")
+    if repeat < 1:
+        raise InvalidConfiguration(
+            f"--repeat needs N >= 1, not {repeat}", fix="give how many times each test runs"
+        )
+    if load_workers is not None and not 0 <= load_workers <= MAX_LOAD_WORKERS:
+        raise InvalidConfiguration(
+            f"--load-workers={load_workers} is not a worker count",
+            fix=f"give 0 (one Locust process) to {MAX_LOAD_WORKERS} (a master and N workers)",
+        )
+    _cluster_options(config)  # --cluster-name, --cluster-workers
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -228,6 +247,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     only, off = config.getoption("builtin_suite_only"), config.getoption("no_builtin_suite")
     if only and off:
         raise pytest.UsageError("--builtin-suite-only and --no-builtin-suite: give one of them")
+    if config.getoption("resilience_spec"):
+        try:  # its problems once, not again as the collection error of each module
+            _resilience_spec(config)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"kube-harness: {exc}") from None
     if not only and (off or not config.getoption("resilience_spec")):
         return
     try:
@@ -455,7 +479,9 @@ def cluster(
             provider.create()
         provider.wait_ready()
         with file_lock(lock):  # one xdist worker reverts; the others find nothing left
-            revert_orphaned_faults(provider)
+            from harness.chaos.faults import revert_orphans
+
+            revert_orphans(provider)
     except HarnessError as exc:
         _fail_on_harness_error(exc)
         raise
@@ -467,14 +493,6 @@ def cluster(
     _run_cluster_file(harness_run).parent.mkdir(parents=True, exist_ok=True)
     _run_cluster_file(harness_run).write_text(provider.name)
     return provider
-
-
-def revert_orphaned_faults(provider: ClusterProvider) -> None:
-    """Undo the faults a killed run left on this cluster, before any test measures it."""
-    from harness.chaos.faults import revert_orphans
-
-    for entry in revert_orphans(provider):
-        say(f"reverted {entry.describe()}, left by a run that was killed")
 
 
 @pytest.fixture(autouse=True)

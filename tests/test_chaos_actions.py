@@ -418,7 +418,8 @@ def test_no_leftovers_logs_each_one(fake, monkeypatch, caplog):
 
 def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deployed, service_spec):
     """What an experiment does, activity by activity: steady state, a partition, its
-    rollback, and the steady state again with nothing left behind."""
+    rollback, and the steady state again with nothing left behind; a configuration that
+    claims another cluster of this provider is refused."""
     labels = kube_api.apps.read_namespaced_deployment(
         service_spec.deployment, deployed.namespace
     ).spec.selector.match_labels
@@ -440,6 +441,10 @@ def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deploy
             kube_api, deployed.namespace, ",".join(f"{k}={v}" for k, v in labels.items())
         ),
     }
+    if cluster.capabilities.creates_clusters:
+        elsewhere = config | {"harness_cluster_name": "kh-elsewhere"}
+        with pytest.raises(InvalidConfiguration, match="reaches a cluster with nodes"):
+            probes.ready_pods(configuration=elsewhere)
     replicas = len(deployed.pods())
     try:
         assert probes.service_answers(configuration=config)
@@ -483,3 +488,35 @@ def test_experiment_activities_on_the_deployed_service(cluster, kube_api, deploy
         assert probes.no_leftovers(configuration=config)
     finally:
         actions.revert_faults(configuration=config)
+
+
+# --- the claimed provider -------------------------------------------------------------------
+
+
+class NodesProvider(FakeProvider):
+    def __init__(self, nodes: list[str]) -> None:
+        self._nodes = nodes
+
+    def nodes(self) -> list[str]:
+        return self._nodes
+
+    def stop_node(self, node: str) -> None: ...
+
+    def start_node(self, node: str) -> None: ...
+
+
+def serving(*nodes: str) -> Any:
+    items = [SimpleNamespace(metadata=SimpleNamespace(name=n)) for n in nodes]
+    core = SimpleNamespace(list_node=lambda **_: SimpleNamespace(items=items))
+    return SimpleNamespace(core=core, kubeconfig=Path("/k/kubeconfig"))
+
+
+def test_a_claimed_provider_must_run_the_cluster_the_kubeconfig_reaches():
+    actions.verify_provider(NodesProvider(["kh-node"]), serving("kh-node"))
+    with pytest.raises(InvalidConfiguration) as refused:
+        actions.verify_provider(NodesProvider(["kh-node"]), serving("prod-1", "prod-2"))
+    assert "whose nodes here are kh-node" in refused.value.message
+    assert "/k/kubeconfig reaches a cluster with nodes prod-1, prod-2" in refused.value.message
+    assert "harness chaos run" in refused.value.fix
+    with pytest.raises(InvalidConfiguration, match="nodes here are none"):
+        actions.verify_provider(NodesProvider([]), serving())

@@ -50,9 +50,11 @@ def evict(namespace, pod_namespace=None, configuration=None):
 
 @pytest.fixture
 def fakes(tmp_path, monkeypatch):
-    """A module of tiny activities, importable by chaoslib as `khx_fake_activities`."""
+    """A module of tiny activities, importable by chaoslib as `khx_fake_activities` and
+    trusted as the harness's own are."""
     (tmp_path / f"{FAKES}.py").write_text(FAKE_ACTIVITIES)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(ex, "CONTAINED_MODULES", (*ex.CONTAINED_MODULES, FAKES))
     monkeypatch.delitem(sys.modules, FAKES, raising=False)
     yield FAKES
     sys.modules.pop(FAKES, None)
@@ -172,6 +174,119 @@ def test_the_guard_looks_at_every_part_and_skips_references():
         }
     )
     assert [p.split(":")[0] for p in found] == ["steady-state-hypothesis", "method", "rollbacks"]
+
+
+def chaosk8s(module, func, **arguments):
+    provider = {"type": "python", "module": f"chaosk8s.{module}", "func": func}
+    return {"type": "action", "name": "victim", "provider": provider | {"arguments": arguments}}
+
+
+PROCESS = {"type": "action", "name": "victim", "provider": {"type": "process", "path": "true"}}
+HTTP = {"type": "probe", "name": "victim", "provider": {"type": "http", "url": "http://x.test/"}}
+FOREIGN_PYTHON = {
+    "type": "action",
+    "name": "victim",
+    "provider": {"type": "python", "module": "json", "func": "dumps", "arguments": {"obj": 1}},
+}
+
+
+@pytest.mark.parametrize(
+    ("victim", "reach"),
+    [
+        (
+            chaosk8s("namespace.actions", "delete_namespace", name="kube-system"),
+            "acts on the whole cluster",
+        ),
+        (chaosk8s("node.actions", "cordon_node", name="n1"), "changes nodes"),
+        (
+            chaosk8s(
+                "node.actions", "drain_nodes", name="n1", pod_namespace="${harness_namespace}"
+            ),
+            "changes nodes",
+        ),
+        (
+            chaosk8s("crd.actions", "apply_from_yaml", resource="x.yaml"),
+            "acts on the whole cluster",
+        ),
+        (
+            chaosk8s(
+                "crd.actions",
+                "delete_cluster_custom_object",
+                group="g",
+                version="v1",
+                plural="p",
+                name="n",
+            ),
+            "acts on the whole cluster",
+        ),
+        (PROCESS, "runs the program 'true' on this machine"),
+        (HTTP, "sends a request to 'http://x.test/'"),
+        (FOREIGN_PYTHON, "runs Python of json, which the harness cannot confine"),
+    ],
+)
+def test_activities_that_act_beyond_the_namespace_must_be_listed(fakes, victim, reach):
+    """Whatever their arguments are named: the guard judges what an activity can reach."""
+    changed = experiment(method=[victim])
+    with pytest.raises(ex.InvalidExperiment) as caught:
+        ex.validate_experiment(changed, PATH)
+    assert "act beyond its test namespace" in caught.value.message
+    assert f"method: 'victim' {reach}" in caught.value.message
+    assert "allow_beyond_namespace" in caught.value.fix
+    listed = changed | {
+        "extensions": [{"name": "kube-harness", "allow_beyond_namespace": ["victim"]}]
+    }
+    assert ex.validate_experiment(listed, PATH).allow_beyond_namespace == ("victim",)
+
+
+@pytest.mark.parametrize(
+    "contained",
+    [
+        chaosk8s("pod.actions", "terminate_pods", ns="${harness_namespace}"),
+        chaosk8s("node.probes", "get_nodes"),
+        chaosk8s("namespace.probes", "namespace_exists", name="kube-system"),
+        chaosk8s(
+            "chaosmesh.network.actions",
+            "add_latency",
+            name="l",
+            latency="1ms",
+            ns="${harness_namespace}",
+            namespaces_selectors=["${harness_namespace}"],
+        ),
+    ],
+)
+def test_namespaced_actions_and_read_only_probes_need_no_listing(fakes, contained):
+    ex.validate_experiment(experiment(method=[contained]), PATH)
+
+
+def test_a_list_of_namespaces_may_hold_only_the_harness_namespace(fakes):
+    victim = chaosk8s(
+        "chaosmesh.stress.actions",
+        "stress_cpu",
+        name="s",
+        workers=1,
+        load=10,
+        ns="${harness_namespace}",
+        namespaces_selectors=["kube-system"],
+    )
+    with pytest.raises(ex.InvalidExperiment, match=r"sets namespaces_selectors=\['kube-system'\]"):
+        ex.validate_experiment(experiment(method=[victim]), PATH)
+
+
+def test_allow_beyond_namespace_must_name_activities(fakes):
+    with pytest.raises(ex.InvalidExperiment, match="allow_beyond_namespace names no activity: x"):
+        ex.validate_experiment(with_extension(allow_beyond_namespace=["x"]), PATH)
+
+
+def test_listed_activities_run_on_an_existing_cluster_only_with_the_opt_in():
+    settings = ex.HarnessSettings(allow_beyond_namespace=("cordon-all",))
+    refusing = SimpleNamespace(name="existing", capabilities=SimpleNamespace(chaos_allowed=False))
+    with pytest.raises(ex.InvalidExperiment) as caught:
+        ex.refuse_beyond_namespace(settings, refusing)
+    assert "cordon-all act beyond the test namespace" in caught.value.message
+    assert "--allow-chaos-on-existing" in caught.value.fix
+    opted_in = SimpleNamespace(name="existing", capabilities=SimpleNamespace(chaos_allowed=True))
+    ex.refuse_beyond_namespace(settings, opted_in)
+    ex.refuse_beyond_namespace(ex.HarnessSettings(), refusing)  # nothing listed: nothing asked
 
 
 # ---------------------------------------------------------------- the kube-harness extension
@@ -681,8 +796,10 @@ method:
 
 
 @pytest.fixture
-def inner(pytester):
-    """A project with the fake activities importable and the demo spec selected."""
+def inner(pytester, monkeypatch):
+    """A project with the fake activities importable (and trusted) and the demo spec
+    selected."""
+    monkeypatch.setattr(ex, "CONTAINED_MODULES", (*ex.CONTAINED_MODULES, FAKES))
     pytester.makepyfile(**{FAKES: FAKE_ACTIVITIES})
     pytester.syspathinsert()
     pytester.mkdir("scenarios")

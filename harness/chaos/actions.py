@@ -13,7 +13,10 @@ service in the keys the harness's runner sets (`harness chaos run` and the pytes
 
 Experiment files declare none of them: the harness sets them for every run, so a file
 validates anywhere (`chaos validate FILE`) and names no service. An activity run without
-them (a plain `chaos run`) is refused with the key it misses.
+them (a plain `chaos run`) is refused with the key it misses. There, the keys come from the
+experiment or the environment, so a claimed `local` or `kind` provider (which turns on node
+faults on this machine's cluster of that name) is checked against the cluster the kubeconfig
+reaches: its nodes must be the ones that provider runs here.
 
 Faults that stay in place are in the ledger; an experiment's rollbacks call
 `revert_faults` (and the runner reverts whatever is left in any case).
@@ -37,7 +40,7 @@ from chaoslib.types import Configuration
 from harness.chaos import faults
 from harness.chaos.faults import NotInjectable, Target
 from harness.cluster import make_provider
-from harness.cluster.provider import ClusterOptions
+from harness.cluster.provider import ClusterOptions, ClusterProvider, NodeLifecycle
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
 
@@ -95,9 +98,32 @@ def harness_target(configuration: Configuration | None) -> Iterator[Target]:
     cluster = make_provider(config["harness_cluster_provider"], options)
     kube = Kube(kubeconfig)
     try:
+        verify_provider(cluster, kube)
         yield Target.of(cluster, kube, config["harness_namespace"])
     finally:
         kube.close()
+
+
+def verify_provider(cluster: ClusterProvider, kube: Kube) -> None:
+    """Check that `kube` reaches the cluster `cluster`'s provider runs on this machine.
+
+    Raises:
+        InvalidConfiguration: its nodes are not the provider's (another cluster's kubeconfig,
+            or a provider claimed for a cluster it does not run).
+    """
+    if not cluster.capabilities.creates_clusters or not isinstance(cluster, NodeLifecycle):
+        return  # an existing cluster's provider acts through the API only
+    runs = set(cluster.nodes())
+    served = {node.metadata.name for node in kube.core.list_node(_request_timeout=30).items}
+    if not runs or runs != served:
+        raise InvalidConfiguration(
+            f"the configuration names the {cluster.name} cluster {cluster.options.name}, whose "
+            f"nodes here are {', '.join(sorted(runs)) or 'none'}, but {kube.kubeconfig} reaches "
+            f"a cluster with nodes {', '.join(sorted(served)) or 'none'}",
+            fix="run the experiment with `harness chaos run` (it sets these keys from the "
+            "active cluster), or name the provider and cluster the kubeconfig belongs to "
+            "(harness_cluster_provider: existing for a cluster the harness did not create)",
+        )
 
 
 def ready_service_pods(t: Target, selector: str) -> list[str]:

@@ -3,9 +3,12 @@
 An experiment file is a standard Chaos Toolkit experiment (JSON or YAML). The harness adds
 three things around `chaoslib`'s own run:
 
-- before anything runs, chaoslib's validation plus a namespace guard: an activity argument
-  named `ns`, `namespace` or `pod_namespace` must be the literal `${harness_namespace}`, so an
-  experiment can only reach the harness's own test namespace;
+- before anything runs, chaoslib's validation plus a guard on what each activity does: an
+  argument that names a namespace must be the literal `${harness_namespace}`, and an activity
+  that reaches past the test namespace whatever its arguments (chaostoolkit-kubernetes's
+  cluster and node actions, `process` and `http` activities, Python from other modules) runs
+  only when the experiment lists it under `allow_beyond_namespace` (and, on an `existing`
+  cluster, only with --allow-chaos-on-existing);
 - while it runs, the service's steady load (from before the hypothesis until after the
   rollbacks), the configuration keys the harness activities read (`harness_namespace`,
   `harness_base_url`, ..., the spec's times its probes wait by, and the service's pods as the
@@ -31,6 +34,8 @@ Per-experiment settings live in a Chaos Toolkit extension:
                                 #   self_healing.ready_within)
         timeout_s: 300          # longest the run may take (the load is sized to cover it)
         may_fail: [drain-node]  # activities whose failure is an expected outcome
+        allow_beyond_namespace: [cordon-all]  # activities that may act past the test
+                                #   namespace (on an existing cluster: with the opt-in)
 """
 
 from __future__ import annotations
@@ -132,7 +137,14 @@ def unsupported_activities(experiment: Mapping[str, Any], cluster: ClusterProvid
 EXTENSION = "kube-harness"
 SUFFIXES = (".json", ".yaml", ".yml")
 NAMESPACE_ARGUMENTS = ("ns", "namespace", "pod_namespace")
+# chaostoolkit-kubernetes's Chaos Mesh actions take lists of namespaces besides `ns`.
+NAMESPACE_LIST_ARGUMENTS = ("namespaces_selectors", "target_namespaces_selectors")
 NAMESPACE_VALUE = "${harness_namespace}"
+# Modules whose activities act only where the harness's configuration points them (its test
+# namespace, the ledger, the --allow-chaos-on-existing opt-in): every other module's are judged
+# by what they can reach.
+CONTAINED_MODULES = ("harness.chaos.actions", "harness.chaos.probes")
+CHAOSK8S = "chaosk8s"
 # What the harness puts into every experiment's configuration (harness.chaos.actions and
 # harness.chaos.probes build their target from these).
 CONFIGURATION_KEYS = (
@@ -172,6 +184,7 @@ class HarnessSettings:
     recover_within_s: float | None = None
     timeout_s: float = 300.0
     may_fail: tuple[str, ...] = ()
+    allow_beyond_namespace: tuple[str, ...] = ()
 
     @property
     def slo_overrides(self) -> set[str]:
@@ -233,19 +246,36 @@ def validate_experiment(experiment: Mapping[str, Any], path: Path) -> HarnessSet
         ) from None
     settings = harness_settings(experiment, source=str(path))
     names = {activity.get("name") for _, activity in _activities(experiment)}
-    unknown = [name for name in settings.may_fail if name not in names]
-    if unknown:
-        raise InvalidExperiment(
-            f"experiment {path}: extension {EXTENSION}: may_fail names no activity: "
-            + ", ".join(unknown),
-            fix=f"use names of its activities: {', '.join(sorted(map(str, names)))}",
-        )
+    for key, listed in (
+        ("may_fail", settings.may_fail),
+        ("allow_beyond_namespace", settings.allow_beyond_namespace),
+    ):
+        unknown = [name for name in listed if name not in names]
+        if unknown:
+            raise InvalidExperiment(
+                f"experiment {path}: extension {EXTENSION}: {key} names no activity: "
+                + ", ".join(unknown),
+                fix=f"use names of its activities: {', '.join(sorted(map(str, names)))}",
+            )
     problems = namespace_problems(experiment)
     if problems:
         raise InvalidExperiment(
             f"experiment {path} could reach beyond its test namespace:\n"
             + "\n".join(f"  - {p}" for p in problems),
             fix=f"pass the namespace as the literal {NAMESPACE_VALUE}",
+        )
+    unlisted = [
+        f"{where}: {name!r} {reach}"
+        for where, name, reach in beyond_namespace(experiment)
+        if name not in settings.allow_beyond_namespace
+    ]
+    if unlisted:
+        raise InvalidExperiment(
+            f"experiment {path} has activities that act beyond its test namespace:\n"
+            + "\n".join(f"  - {u}" for u in unlisted),
+            fix=f"if that is intended, list them under the {EXTENSION} extension's "
+            "allow_beyond_namespace (on an existing cluster the run also needs "
+            "--allow-chaos-on-existing)",
         )
     return settings
 
@@ -269,6 +299,7 @@ def harness_settings(
         "recover_within_s": parse_seconds,
         "timeout_s": parse_seconds,
         "may_fail": _names,
+        "allow_beyond_namespace": _names,
     }
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -327,10 +358,11 @@ def _activities(experiment: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[st
 
 
 def namespace_problems(experiment: Mapping[str, Any]) -> list[str]:
-    """Activities that could act outside `${harness_namespace}`.
+    """Activities whose arguments could point them outside `${harness_namespace}`.
 
-    An argument named like a namespace must be the literal placeholder; a Python activity that
-    has such a parameter must pass it (chaostoolkit-kubernetes defaults to `default`).
+    An argument named like a namespace must be the literal placeholder (a list of namespaces,
+    only the placeholder); a Python activity that has such a parameter must pass it
+    (chaostoolkit-kubernetes defaults to `default`).
     """
     problems = []
     for where, activity in _activities(experiment):
@@ -340,6 +372,11 @@ def namespace_problems(experiment: Mapping[str, Any]) -> list[str]:
         for key in NAMESPACE_ARGUMENTS:
             if key in arguments and arguments[key] != NAMESPACE_VALUE:
                 problems.append(f"{name} sets {key}={arguments[key]!r}, not {NAMESPACE_VALUE}")
+        for key in NAMESPACE_LIST_ARGUMENTS:
+            if arguments.get(key) not in (None, [], [NAMESPACE_VALUE]):
+                problems.append(
+                    f"{name} sets {key}={arguments[key]!r}, not [{NAMESPACE_VALUE}] or nothing"
+                )
         if provider.get("type") == "python":
             for key, parameter in _parameters(provider).items():
                 if key in NAMESPACE_ARGUMENTS and key not in arguments:
@@ -348,6 +385,52 @@ def namespace_problems(experiment: Mapping[str, Any]) -> list[str]:
                         f"pass {key}: {NAMESPACE_VALUE}"
                     )
     return problems
+
+
+def beyond_namespace(experiment: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(part, activity name, what it reaches) for each activity that acts past the test
+    namespace whatever its arguments say.
+
+    chaostoolkit-kubernetes's probes only read, and its other activities with a namespace
+    parameter are held to it by `namespace_problems`; its node actions and those without a
+    namespace act on the whole cluster. `process`, `http` and Python from other modules can
+    do anything the machine can.
+    """
+    for where, activity in _activities(experiment):
+        provider = activity.get("provider") or {}
+        module, func = provider.get("module", ""), provider.get("func", "")
+        kind = provider.get("type")
+        name = str(activity.get("name"))
+        if kind == "process":
+            yield where, name, f"runs the program {provider.get('path')!r} on this machine"
+        elif kind == "http":
+            yield where, name, f"sends a request to {provider.get('url')!r}"
+        elif kind != "python" or module in CONTAINED_MODULES:
+            continue
+        elif module.split(".")[0] != CHAOSK8S:
+            yield where, name, f"runs Python of {module}, which the harness cannot confine"
+        elif module.split(".")[-1] == "probes":
+            continue
+        elif ".node." in f"{module}.":
+            yield where, name, f"changes nodes, which every namespace shares ({module}.{func})"
+        elif not set(_parameters(provider)) & {*NAMESPACE_ARGUMENTS, *NAMESPACE_LIST_ARGUMENTS}:
+            yield where, name, f"acts on the whole cluster ({module}.{func} has no namespace)"
+
+
+def refuse_beyond_namespace(settings: HarnessSettings, cluster: ClusterProvider) -> None:
+    """Refuse an experiment whose activities act past its namespace on a cluster that does
+    not allow chaos (an `existing` one without --allow-chaos-on-existing).
+
+    Raises:
+        InvalidExperiment: naming the activities and the opt-in.
+    """
+    if settings.allow_beyond_namespace and not cluster.capabilities.chaos_allowed:
+        raise InvalidExperiment(
+            f"{', '.join(settings.allow_beyond_namespace)} act beyond the test namespace, "
+            f"which this {cluster.name} cluster does not allow",
+            fix="pass --allow-chaos-on-existing to opt in, or run on a cluster the harness "
+            "creates (local or kind)",
+        )
 
 
 def _parameters(provider: Mapping[str, Any]) -> Mapping[str, inspect.Parameter]:
@@ -512,6 +595,7 @@ def run_under_load(
         KeyboardInterrupt: the run was stopped by Ctrl-C or a signal (after the revert).
     """
     settings = harness_settings(experiment)
+    refuse_beyond_namespace(settings, cluster)
     namespace = deployed.namespace
     timings = Timings.of(service, settings.recover_within_s)
     configuration = harness_configuration(

@@ -36,6 +36,7 @@ from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
 from harness.kube import Kube, container_port, secret_value
 from harness.kubectl import post_to_pod
 from harness.namespaces import is_harness_namespace
+from harness.progress import say
 from harness.wait import Pending, wait_for
 
 CHAOS_MARKER = "kube-harness-chaos"
@@ -616,7 +617,7 @@ def revert_all(
 
 def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
     """Undo the faults that runs killed before they could revert them left on `cluster`
-    (their owner process is gone); return what was undone.
+    (their owner process is gone); say and return what was undone.
 
     Only on clusters the harness creates: on an `existing` one no fault with a revert can be
     injected (node faults are refused there), so a ledger entry under its name belongs to
@@ -626,9 +627,12 @@ def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
         return []
     kube = Kube(cluster.kubeconfig(), cluster.options.context)
     try:
-        return revert_all(cluster, kube, orphaned=True)
+        reverted = revert_all(cluster, kube, orphaned=True)
     finally:
         kube.close()
+    for entry in reverted:
+        say(f"reverted {entry.describe()}, left by a run that was killed")
+    return reverted
 
 
 @contextlib.contextmanager
