@@ -24,6 +24,7 @@ from harness.helm import HelmRelease, is_chart
 from harness.images.oci import split_ref
 from harness.load import SLO
 from harness.load.runner import HOST, PLACEMENTS
+from harness.load.shapes import MAX_DURATION_S, MAX_USERS
 from harness.render import check_source
 from harness.user_files import read_yaml
 
@@ -51,9 +52,7 @@ def _schema(fragment: dict[str, Any]) -> Callable[[Parse], Parse]:
 
 
 # Larger values are typos or attacks, never a promise a test can wait out or a load a
-# machine can send.
-MAX_DURATION_S = 24 * 3600
-MAX_USERS = 100_000
+# machine can send (MAX_USERS and MAX_DURATION_S are the load shapes' bounds).
 MAX_LOAD_WORKERS = 100
 MAX_COUNT = 1_000_000
 DURATION_SCHEMA = {
@@ -313,7 +312,9 @@ class _Reader:
     def __init__(self, data: Any, where: str, problems: list[str]) -> None:
         self.where = where
         self.problems = problems
-        if not isinstance(data, Mapping):
+        # A mapping that is something else is one problem, not one per key it lacks.
+        self.is_mapping = isinstance(data, Mapping)
+        if not self.is_mapping:
             problems.append(f"{where}: must be a mapping, not {type(data).__name__}")
             data = {}
         self.data = dict(data)
@@ -321,15 +322,17 @@ class _Reader:
 
     def get(self, key: str, parse: Callable[[Any], Any], default: Any = ...) -> Any:
         self.known.add(key)
+        place = f"{self.where}.{key}"
         if key not in self.data:
-            if default is ...:
-                self.problems.append(f"{self.where}.{key}: required")
+            if default is ... and self.is_mapping:
+                self.problems.append(f"{place}: required")
             return None if default is ... else default
         try:
             return parse(self.data[key])
         except (ValueError, TypeError, InvalidConfiguration) as exc:
             message = exc.message if isinstance(exc, InvalidConfiguration) else str(exc)
-            self.problems.append(f"{self.where}.{key}: {message}")
+            # An SLO's own errors name the place already (it is their `source`).
+            self.problems.append(message if message.startswith(place) else f"{place}: {message}")
             return None
 
     def section(
@@ -338,7 +341,7 @@ class _Reader:
         """The mapping under `key` (`about` describes it in the published schema)."""
         self.known.add(key)
         if key not in self.data:
-            if required:
+            if required and self.is_mapping:
                 self.problems.append(f"{self.where}.{key}: required")
             return None
         return _Reader(self.data[key], f"{self.where}.{key}", self.problems)
@@ -771,8 +774,10 @@ def load_spec(path: Path) -> ResilienceSpec:
         for i, item in enumerate(services or [])
     ]
     names = [s.name for s in parsed if s]
-    if len(set(names)) != len(names):
-        problems.append("services: names must be unique")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        given = ", ".join(map(repr, twice))
+        problems.append(f"services: names must be unique; given more than once: {given}")
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise InvalidSpec(

@@ -73,9 +73,17 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return total
 
 
-def read_text(path: Path, what: str, *, fix: str | None = None) -> str:
-    """The UTF-8 text of a regular file of at most MAX_BYTES; `what` names it in errors
-    ("resilience spec"), `fix` says what to give instead.
+def read_text(
+    path: Path,
+    what: str,
+    *,
+    fix: str | None = None,
+    max_bytes: int = MAX_BYTES,
+    errors: str = "strict",
+) -> str:
+    """The UTF-8 text of a regular file of at most `max_bytes`; `what` names it in errors
+    ("resilience spec"), `fix` says what to give instead; `errors="replace"` reads bytes that
+    are not UTF-8 as U+FFFD instead of refusing the file.
 
     Raises:
         InvalidConfiguration: missing, not a regular file, unreadable, too big, not UTF-8.
@@ -92,19 +100,19 @@ def read_text(path: Path, what: str, *, fix: str | None = None) -> str:
     if not stat.S_ISREG(info.st_mode):
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise InvalidConfiguration(f"{what} {path} is {kind}", fix=fix)
-    if info.st_size > MAX_BYTES:
+    if info.st_size > max_bytes:
         raise InvalidConfiguration(
-            f"{what} {path} is {info.st_size} bytes, more than {MAX_BYTES} allowed", fix=fix
+            f"{what} {path} is {info.st_size} bytes, more than {max_bytes} allowed", fix=fix
         )
     try:
         with path.open("rb") as file:
-            data = file.read(MAX_BYTES + 1)
+            data = file.read(max_bytes + 1)
     except OSError as exc:
         raise InvalidConfiguration(
             f"{what} {path} cannot be read: {exc.strerror}", fix=fix
         ) from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors)
     except UnicodeDecodeError as exc:
         raise InvalidConfiguration(
             f"{what} {path} is not UTF-8 text (byte {exc.start} cannot be decoded)",

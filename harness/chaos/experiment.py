@@ -233,6 +233,12 @@ def validate_experiment(experiment: Mapping[str, Any], path: Path) -> HarnessSet
         >>> validate_experiment(load_experiment(path), path).max_error_rate   # doctest: +SKIP
         0.0
     """
+    problems = structure_problems(experiment)
+    if problems:
+        raise InvalidExperiment(
+            f"experiment {path}: " + "; ".join(problems),
+            fix="see https://chaostoolkit.org/reference/api/experiment/",
+        )
     placeholders = dict.fromkeys(CONFIGURATION_KEYS, "(set by the harness)")
     try:
         ensure_experiment_is_valid(with_configuration(experiment, placeholders))
@@ -278,6 +284,35 @@ def validate_experiment(experiment: Mapping[str, Any], path: Path) -> HarnessSet
             "--allow-chaos-on-existing)",
         )
     return settings
+
+
+def structure_problems(experiment: Mapping[str, Any]) -> list[str]:
+    """The parts whose type is wrong (chaoslib assumes them and fails with a traceback)."""
+    problems = []
+    for key, kind in (
+        ("steady-state-hypothesis", dict),
+        ("method", list),
+        ("rollbacks", list),
+        ("extensions", list),
+        ("configuration", dict),
+        ("secrets", dict),
+    ):
+        value = experiment.get(key)
+        if value is not None and not isinstance(value, kind):
+            problems.append(f"{key} must be a {_TYPE_WORDS[kind]}, not {type(value).__name__}")
+        elif isinstance(value, list) and not all(isinstance(item, dict) for item in value):
+            problems.append(f"{key} must be a list of mappings (activities or extensions)")
+    hypothesis = experiment.get("steady-state-hypothesis")
+    if isinstance(hypothesis, dict):
+        probes = hypothesis.get("probes")
+        if probes is not None and not (
+            isinstance(probes, list) and all(isinstance(p, dict) for p in probes)
+        ):
+            problems.append("steady-state-hypothesis: probes must be a list of mappings")
+    return problems
+
+
+_TYPE_WORDS = {dict: "mapping", list: "list"}
 
 
 def harness_settings(

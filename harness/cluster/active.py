@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.errors import InvalidConfiguration
 from harness.paths import cache_dir
+from harness.user_files import read_json
 
 
 def _active_file() -> Path:
@@ -35,16 +36,19 @@ def read() -> ActiveCluster | None:
             cluster's pending faults from `harness chaos revert`).
     """
     path = _active_file()
-    try:
-        return ActiveCluster(**json.loads(path.read_text()))
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (ValueError, TypeError, OSError) as exc:
-        raise InvalidConfiguration(
-            f"the active-cluster record {path} is damaged ({exc})",
-            fix="run `harness cluster up` again (it reuses a running cluster and records it), "
-            "or delete the file",
-        ) from None
+    try:  # read strictly: a FIFO or /dev/zero in its place is refused, not read forever
+        return ActiveCluster(**read_json(path, "active-cluster record"))
+    except InvalidConfiguration as exc:
+        problem = exc.message
+    except TypeError as exc:  # not an object, or not these fields
+        problem = f"active-cluster record {path}: {exc}"
+    raise InvalidConfiguration(
+        f"{problem}: the record is damaged",
+        fix="run `harness cluster up` again (it reuses a running cluster and records it), "
+        "or delete the file",
+    )
 
 
 def forget(name: str) -> None:

@@ -12,7 +12,7 @@ from harness.image_availability import NODE_STATUS_LAG_S, nodes_without
 from harness.images.oci import archive_ref
 from harness.kube import Kube, wait_nodes_ready
 from harness.progress import say
-from harness.user_files import read_yaml
+from harness.user_files import read_text, read_yaml
 from harness.wait import Pending, wait_for
 
 
@@ -30,12 +30,11 @@ def probe(kubeconfig: Path | None) -> Probe:
             "no kubeconfig given",
             fix="pass --kubeconfig=PATH (pytest) or --kubeconfig PATH (harness)",
         )
-    if not kubeconfig.is_file():
+    try:  # missing, a folder, a FIFO, unreadable: said as such
+        read_text(kubeconfig, "kubeconfig")
+    except InvalidConfiguration as exc:
         return Probe(
-            "existing",
-            False,
-            f"kubeconfig {kubeconfig} does not exist",
-            fix="give the path of a readable kubeconfig file",
+            "existing", False, exc.message, fix="give the path of a readable kubeconfig file"
         )
     return Probe("existing", True, f"kubeconfig {kubeconfig} given")
 
@@ -54,15 +53,23 @@ def check_kubeconfig(path: Path, context: str | None) -> None:
         raise ProviderUnavailable(f"existing: {exc.message}", fix=exc.fix) from None
     data = data if isinstance(data, dict) else {}
     entries = data.get("contexts") or []
+    entries = entries if isinstance(entries, list) else []
     contexts = [c["name"] for c in entries if isinstance(c, dict) and "name" in c]
     if not contexts:
         raise ProviderUnavailable(f"existing: kubeconfig {path} has no context", fix=fix)
+    choose = "pass --cluster-context=NAME (pytest) or --context NAME (harness) with one of those"
     wanted = context or data.get("current-context")
+    if wanted is None:
+        raise ProviderUnavailable(
+            f"existing: kubeconfig {path} names no current-context "
+            f"(it has: {', '.join(map(str, contexts))})",
+            fix=choose,
+        )
     if wanted not in contexts:
         raise ProviderUnavailable(
             f"existing: kubeconfig {path} has no context {wanted!r} "
             f"(it has: {', '.join(map(str, contexts))})",
-            fix="pass --cluster-context=NAME with one of those",
+            fix=choose,
         )
 
 

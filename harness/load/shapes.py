@@ -18,6 +18,11 @@ from typing import Any, ClassVar
 
 from harness.errors import InvalidConfiguration
 
+# Larger values are typos or attacks: no machine sends the load of more users, and no test
+# waits out a longer run (the resilience spec has the same bounds).
+MAX_USERS = 100_000
+MAX_DURATION_S = 24 * 3600
+
 
 @dataclass(frozen=True, kw_only=True)
 class Shape:
@@ -76,6 +81,16 @@ class Shape:
                 name,
                 "a whole number >= 1",
             )
+            self._require(value <= MAX_USERS, name, f"at most {MAX_USERS}")
+
+    def _check_duration(self) -> None:
+        """After the fields are checked: the whole shape lasts at most MAX_DURATION_S."""
+        if self.duration > MAX_DURATION_S:
+            raise InvalidConfiguration(
+                f"{self.kind} load shape lasts {self.duration:g}s, more than {MAX_DURATION_S}s "
+                "(24h)",
+                fix="shorten it: a load run lasts at most 24h",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +107,7 @@ class Constant(Shape):
         self._check_number("seconds")
         if self.spawn_rate is not None:
             self._check_number("spawn_rate")
+        self._check_duration()
 
     @property
     def duration(self) -> float:
@@ -117,6 +133,7 @@ class Ramp(Shape):
         self._check_user_count("users")
         self._check_number("ramp_time")
         self._check_number("hold", allow_zero=True)
+        self._check_duration()
 
     @property
     def duration(self) -> float:
@@ -151,6 +168,12 @@ class Step(Shape):
         self._check_number("step_time")
         if self.spawn_rate is not None:
             self._check_number("spawn_rate")
+        self._require(
+            self.step_users * self.steps <= MAX_USERS,
+            "steps",
+            f"step_users * steps is at most {MAX_USERS} users",
+        )
+        self._check_duration()
 
     @property
     def duration(self) -> float:
@@ -188,6 +211,7 @@ class Spike(Shape):
         )
         if self.spawn_rate is not None:
             self._check_number("spawn_rate")
+        self._check_duration()
 
     @property
     def duration(self) -> float:
@@ -210,6 +234,11 @@ def shape_from_spec(spec: Mapping[str, Any]) -> Shape:
     Raises:
         InvalidConfiguration: unknown kind, unknown or missing parameter, bad value.
     """
+    if not isinstance(spec, Mapping):
+        raise InvalidConfiguration(
+            f"load shape {spec!r} is not a mapping of parameters",
+            fix='give e.g. {"kind": "constant", "users": 10, "seconds": 30}',
+        )
     values = dict(spec)
     kind = values.pop("kind", None)
     cls = SHAPES.get(str(kind))
@@ -249,6 +278,11 @@ def parse_shape(text: str) -> Shape:
             raise InvalidConfiguration(
                 f"load shape {text!r}: {item!r} is not name=value",
                 fix="write KIND:name=value,name=value (e.g. constant:users=10,seconds=30)",
+            )
+        if name.strip() in spec:
+            raise InvalidConfiguration(
+                f"load shape {text!r}: {name.strip()!r} is given twice",
+                fix="give each parameter once (the kind goes before the ':')",
             )
         spec[name.strip()] = _number(raw.strip())
     return shape_from_spec(spec)

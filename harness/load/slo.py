@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -108,11 +109,15 @@ class SLO:
                 f"{source}: endpoints must map endpoint names to limits",
                 fix="write e.g. endpoints: {/work: {p95: 800ms}}",
             )
-        per_endpoint = {
-            str(name): cls(**_limits(limits, f"{source}: endpoints: {name}"))
-            for name, limits in endpoints.items()
-        }
-        return cls(**_limits(spec, source), endpoints=per_endpoint)
+        per_endpoint = {}
+        for name, limits in endpoints.items():
+            where = f"{source}: endpoints: {name}"
+            values = _limits(limits, where)
+            with _named(where):
+                per_endpoint[str(name)] = cls(**values)
+        values = _limits(spec, source)
+        with _named(source):
+            return cls(**values, endpoints=per_endpoint)
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
@@ -253,6 +258,15 @@ def _mapping(spec: Any, source: str, *, allowed: list[str]) -> dict[str, Any]:
             f"{source}: unknown SLO key(s) {', '.join(unknown)}", fix=f"use {', '.join(allowed)}"
         )
     return dict(spec)
+
+
+@contextmanager
+def _named(source: str) -> Iterator[None]:
+    """An SLO's own refusal (no limits, a limit out of range), naming where it was read."""
+    try:
+        yield
+    except InvalidConfiguration as exc:
+        raise InvalidConfiguration(f"{source}: {exc.message}", fix=exc.fix) from None
 
 
 def _limits(spec: Any, source: str) -> dict[str, float]:

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.errors import InvalidConfiguration
 from harness.load.merge import merge_seconds
 from harness.load.result import EndpointStats, FailedRequest, SeriesPoint
 from harness.load.runner import EVENTS_FILE
 from harness.observe import Entry, Timeline
 from harness.report.redact import redact, redact_value
+from harness.user_files import read_text
 
 Status = Literal["passed", "failed", "skipped", "unknown"]
 
@@ -30,6 +32,9 @@ RESULT_FILE = "result.json"
 TIMELINE_FILE = "timeline.jsonl"
 DIAGNOSTICS_DIR = "diagnostics"
 MESSAGE_LIMIT = 500
+# Records (timeline, load events, JUnit XML) of a day-long run are tens of megabytes; read
+# through `read_text`, a FIFO or /dev/zero in their place is refused instead of read forever.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
 # What makes a status worse when JUnit lists one test more than once (call, then teardown).
 _SEVERITY = {"unknown": 0, "passed": 1, "skipped": 2, "failed": 3}
 
@@ -248,8 +253,8 @@ def _read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     try:
         # json accepts the Infinity that result.json files of older runs hold.
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(read_text(path, "file", max_bytes=MAX_RECORD_BYTES))
+    except (InvalidConfiguration, json.JSONDecodeError) as exc:
         return None, f"{RESULT_FILE} unreadable ({_short_error(exc)}): verdicts not shown"
     if not isinstance(data, dict):
         return None, f"{RESULT_FILE} is not a JSON object: verdicts not shown"
@@ -289,9 +294,14 @@ def _number(value: Any) -> float | None:
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The JSON objects of a JSON-lines file and how many lines were not one."""
+    """The JSON objects of a JSON-lines file and how many lines were not one.
+
+    Raises:
+        InvalidConfiguration: the file cannot be read (see `read_text`).
+    """
     records, bad = [], 0
-    for line in path.read_text(errors="replace").splitlines():
+    text = read_text(path, "file", max_bytes=MAX_RECORD_BYTES, errors="replace")
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
@@ -311,7 +321,7 @@ def _read_timeline(path: Path) -> tuple[Timeline, str | None]:
         return Timeline([]), None
     try:
         records, bad = _read_jsonl(path)
-    except OSError as exc:
+    except InvalidConfiguration as exc:
         return Timeline([]), f"{TIMELINE_FILE} unreadable ({_short_error(exc)}): no chart"
     entries = []
     for record in records:
@@ -348,7 +358,7 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
         return empty, f"{folder.name}/{EVENTS_FILE} missing: this load run is not shown"
     try:
         records, bad = _read_jsonl(path)
-    except OSError as exc:
+    except InvalidConfiguration as exc:
         return empty, f"{folder.name}/{EVENTS_FILE} unreadable ({_short_error(exc)})"
     seconds, failures = [], []
     started = total = summary_t = None
@@ -390,8 +400,8 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
 
 def _read_junit(path: Path) -> tuple[JUnitSummary | None, str | None]:
     try:
-        root = ElementTree.parse(path).getroot()
-    except (OSError, ElementTree.ParseError) as exc:
+        root = ElementTree.fromstring(read_text(path, "file", max_bytes=MAX_RECORD_BYTES))
+    except (InvalidConfiguration, ElementTree.ParseError) as exc:
         return None, f"JUnit XML {path.name} unreadable ({_short_error(exc)}): outcomes not shown"
     outcomes: dict[str, Outcome] = {}
     names: dict[str, str] = {}
@@ -441,4 +451,6 @@ def _cut(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def _short_error(exc: BaseException) -> str:
+    if isinstance(exc, InvalidConfiguration):  # names the file and what is wrong with it
+        return _cut(exc.message)
     return _cut(f"{type(exc).__name__}: {exc}", 160)

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harness.errors import InvalidConfiguration
+from harness.user_files import read_text
+
 Better = Literal["lower", "higher", ""]
 Verdict = Literal["worse", "better", "same", "changed", "new"]
 KeyFigures = dict[str, dict[str, float]]
@@ -134,7 +137,7 @@ def read_history(paths: Sequence[Path]) -> tuple[list[PastRun], list[str]]:
     for path in paths:
         file = path / RESULTS_FILE if path.is_dir() else path
         try:
-            data = json.loads(file.read_text())
+            data = json.loads(read_text(file, "file"))
             if not str(data.get("schema", "")).startswith("kube-harness/"):
                 raise KeyError("schema")
             started = data.get("started")
@@ -148,7 +151,9 @@ def read_history(paths: Sequence[Path]) -> tuple[list[PastRun], list[str]]:
                     },
                 )
             )
-        except (OSError, json.JSONDecodeError) as exc:
+        except InvalidConfiguration as exc:  # a FIFO, /dev/zero, a folder, not UTF-8...
+            problems.append(f"history {file}: unreadable ({exc.message}), skipped")
+        except json.JSONDecodeError as exc:
             problems.append(f"history {file}: unreadable ({type(exc).__name__}), skipped")
         except (KeyError, TypeError, ValueError, AttributeError):
             problems.append(
