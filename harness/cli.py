@@ -141,13 +141,14 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_images_load(args: argparse.Namespace) -> int:
-    provider = _active_provider()
-    for archive in args.archives:
+    for archive in args.archives:  # before the cluster: what was given is checked first
         if not archive.is_file():
+            state = "is not a file" if archive.exists() else "does not exist"
             raise InvalidConfiguration(
-                f"image archive {archive} does not exist",
+                f"image archive {archive} {state}",
                 fix="give the path of an OCI or docker archive (.tar)",
             )
+    provider = _active_provider()
     for archive in args.archives:
         provider.load_image(archive)
     return 0
@@ -275,9 +276,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.scenario import read_spec
 
     if not args.spec.is_file():
+        state = "is a directory" if args.spec.is_dir() else "does not exist"
         raise InvalidConfiguration(
-            f"resilience spec {args.spec} does not exist",
-            fix="give your service's spec; `harness init MANIFESTS` drafts one",
+            f"resilience spec {args.spec} {state}",
+            fix="give your service's spec file; `harness init MANIFESTS` drafts one",
         )
     # Every problem of the spec, and what its manifests contradict, before anything starts.
     read_spec(str(args.spec), Path.cwd())
@@ -391,6 +393,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
+        if not args.output.parent.is_dir():
+            problem = f"its folder {args.output.parent} does not exist"
+        elif args.output.is_dir():
+            problem = "it is a directory"
+        else:
+            problem = None
+        if problem:
+            raise InvalidConfiguration(
+                f"cannot write the schema to {args.output}: {problem}",
+                fix="give a file path in a folder that exists (-o docs/spec.schema.json)",
+            )
         args.output.write_text(text)
         print(f"wrote {args.output}")
     return 0
@@ -407,13 +420,26 @@ def _register_schema(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_kind_prepare(args: argparse.Namespace) -> int:
-    changes = kind_prepare.plan(node_image=not args.no_node_image)
+    changes = kind_prepare.plan(
+        node_image=not args.no_node_image, replace_default_runtime=args.replace_default_runtime
+    )
     for change in changes:
         print(f"- {change.what}\n    because {change.why}")
     if args.dry_run:
         print("(dry run: nothing changed)")
         return 0
     kind_prepare.prepare(changes)
+    return 0
+
+
+def cmd_kind_unprepare(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        held = kind_prepare.held()
+        print("\n".join(f"- put back {target}" for target in held) or "nothing to put back")
+        print("(dry run: nothing changed)")
+        return 0
+    for done in kind_prepare.unprepare() or ["nothing to put back"]:
+        print(f"- {done}")
     return 0
 
 
@@ -431,7 +457,19 @@ def _register_kind(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the offline node image (a registry gives kind its stock image)",
     )
+    prepare.add_argument(
+        "--replace-default-runtime",
+        action="store_true",
+        help="make the runc wrapper Docker's default even where another default is configured",
+    )
     prepare.set_defaults(func=cmd_kind_prepare)
+    text = (
+        "put back what `harness kind prepare` changed: daemon.json, the runc wrapper, a "
+        "Docker daemon it started, IPv4 forwarding (packages stay installed)"
+    )
+    unprepare = actions.add_parser("unprepare", help=text, description=text)
+    unprepare.add_argument("--dry-run", action="store_true", help="list what would be put back")
+    unprepare.set_defaults(func=cmd_kind_unprepare)
 
 
 def build_parser() -> argparse.ArgumentParser:

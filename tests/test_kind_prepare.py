@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from harness import host_changes
 from harness.cluster import kind_prepare
 from harness.errors import InvalidConfiguration
 
@@ -36,16 +37,35 @@ def test_installed_wrapper_is_the_shim_module_under_the_system_python(tmp_path):
 
 @pytest.fixture
 def machine(tmp_path, monkeypatch):
-    """A machine without Docker that needs the wrapper; change it per test."""
-    state = {"dockerd": None, "needs_shim": True, "answers": False, "forward": "0"}
+    """A machine without Docker that needs the wrapper; change it per test. Docker's
+    daemon is a flag here: started, stopped and restarted by the fakes."""
+    state = {"dockerd": None, "needs_shim": True, "answers": False, "runtime": "runc"}
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(kind_prepare.shutil, "which", lambda name: state["dockerd"])
     monkeypatch.setattr(kind_prepare, "needs_runtime_shim", lambda: state["needs_shim"])
     monkeypatch.setattr(kind_prepare, "docker_answers", lambda: state["answers"])
+    monkeypatch.setattr(kind_prepare, "docker_default_runtime", lambda: state["runtime"])
     monkeypatch.setattr(kind_prepare, "SHIM_PATH", tmp_path / "shim")
     monkeypatch.setattr(kind_prepare, "DAEMON_CONFIG", tmp_path / "daemon.json")
-    forward = tmp_path / "ip_forward"
-    monkeypatch.setattr(kind_prepare, "IP_FORWARD", forward)
-    forward.write_text(state["forward"])
+    monkeypatch.setattr(host_changes, "PROC_SYS", tmp_path / "proc-sys")
+    forward = tmp_path / "proc-sys" / kind_prepare.IP_FORWARD
+    forward.parent.mkdir(parents=True)
+    forward.write_text("0")
+    state["forward"] = forward
+    state["restarts"] = 0
+
+    def launch(*, restart):
+        state["answers"] = True
+        state["restarts"] += restart
+        forward.write_text("1")  # as Docker does
+
+    monkeypatch.setattr(kind_prepare, "_launch_dockerd", launch)
+    monkeypatch.setattr(kind_prepare, "stop_docker", lambda: state.update(answers=False))
+    monkeypatch.setattr(
+        kind_prepare, "apt_install", lambda package: state.update(dockerd="/usr/sbin/dockerd")
+    )
+    monkeypatch.setattr(kind_prepare, "_need_root", lambda command: None)
+    monkeypatch.setattr("harness.cluster.kind.find_kind", lambda: None)
     return state
 
 
@@ -102,3 +122,68 @@ def test_register_shim_writes_valid_json(machine):
     kind_prepare.register_shim()
     written = json.loads(kind_prepare.DAEMON_CONFIG.read_text())
     assert written["default-runtime"] == kind_prepare.SHIM_NAME
+
+
+def apply(changes):
+    for change in changes:
+        if not change.what.startswith("build"):
+            change.apply()
+
+
+def test_unprepare_puts_back_what_prepare_changed(machine):
+    original = '{"log-level": "warn"}\n'
+    kind_prepare.DAEMON_CONFIG.write_text(original)
+    apply(kind_prepare.plan())
+    assert (
+        json.loads(kind_prepare.DAEMON_CONFIG.read_text())["default-runtime"] == "kube-harness-runc"
+    )
+    assert kind_prepare.SHIM_PATH.is_file() and machine["answers"]
+    assert machine["forward"].read_text() == "1"
+
+    done = kind_prepare.unprepare()
+
+    assert kind_prepare.DAEMON_CONFIG.read_text() == original
+    assert not kind_prepare.SHIM_PATH.exists()
+    assert not machine["answers"]  # the daemon it started is stopped
+    assert machine["forward"].read_text() == "0"
+    assert any("docker.io stays installed" in line for line in done)
+    assert kind_prepare.held() == []
+
+
+def test_unprepare_restarts_a_docker_that_ran_before_to_read_its_own_config(machine):
+    machine.update(dockerd="/usr/sbin/dockerd", answers=True)
+    machine["forward"].write_text("1")  # Docker runs: forwarding is on already
+    apply(kind_prepare.plan())
+    assert machine["restarts"] == 1
+    kind_prepare.unprepare()
+    assert not kind_prepare.DAEMON_CONFIG.exists()  # there was none
+    assert machine["answers"] and machine["restarts"] == 2
+    assert machine["forward"].read_text() == "1"
+
+
+def test_a_default_runtime_someone_chose_is_replaced_only_when_asked(machine):
+    kind_prepare.DAEMON_CONFIG.write_text('{"default-runtime": "runsc"}')
+    with pytest.raises(InvalidConfiguration) as refused:
+        kind_prepare.plan()
+    assert "Docker's default runtime is 'runsc'" in refused.value.message
+    assert "--replace-default-runtime" in refused.value.fix
+    assert kind_prepare.DAEMON_CONFIG.read_text() == '{"default-runtime": "runsc"}'
+    apply(kind_prepare.plan(replace_default_runtime=True))
+    kind_prepare.unprepare()
+    assert kind_prepare.DAEMON_CONFIG.read_text() == '{"default-runtime": "runsc"}'
+
+
+def test_a_default_runtime_given_to_dockerd_by_flag_counts_too(machine):
+    machine.update(dockerd="/usr/sbin/dockerd", answers=True, runtime="crun")
+    with pytest.raises(InvalidConfiguration, match="default runtime is 'crun'"):
+        kind_prepare.plan()
+
+
+def test_unprepare_refuses_while_kind_clusters_run(machine, monkeypatch):
+    machine.update(dockerd="/usr/sbin/dockerd", answers=True)
+    monkeypatch.setattr("harness.cluster.kind.find_kind", lambda: "/bin/kind")
+    monkeypatch.setattr(kind_prepare, "run", lambda argv, **kw: "kh-one\n")
+    with pytest.raises(
+        InvalidConfiguration, match="kind clusters still run on this machine: kh-one"
+    ):
+        kind_prepare.unprepare()

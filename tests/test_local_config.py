@@ -143,3 +143,14 @@ def test_waiting_for_a_cluster_that_is_not_up_says_so() -> None:
 
     with pytest.raises(InvalidConfiguration, match="kh-absent is not up"):
         LocalProvider(ClusterOptions(name="kh-absent")).wait_ready(timeout=1)
+
+
+def test_private_files_replace_a_symlink_instead_of_following_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    path = tmp_path / "kubeconfig"
+    path.symlink_to(victim)
+    components.write_private(path, "secret")
+    assert victim.read_text() == "keep"
+    assert not path.is_symlink() and path.read_text() == "secret"
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from harness import host_changes
 from harness.cluster import Selection
 from harness.cluster.build import PinnedVersionNotFound
-from harness.cluster.local import LocalProvider
+from harness.cluster.local import LocalProvider, network
 from harness.cluster.local.layout import Layout
 from harness.cluster.provider import ClusterOptions
 from harness.commands import run
@@ -82,6 +83,7 @@ def leftovers(layout: Layout, chains_before: set[str]) -> list[str]:
         f"cgroup: {h / cgroup}" for h in Path("/sys/fs/cgroup").iterdir() if (h / cgroup).exists()
     ]
     found += [f"folder: {f}" for f in folders if Path(f).exists()]
+    found += [f"host change held: {t}" for t in host_changes.held_by(f"local:{layout.name}")]
     found += [
         f"container log link: {link}" for link in Path("/var/log/containers").glob("*")
         if str(layout.state_dir) in os.readlink(link)
@@ -124,13 +126,21 @@ def _wait_components_started(layout: Layout, child: subprocess.Popen, output: Pa
     wait_for(started, what="the child's `up` to start the components", timeout=120)
 
 
+def kernel_switches() -> dict[str, str]:
+    keys = [*network.SYSCTLS, *network.KUBE_PROXY_SYSCTLS]
+    return {key: (host_changes.PROC_SYS / key).read_text().strip() for key in keys}
+
+
 def test_down_removes_every_process_mount_device_chain_cgroup_and_folder(clean_machine) -> None:
+    """... and puts back the kernel switches it and its kube-proxy changed."""
     provider, chains_before = clean_machine
+    switches_before = kernel_switches()
     provider.create()
     provider.wait_ready()
     assert leftovers(provider.layout, chains_before)  # the check sees a running cluster
     provider.delete()
     assert leftovers(provider.layout, chains_before) == []
+    assert kernel_switches() == switches_before
 
 
 def test_up_after_sigkill_mid_up_succeeds_and_leaks_nothing(clean_machine, tmp_path) -> None:

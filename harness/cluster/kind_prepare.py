@@ -11,6 +11,11 @@ stock images. What it can do:
   Docker's default runtime, since kind does not let one pick a runtime;
 - build kind from the Go module proxy at the pinned version;
 - build the kind node image offline (`harness.images.kind_node`) and `docker load` it.
+
+Every change to the machine is recorded first (`harness.host_changes`: daemon.json's
+original, the wrapper, IPv4 forwarding, the package); `harness kind unprepare` puts back what
+no local cluster still needs. A default runtime someone else configured is never replaced
+without --replace-default-runtime.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import host_changes
 from harness.cluster import runtime_shim
 from harness.cluster.build import ensure_binaries
 from harness.commands import run
@@ -36,7 +42,11 @@ SHIM_NAME = "kube-harness-runc"
 SHIM_PATH = Path("/usr/local/libexec/kube-harness") / SHIM_NAME
 DAEMON_CONFIG = Path("/etc/docker/daemon.json")
 DOCKERD_LOG = Path("/var/log/kube-harness/dockerd.log")
-IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+IP_FORWARD = "net/ipv4/ip_forward"
+OWNER = "kind-prepare"  # what `harness kind prepare` holds in the record of host changes
+DOCKER_SERVICE = "docker"
+# Docker's own runtime: making the wrapper the default replaces nothing anyone chose.
+DOCKER_RUNTIME = "runc"
 # Where `prepare` records the node image it built; the kind provider uses it by default.
 CAP_SYS_ADMIN = 21
 CAP_SYS_RESOURCE = 24
@@ -109,12 +119,18 @@ def _systemd_runs() -> bool:
 
 
 def install_docker() -> None:
+    host_changes.note_package("docker.io", OWNER)
+    apt_install("docker.io")
+
+
+def apt_install(package: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run(["apt-get", "update", "-qq"], env=env, timeout=600)
-    run(["apt-get", "install", "-y", "-qq", "docker.io"], env=env, timeout=1200)
+    run(["apt-get", "install", "-y", "-qq", package], env=env, timeout=1200)
 
 
 def install_shim() -> None:
+    host_changes.back_up_file(SHIM_PATH, OWNER)
     SHIM_PATH.parent.mkdir(parents=True, exist_ok=True)
     partial = SHIM_PATH.with_name(SHIM_PATH.name + ".partial")
     partial.write_text(shim_script())
@@ -123,6 +139,7 @@ def install_shim() -> None:
 
 
 def register_shim() -> None:
+    host_changes.back_up_file(DAEMON_CONFIG, OWNER)
     DAEMON_CONFIG.parent.mkdir(parents=True, exist_ok=True)
     config = daemon_config_with_shim(_read_daemon_config())
     DAEMON_CONFIG.write_text(json.dumps(config, indent=2) + "\n")
@@ -131,11 +148,19 @@ def register_shim() -> None:
 def keep_forward_policy() -> None:
     # Docker sets the FORWARD policy to DROP only when it has to turn IP forwarding on
     # itself; that policy would cut the local provider's pod traffic.
-    IP_FORWARD.write_text("1")
+    host_changes.set_sysctl(IP_FORWARD, "1", OWNER)
 
 
 def start_docker(*, restart: bool) -> None:
-    """Start (or restart) dockerd and wait until it answers."""
+    """Start (or restart) dockerd and wait until it answers (recorded: Docker turns IPv4
+    forwarding on when it starts, and a daemon started here is stopped by `unprepare`)."""
+    host_changes.hold_sysctl(IP_FORWARD, OWNER)
+    if not restart:
+        host_changes.note_service(DOCKER_SERVICE, OWNER)
+    _launch_dockerd(restart=restart)
+
+
+def _launch_dockerd(*, restart: bool) -> None:
     if _systemd_runs():
         run(["systemctl", "restart" if restart else "start", "docker"], timeout=120)
     else:
@@ -154,6 +179,13 @@ def start_docker(*, restart: bool) -> None:
     )
 
 
+def stop_docker() -> None:
+    if _systemd_runs():
+        run(["systemctl", "stop", "docker"], timeout=120)
+    else:
+        _stop_hand_started_dockerd()
+
+
 def _stop_hand_started_dockerd() -> None:
     pidfile = Path("/var/run/docker.pid")
     if not pidfile.is_file():
@@ -170,8 +202,22 @@ def _stop_hand_started_dockerd() -> None:
         time.sleep(0.5)
 
 
-def plan(*, node_image: bool = True) -> list[Change]:
-    """Every change this machine needs to run kind, with the reason for each."""
+def configured_default_runtime(*, docker_running: bool) -> str | None:
+    """The default runtime someone configured for Docker (daemon.json, else dockerd's
+    flags as `docker info` reports them), when it is neither Docker's own nor the wrapper."""
+    configured = _read_daemon_config().get("default-runtime")
+    if configured is None and docker_running:
+        configured = docker_default_runtime()
+    return None if configured in (None, DOCKER_RUNTIME, SHIM_NAME) else configured
+
+
+def plan(*, node_image: bool = True, replace_default_runtime: bool = False) -> list[Change]:
+    """Every change this machine needs to run kind, with the reason for each.
+
+    Raises:
+        InvalidConfiguration: the wrapper is needed but Docker's default runtime is one
+            someone chose, and `replace_default_runtime` was not given.
+    """
     changes: list[Change] = []
     has_docker = shutil.which("dockerd") is not None
     if not has_docker:
@@ -179,6 +225,7 @@ def plan(*, node_image: bool = True) -> list[Change]:
             Change("install Debian's docker.io", "no Docker engine on this machine", install_docker)
         )
     config_changes = False
+    running = has_docker and docker_answers()
     if needs_runtime_shim():
         why = (
             "this machine's capability bounding set lacks CAP_SYS_RESOURCE, so privileged "
@@ -187,6 +234,15 @@ def plan(*, node_image: bool = True) -> list[Change]:
         if not SHIM_PATH.is_file() or SHIM_PATH.read_text() != shim_script():
             changes.append(Change(f"install the runc wrapper {SHIM_PATH}", why, install_shim))
         if daemon_config_with_shim(_read_daemon_config()) != _read_daemon_config():
+            chosen = configured_default_runtime(docker_running=running)
+            if chosen and not replace_default_runtime:
+                raise InvalidConfiguration(
+                    f"Docker's default runtime is {chosen!r}; kind's privileged nodes need "
+                    f"the runc wrapper {SHIM_NAME} as the default here ({why})",
+                    fix="run `harness kind prepare --replace-default-runtime` to make the "
+                    f"wrapper the default ({DAEMON_CONFIG} is backed up and `harness kind "
+                    "unprepare` restores it), or use the local provider",
+                )
             changes.append(
                 Change(
                     f"make it Docker's default runtime in {DAEMON_CONFIG}",
@@ -195,8 +251,7 @@ def plan(*, node_image: bool = True) -> list[Change]:
                 )
             )
             config_changes = True
-    running = has_docker and docker_answers()
-    if IP_FORWARD.read_text().strip() != "1" and not running:
+    if (host_changes.PROC_SYS / IP_FORWARD).read_text().strip() != "1" and not running:
         changes.append(
             Change(
                 "turn on IPv4 forwarding (net.ipv4.ip_forward=1)",
@@ -267,13 +322,17 @@ def prepared_node_image() -> str | None:
         return None
 
 
-def prepare(changes: list[Change]) -> None:
-    """Apply `changes` in order, saying each before it is made."""
+def _need_root(command: str) -> None:
     if os.geteuid() != 0:
         raise InvalidConfiguration(
-            "harness kind prepare changes this machine (packages, /etc/docker) and needs root",
-            fix="run it as root (sudo harness kind prepare)",
+            f"{command} changes this machine (packages, /etc/docker) and needs root",
+            fix=f"run it as root (sudo {command})",
         )
+
+
+def prepare(changes: list[Change]) -> None:
+    """Apply `changes` in order, saying each before it is made."""
+    _need_root("harness kind prepare")
     for change in changes:
         say(f"{change.what}: {change.why}")
         with step(change.what):
@@ -286,3 +345,39 @@ def prepare(changes: list[Change]) -> None:
                     f"{change.what} failed: {exc}",
                     fix="fix the cause above and run `harness kind prepare` again",
                 ) from exc
+
+
+def held() -> list[str]:
+    """What `prepare` changed on this machine and `unprepare` would put back."""
+    return host_changes.held_by(OWNER)
+
+
+def unprepare() -> list[str]:
+    """Put back what `prepare` changed (daemon.json, the wrapper, a Docker daemon it started,
+    IPv4 forwarding where no local cluster needs it); return what was done, in words.
+
+    Raises:
+        InvalidConfiguration: kind clusters still run (Docker restarts or stops under them).
+    """
+    from harness.cluster.kind import find_kind
+
+    _need_root("harness kind unprepare")
+    holding = held()
+    kind = find_kind()
+    running = shutil.which("docker") is not None and docker_answers()
+    if kind and running:
+        clusters = run([str(kind), "get", "clusters"], timeout=60).split()
+        if clusters:
+            raise InvalidConfiguration(
+                f"kind clusters still run on this machine: {', '.join(clusters)}",
+                fix="delete them first (`harness cluster down --provider kind --name NAME`)",
+            )
+    started_docker = host_changes.SERVICE + DOCKER_SERVICE in holding
+    if started_docker and running:
+        with step("stopping the Docker daemon `harness kind prepare` started"):
+            stop_docker()
+    done = host_changes.release(OWNER)
+    if not started_docker and running and host_changes.FILE + str(DAEMON_CONFIG) in holding:
+        with step(f"restarting the Docker daemon to read the restored {DAEMON_CONFIG}"):
+            _launch_dockerd(restart=True)
+    return done

@@ -348,7 +348,7 @@ class LocalProvider:
                 self.kubeconfig(), components.kubeconfig_text(layout, "admin", "admin")
             )
             host.create_cgroups(layout)
-            network.set_sysctls()
+            network.set_sysctls(layout)
             network.create_bridge(layout)
             network.add_forward_guard(layout)
         specs = components.component_specs(layout, self.options, binaries)
@@ -439,6 +439,8 @@ class LocalProvider:
         host.remove_cgroups(layout)
         host.remove_container_log_links(layout)
         network.delete_bridge(layout)
+        for restored in network.release_sysctls(layout):
+            say(restored)
         network.remove_cni_results(layout)
         if layout.state_dir.exists() or chains_before is not None:
             network.remove_chains(chains_before)

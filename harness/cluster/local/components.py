@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,15 @@ def kubeconfig_text(layout: Layout, cert: str, user: str) -> str:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write `text` to `path` readable by its owner only (mode 0600 from the start)."""
+    """Write `text` to `path` readable by its owner only (mode 0600 from the start).
+
+    A symlink at `path` is replaced, never followed: the file is created anew (O_EXCL).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(text)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
     return path
 
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from harness import host_changes
 from harness.cluster.local.layout import (
     CHAIN_PREFIXES,
     CLUSTER_CIDRS,
@@ -31,6 +32,8 @@ SYSCTLS = {
     # Pod-to-Service traffic between pods on one bridge must pass kube-proxy's iptables rules.
     "net/bridge/bridge-nf-call-iptables": "1",
 }
+# kube-proxy turns this on itself for NodePorts on 127.0.0.1 (localhostNodePorts).
+KUBE_PROXY_SYSCTLS = ("net/ipv4/conf/all/route_localnet",)
 
 ChainSnapshot = dict[str, list[str]]
 
@@ -57,11 +60,24 @@ def foreign_overlaps(layout: Layout) -> list[str]:
     return found
 
 
-def set_sysctls() -> None:
+def set_sysctls(layout: Layout) -> None:
+    """The kernel switches the cluster needs, each recorded (`harness.host_changes`) so that
+    `release_sysctls` puts back what no other cluster still needs."""
     if not Path("/proc/sys/net/bridge").is_dir():
         run(["modprobe", "br_netfilter"], fix="load the br_netfilter kernel module")
     for key, value in SYSCTLS.items():
-        Path("/proc/sys", key).write_text(value)
+        host_changes.set_sysctl(key, value, _owner(layout))
+    for key in KUBE_PROXY_SYSCTLS:
+        host_changes.hold_sysctl(key, _owner(layout))
+
+
+def release_sysctls(layout: Layout) -> list[str]:
+    """Put back the switches this cluster changed that nothing else still needs."""
+    return host_changes.release(_owner(layout))
+
+
+def _owner(layout: Layout) -> str:
+    return f"local:{layout.name}"
 
 
 def create_bridge(layout: Layout) -> None:

@@ -1,0 +1,70 @@
+"""The record of changes to this machine: originals kept, put back when the last owner lets go."""
+
+import pytest
+
+from harness import host_changes
+from harness.errors import InvalidConfiguration
+
+
+@pytest.fixture
+def proc_sys(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "proc-sys"
+    monkeypatch.setattr(host_changes, "PROC_SYS", root)
+    (root / "net/ipv4").mkdir(parents=True)
+    (root / "net/ipv4/ip_forward").write_text("0\n")
+    return root
+
+
+def test_a_switch_goes_back_when_its_last_owner_lets_go(proc_sys):
+    switch = proc_sys / "net/ipv4/ip_forward"
+    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
+    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "kind-prepare")
+    assert switch.read_text() == "1"
+    assert host_changes.release("local:a") == []
+    assert switch.read_text() == "1"  # kind-prepare still needs it
+    assert host_changes.release("kind-prepare") == ["net.ipv4.ip_forward back to 0"]
+    assert switch.read_text() == "0"
+    assert host_changes.release("kind-prepare") == []
+
+
+def test_the_original_is_the_value_before_the_first_owner(proc_sys):
+    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
+    host_changes.hold_sysctl("net/ipv4/ip_forward", "local:b")  # reads 1: not the original
+    host_changes.release("local:a")
+    assert host_changes.release("local:b") == ["net.ipv4.ip_forward back to 0"]
+
+
+def test_files_get_their_original_back_or_are_removed(proc_sys, tmp_path):
+    config, new = tmp_path / "daemon.json", tmp_path / "wrapper"
+    config.write_text("mine")
+    host_changes.back_up_file(config, "kind-prepare")
+    host_changes.back_up_file(new, "kind-prepare")
+    config.write_text("changed")
+    new.write_text("made")
+    host_changes.back_up_file(config, "kind-prepare")  # again: the first original stays
+    config.write_text("changed again")
+    assert host_changes.held_by("kind-prepare") == [f"file:{config}", f"file:{new}"]
+    done = host_changes.release("kind-prepare")
+    assert config.read_text() == "mine" and not new.exists()
+    assert done == [f"{config} restored", f"{new} removed (it did not exist before)"]
+    assert not list((tmp_path / "cache" / "host-backups").iterdir())
+
+
+def test_packages_and_services_are_said(proc_sys):
+    host_changes.note_package("docker.io", "kind-prepare")
+    host_changes.note_service("docker", "kind-prepare")
+    assert host_changes.release("kind-prepare") == [
+        "docker.io stays installed: `apt-get remove docker.io` removes it if nothing uses it",
+        "docker stopped (it was not running before)",
+    ]
+
+
+def test_a_damaged_record_is_named_and_left_alone(proc_sys, tmp_path):
+    record = tmp_path / "cache" / "host-changes.json"
+    record.parent.mkdir(parents=True)
+    record.write_text("{broken")
+    with pytest.raises(InvalidConfiguration, match=r"host-changes\.json is damaged") as caught:
+        host_changes.release("local:a")
+    assert "by hand" in caught.value.fix
+    assert record.read_text() == "{broken"
