@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from harness.cluster import (
 from harness.cluster import active as active_cluster
 from harness.cluster.provider import DEFAULT_CLUSTER_NAME, ClusterProvider
 from harness.errors import HarnessError, InvalidConfiguration
+from harness.interrupt import Terminated, terminate_as_interrupt
 from harness.load import cli as load_cli
 from harness.progress import say
 
@@ -288,8 +288,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     with subprocess.Popen(command) as process:
         while process.returncode is None:
             # Ctrl-C reaches pytest too: it tears down (namespaces, cluster), then exits.
-            with contextlib.suppress(KeyboardInterrupt):
+            # A SIGTERM sent to this process alone is passed on, for pytest to do the same.
+            try:
                 process.wait()
+            except Terminated:
+                process.terminate()
+            except KeyboardInterrupt:
+                pass
     code = process.returncode
     if code == ExitCode.NO_TESTS_COLLECTED:
         print(
@@ -536,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    restore_sigterm = terminate_as_interrupt()  # `kill` reverts faults and cleans up too
     try:
         return args.func(args)
     except InvalidConfiguration as exc:
@@ -544,9 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"harness: failed: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"harness: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return 130
+    finally:
+        restore_sigterm()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.kube import Kube
+from harness.labels import MANAGED_BY, MANAGER
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "kube-harness"
 RUN_LABEL = "kube-harness/run-id"
 TEST_LABEL = "kube-harness/test"
 

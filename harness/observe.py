@@ -8,7 +8,6 @@ Observers record, reporters render: `TimelineRecorder` only writes timestamped f
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import deque
@@ -22,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.errors import WaitTimeout
 from harness.kube import API_NOT_UP, Kube
-from harness.load.cluster import LOAD_LABEL
+from harness.labels import LOAD_LABEL
 
 # A watch returns this often so that stop() is honoured promptly.
 WATCH_SLICE_S = 2
@@ -417,6 +416,7 @@ class Disruption:
 
     detected_at: float | None  # fewer pods served than before, or a container restarted
     recovered_at: float | None  # as many served again, every restarted pod among them
+    serving_before: int = 0  # pods that served just before the fault
 
 
 class Timeline:
@@ -486,21 +486,28 @@ class Timeline:
                 return states
             return {name: s for name, s in states.items() if owned_by(s, deployment)}
 
+        def count_serving(states: dict[str, dict[str, Any]]) -> int:
+            return sum(serving(s) for s in states.values())
+
         # Just before the fault: a change recorded at its very moment is the fault's doing.
-        before = pods(self.states_at("Pod", math.nextafter(fault_at, -math.inf)))
-        serving_before = sum(serving(s) for s in before.values())
-        wanted = max(serving_before, baseline or 0)
-        restarts_before = {name: restarts_of(s) for name, s in before.items()}
+        before: dict[str, dict[str, Any]] = {}
+        serving_before = wanted = None
+        restarts_before: dict[str, int] = {}
         detected = None
         restarted: set[str] = set()
-        for t, states in self.replay("Pod", until=until):
+        for t, states in self.replay("Pod", until=until):  # one pass: before, then from it
             if t < fault_at:
+                before = dict(pods(states))
                 continue
+            if serving_before is None:
+                serving_before = count_serving(before)
+                wanted = max(serving_before, baseline or 0)
+                restarts_before = {name: restarts_of(s) for name, s in before.items()}
             now = pods(states)
             restarted |= {
                 name for name, s in now.items() if restarts_of(s) > restarts_before.get(name, 0)
             }
-            count = sum(serving(s) for s in now.values())
+            count = count_serving(now)
             if detected is None and (count < wanted or restarted):
                 detected = t
             if (
@@ -508,8 +515,10 @@ class Timeline:
                 and count >= wanted
                 and all(serving(now[name]) for name in restarted & now.keys())
             ):
-                return Disruption(detected, t)
-        return Disruption(detected, None)
+                return Disruption(detected, t, serving_before)
+        if serving_before is None:  # nothing recorded from the fault on
+            serving_before = count_serving(before)
+        return Disruption(detected, None, serving_before)
 
     def render(
         self, *, since: float = 0, until: float = float("inf"), kinds: tuple[str, ...] = ()

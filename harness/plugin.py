@@ -25,6 +25,7 @@ from harness.cluster.provider import DEFAULT_CLUSTER_NAME
 from harness.deploy import Deployed
 from harness.diagnostics import collect_diagnostics
 from harness.errors import HarnessError, InvalidConfiguration
+from harness.interrupt import terminate_as_interrupt
 from harness.kube import Kube
 from harness.load import Load
 from harness.load.cluster import ClusterSite
@@ -173,6 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name, text in suite.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.add_cleanup(terminate_as_interrupt())  # SIGTERM tears down and reverts faults too
     worker_input = getattr(config, "workerinput", {})
     try:
         _check_options(config)

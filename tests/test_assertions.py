@@ -11,6 +11,7 @@ from harness.load import SLO, LoadResult
 from harness.load.result import EndpointStats, FailedRequest, Generator, SeriesPoint
 from harness.observe import (
     RELISTED,
+    Disruption,
     Entry,
     Timeline,
     TimelineRecorder,
@@ -124,6 +125,15 @@ def test_recovery_after_a_deleted_pod():
         timeline, deployment="demo", replicas=2, fault_at=10, within_s=30, what="pod deleted"
     )
     assert check.passed and check.verdict.measured == 7
+
+
+def test_disruption_counts_the_pods_serving_just_before_the_fault():
+    """A change recorded at the fault's very moment is the fault's doing, not the baseline;
+    with nothing recorded after the fault, neither detection nor recovery is made up."""
+    timeline = Timeline([pod(0, "a"), pod(0, "b"), pod(10, "a", deleting=True)])
+    disruption = timeline.disruption(10)
+    assert disruption == Disruption(detected_at=10, recovered_at=None, serving_before=2)
+    assert timeline.disruption(20) == Disruption(None, None, serving_before=1)
 
 
 def test_recovery_after_a_container_restart_in_place():

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -1040,3 +1042,92 @@ def test_a_fault_left_by_a_killed_run_is_reverted_when_the_next_run_starts(
     finally:
         revert_all(cluster, kube_api, namespace=namespace)
     assert not kube_api.core.read_node(node).spec.unschedulable
+
+
+# A run that injects one fault through the harness and is stopped at STAGE: "recorded" (the
+# ledger holds the fault, nothing is injected yet) or "injected".
+STOPPED_RUN = """
+import json, sys, time
+from harness.chaos import faults
+from harness.chaos.actions import harness_target
+from harness.chaos.ledger import Ledger
+from harness.interrupt import terminate_as_interrupt
+
+args = json.loads(sys.argv[1])
+terminate_as_interrupt()
+if args["stage"] == "recorded":
+    add = Ledger.add
+
+    def add_then_wait(self, entry):
+        add(self, entry)
+        print("STAGE", flush=True)
+        time.sleep(120)
+
+    Ledger.add = add_then_wait
+with harness_target(args["configuration"]) as t:
+    with faults.injected(t, getattr(faults, args["fault"]), *args["args"], **args["kwargs"]):
+        print("STAGE", flush=True)
+        time.sleep(120)
+"""
+
+
+def stop_at_stage(configuration: dict, fault: str, stage: str, how: signal.Signals,
+                  *args: Any, **kwargs: Any) -> str:  # fmt: skip
+    """Run STOPPED_RUN for `fault`, send `how` once it reached `stage`; its output."""
+    argument = json.dumps(
+        {"configuration": configuration, "fault": fault, "stage": stage, "args": args,
+         "kwargs": kwargs}
+    )  # fmt: skip
+    with subprocess.Popen(
+        [sys.executable, "-c", STOPPED_RUN, argument],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as run:  # fmt: skip
+        first = run.stdout.readline()
+        assert first.startswith("STAGE"), first + run.communicate(timeout=60)[0]
+        run.send_signal(how)
+        return first + run.communicate(timeout=120)[0]
+
+
+@pytest.mark.exclusive_cluster
+@pytest.mark.test_all
+def test_a_run_stopped_at_any_stage_of_any_fault_leaves_nothing_after_the_next_start(
+    chaos, deployed, service_spec, kube_api, cluster
+):
+    """Each fault kind, stopped by SIGKILL after it is recorded and after it is injected,
+    and by SIGTERM once injected: the next start (`revert_orphans`) leaves nothing behind;
+    a run stopped by SIGTERM has reverted its fault itself."""
+    pod, container = deployed.pods()[0], service_spec.container
+    node = kube_api.core.list_node().items[0].metadata.name
+    configuration = {
+        "harness_kubeconfig": str(cluster.kubeconfig()),
+        "harness_cluster_provider": cluster.name,
+        "harness_cluster_name": cluster.options.name,
+        "harness_namespace": deployed.namespace,
+        "harness_selector": "unused=by-these-faults",
+    }
+    kinds: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("cordon", (node,), {}),
+        ("partition_pod", (pod,), {}),
+        ("dns_failure", (pod,), {}),
+        ("fail_probe", (pod, container, "readiness"), {}),
+        ("cpu_hog", (pod, container), {"seconds": 60}),
+        ("memory_pressure", (pod, container), {"mib": 16, "seconds": 60}),
+    ]
+    if isinstance(cluster, ComponentControl):
+        kinds.append(("stop_component", ("kubelet",), {}))
+    for fault, args, kwargs in kinds:
+        for stage, how in (
+            ("recorded", signal.SIGKILL),
+            ("injected", signal.SIGKILL),
+            ("injected", signal.SIGTERM),
+        ):
+            case = f"{fault} stopped by {how.name} once {stage}"
+            output = stop_at_stage(configuration, fault, stage, how, *args, **kwargs)
+            if how is signal.SIGTERM:
+                assert "stopped by SIGTERM" in output, case + ": " + output
+                assert leftovers(cluster, kube_api, namespace=deployed.namespace) == [], case
+            else:
+                assert leftovers(cluster, kube_api, namespace=deployed.namespace), case
+            revert_orphans(cluster)
+            assert leftovers(cluster, kube_api, namespace=deployed.namespace) == [], case
+    wait_nodes_ready(kube_api, timeout=120)

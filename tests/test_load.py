@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 
 from harness.errors import InvalidConfiguration
+from harness.labels import LOAD_LABEL, LOAD_ROLE_LABEL
 from harness.load import (
     SLO,
     Constant,
@@ -36,7 +37,7 @@ from harness.load import (
     TargetUnreachable,
     cli,
 )
-from harness.load.cluster import LOAD_LABEL, ROLE_LABEL, ClusterSite
+from harness.load.cluster import ClusterSite
 from harness.paths import HOME_CACHE_DIR
 from harness.suite import SCENARIOS
 from harness.wait import Pending, wait_for
@@ -596,7 +597,7 @@ def test_load_from_the_cluster_reaches_the_service_by_its_name(
     assert all(p.spec.active_deadline_seconds for p in pods)
     # Workers spread over the nodes that take pods (kind's two workers; local's one node).
     nodes = [n for n in kube_api.core.list_node().items if not n.spec.taints]
-    placed = {p.spec.node_name for p in pods if p.metadata.labels[ROLE_LABEL] == "worker"}
+    placed = {p.spec.node_name for p in pods if p.metadata.labels[LOAD_ROLE_LABEL] == "worker"}
     assert len(placed) == min(workers, len(nodes))
     (egress,) = policy.items
     assert egress.spec.policy_types == ["Egress", "Ingress"]

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import urllib3
 from kubernetes import client
@@ -40,13 +40,12 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import API_NOT_UP, Kube
+from harness.labels import LOAD_LABEL, LOAD_ROLE_LABEL, MANAGED_BY, MANAGER
 from harness.load import _locust_entry
 from harness.suite import LOADTESTS
 from harness.wait import Pending, wait_for
 
 MASTER_PORT = 5557
-LOAD_LABEL = "kube-harness.io/load"  # the run's name, on every object of the run
-ROLE_LABEL = "kube-harness.io/load-role"  # master or worker
 IMAGE_LOADTESTS = "/opt/harness/loadtests"
 IMAGE_SHAPE = "/opt/harness/harness/load/locust_shape.py"
 LOCUSTFILE_MOUNT = "/locustfile"
@@ -221,7 +220,7 @@ class LocustPods:
             follower.join(timeout=10)
 
     def _delete_pods(self, *, role: str | None, grace_s: float) -> None:
-        selector = f"{LOAD_LABEL}={self.name}" + (f",{ROLE_LABEL}={role}" if role else "")
+        selector = f"{LOAD_LABEL}={self.name}" + (f",{LOAD_ROLE_LABEL}={role}" if role else "")
         with contextlib.suppress(ApiException):
             self.site.kube.core.delete_collection_namespaced_pod(
                 self.site.namespace,
@@ -246,9 +245,11 @@ class LocustPods:
         """
         marker = _locust_entry.RECORD_MARKER
         copied = 0
+        reports: dict[str, TextIO] = {}  # the master's Locust reports, by bare name
         with (
             log_path.open("a", encoding="utf-8") as log,
             self.events_path.open("a", encoding="utf-8") as events,
+            contextlib.ExitStack() as open_reports,
         ):
             log.write(f"# Locust in pod {self.site.namespace}/{pod}\n")
             while True:
@@ -269,7 +270,15 @@ class LocustPods:
                             events.write(line[len(marker) :] + "\n")
                             events.flush()
                         elif records and line.startswith(_locust_entry.REPORT_MARKER):
-                            self._save_report_chunk(line[len(_locust_entry.REPORT_MARKER) :])
+                            chunk = json.loads(line[len(_locust_entry.REPORT_MARKER) :])
+                            name = Path(chunk["file"]).name  # the pod names no other place
+                            if name.startswith("locust"):
+                                if name not in reports:  # opened once, kept for its chunks
+                                    path = self.log_path.parent / name
+                                    reports[name] = open_reports.enter_context(
+                                        path.open("a", encoding="utf-8")
+                                    )
+                                reports[name].write(chunk["text"])
                         else:
                             log.write(line + "\n")
                             log.flush()
@@ -282,15 +291,6 @@ class LocustPods:
                 if ended or self._deleted:
                     return
                 time.sleep(0.5)
-
-    def _save_report_chunk(self, line: str) -> None:
-        """Append a chunk of the master's Locust report to that file in the report folder
-        (by its bare name: the pod names no other place)."""
-        chunk = json.loads(line)
-        name = Path(chunk["file"]).name
-        if name.startswith("locust"):
-            with (self.log_path.parent / name).open("a", encoding="utf-8") as out:
-                out.write(chunk["text"])
 
     def _container_ended(self, pod: str) -> bool:
         """True when the pod's container has ended or the pod is gone (its log is complete)."""
@@ -339,9 +339,9 @@ class LocustPods:
     # -- objects ---------------------------------------------------------------------------
 
     def _metadata(self, name: str, role: str | None) -> client.V1ObjectMeta:
-        labels = {LOAD_LABEL: self.name, "app.kubernetes.io/managed-by": "kube-harness"}
+        labels = {LOAD_LABEL: self.name, MANAGED_BY: MANAGER}
         if role:
-            labels[ROLE_LABEL] = role
+            labels[LOAD_ROLE_LABEL] = role
         return client.V1ObjectMeta(name=name, labels=labels)
 
     def _pod(
@@ -374,7 +374,7 @@ class LocustPods:
                     when_unsatisfiable="DoNotSchedule",
                     node_taints_policy="Honor",  # a tainted control plane is no place for them
                     label_selector=client.V1LabelSelector(
-                        match_labels={LOAD_LABEL: self.name, ROLE_LABEL: "worker"}
+                        match_labels={LOAD_LABEL: self.name, LOAD_ROLE_LABEL: "worker"}
                     ),
                 )
             ]

@@ -136,8 +136,7 @@ def _detect_and_recover(
     disruption = test.timeline.disruption(fault, until=end)
     detected = disruption.detected_at
     if stuck_at is not None and (detected is None or stuck_at < detected):
-        serving_before = len(test.timeline.ready_pods(fault))
-        return stuck_at, _progressing_again(test, stuck_at, end, serving_before)
+        return stuck_at, _progressing_again(test, stuck_at, end, disruption.serving_before)
     return detected, disruption.recovered_at
 
 
