@@ -5,12 +5,16 @@ from __future__ import annotations
 import base64
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from kubernetes import client, config
 
 from harness.errors import InvalidConfiguration
 from harness.wait import Pending, wait_for
+
+# (connect, read) seconds for every API call that gives none of its own.
+REQUEST_TIMEOUT_S = (10.0, 60.0)
 
 
 class Kube:
@@ -27,6 +31,19 @@ class Kube:
         self.api_client: client.ApiClient = config.new_client_from_config(
             config_file=str(kubeconfig), context=context
         )
+        # Every typed call goes through this method (kubernetes >= 37; a test checks it).
+        call = self.api_client._call_with_legacy_options
+
+        def call_with_a_timeout(
+            request: Any, types: Any, async_req: Any, preload: bool, timeout: Any, *rest: Any
+        ) -> Any:
+            # An API server that accepts and never answers must not hang the harness; a
+            # call that streams (watches, followed logs: _preload_content=False) runs on.
+            if timeout is None and preload:
+                timeout = REQUEST_TIMEOUT_S
+            return call(request, types, async_req, preload, timeout, *rest)
+
+        self.api_client._call_with_legacy_options = call_with_a_timeout  # type: ignore[method-assign]
 
     @cached_property
     def core(self) -> client.CoreV1Api:

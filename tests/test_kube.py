@@ -1,0 +1,80 @@
+"""The API client: every call that gives no timeout of its own gets one."""
+
+import socket
+import threading
+import time
+
+import pytest
+import urllib3
+import yaml
+
+from harness import kube as kube_module
+from harness.kube import Kube
+
+
+@pytest.fixture
+def silent_server():
+    """An "API server" on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def kubeconfig_for(tmp_path, port):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path
+
+
+def test_a_server_that_never_answers_times_a_call_out(tmp_path, silent_server, monkeypatch):
+    monkeypatch.setattr(kube_module, "REQUEST_TIMEOUT_S", (1.0, 1.0))
+    kube = Kube(kubeconfig_for(tmp_path, silent_server))
+    started = time.monotonic()
+    with pytest.raises(urllib3.exceptions.HTTPError, match="Read timed out"):
+        kube.core.list_namespace()
+    assert time.monotonic() - started < 20  # the client's retries included
+    kube.close()
+
+
+def test_a_call_that_names_its_timeout_or_streams_keeps_it(tmp_path, monkeypatch):
+    kube = Kube(kubeconfig_for(tmp_path, 1))
+    seen = []
+
+    def answer(*args, _request_timeout=None, **kwargs):
+        seen.append(_request_timeout)
+        raise ConnectionError("not asked")
+
+    monkeypatch.setattr(kube.api_client, "call_api", answer)
+    for kwargs in ({"_request_timeout": 5}, {"_preload_content": False}, {}):
+        with pytest.raises(ConnectionError):
+            kube.core.list_namespace(**kwargs)
+    assert seen == [5, None, kube_module.REQUEST_TIMEOUT_S]
+    kube.close()
