@@ -1,9 +1,12 @@
 """The report's pure parts: capacity analysis, trend verdicts, redaction, SVG charts, and the
 strict JSON of result.json (pure logic, no cluster)."""
 
+import csv
 import json
 import math
+import re
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +16,7 @@ from harness.load.result import CpuSample, Generator, SeriesPoint, WorkerLoad
 from harness.observe import Entry, Timeline
 from harness.report import capacity
 from harness.report.charts import Limit, Line, Marker, Panel, sparkline, ticks, time_chart, xy_chart
-from harness.report.redact import MASK, redact, redact_value
+from harness.report.redact import MASK, redact, redact_folder, redact_value
 from harness.report.trends import PastRun, Trend, trends
 
 T0 = 1_800_000_000
@@ -173,7 +176,7 @@ def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
     [
         ("403 (Authorization: Bearer abc.def-1)", f"403 (Authorization: {MASK})"),
         ("GET /admin?token=s3cr3t&x=1", f"GET /admin?token={MASK}&x=1"),
-        ('{"password": "hunter2"}', f'{{"password": {MASK}}}'),
+        ('{"password": "hunter2"}', f'{{"password": "{MASK}"}}'),  # still JSON
         ("ADMIN_TOKEN=xyz", f"ADMIN_TOKEN={MASK}"),
         ("client-key-data: LS0tLS1CRUdJTi", f"client-key-data: {MASK}"),
         ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", MASK),
@@ -183,7 +186,7 @@ def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
         ("pod demo-6b8db8dbb7-2vwwv left", "pod demo-6b8db8dbb7-2vwwv left"),
         (
             '{"adminToken": "x1", "clientSecret": "x2"}',
-            f'{{"adminToken": {MASK}, "clientSecret": {MASK}}}',
+            f'{{"adminToken": "{MASK}", "clientSecret": "{MASK}"}}',
         ),
         ("dbPassword=x3", f"dbPassword={MASK}"),
         ("fetch https://bob:x4@db.example/x", f"fetch https://bob:{MASK}@db.example/x"),
@@ -193,11 +196,18 @@ def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
             f"?X-Amz-Signature={MASK}&X-Amz-Credential={MASK}",
         ),
         ("run --password x8 --user bob", f"run --password {MASK} --user bob"),
-        ('{"name": "ADMIN_TOKEN", "value": "x9"}', f'{{"name": "ADMIN_TOKEN", "value": {MASK}}}'),
+        (
+            '{"name": "ADMIN_TOKEN", "value": "x9"}',
+            f'{{"name": "ADMIN_TOKEN", "value": "{MASK}"}}',
+        ),
         ("- name: DB_PASSWORD\n  value: x10", f"- name: DB_PASSWORD\n  value: {MASK}"),
         ("tls.key: LS0tx11", f"tls.key: {MASK}"),
         ("ghp_" + "a" * 36 + " and xoxb-1234-5678-abcd", f"{MASK} and {MASK}"),
-        ('Authorization: Digest username="bob", response="x12"', f"Authorization: {MASK}"),
+        (
+            'Authorization: Digest username="bob", response="x12"',
+            f'Authorization: {MASK}"bob", response="{MASK}"',
+        ),
+        ('"Authorization: Bearer x13\\nnext"', f'"Authorization: {MASK}\\nnext"'),
         ("signal: SIGTERM, design: fine, author: me", "signal: SIGTERM, design: fine, author: me"),
     ],
 )
@@ -275,3 +285,82 @@ def test_evidence_writes_strict_json_without_infinity(tmp_path):
     data = json.loads(path.read_text(), parse_constant=refuse)
     assert data["verdicts"][0]["until"] is None
     assert data["measurements"] == {"unknown": None}
+
+
+# One secret per shape; each is planted in every kind of file a run folder holds.
+PLANTED = {
+    "bearer": "Authorization: Bearer pl4nted-bearer-01",
+    "url": "fetch https://bob:pl4nted-url-02@db.example/x",
+    "sig": "GET /blob?sv=1&sig=pl4nted-sig-03&se=2",
+    "amz": "GET /o?X-Amz-Signature=pl4nted-amz-04&X-Amz-Date=1",
+    "flag": "run --password pl4nted-flag-05 --user bob",
+    "env-json": '{"name": "ADMIN_TOKEN", "value": "pl4nted-env-06"}',
+    "env-yaml": "- name: DB_PASSWORD\n  value: pl4nted-env-07",
+    "tls": "tls.key: pl4nted-tls-08",
+    "github": "ghp_pl4nted0github0token0000000000000009",
+    "slack": "xoxb-1234-pl4nted-slack-10",
+    "aws": "AKIAPL4NTED0AWS00011",
+    "camel": "adminToken=pl4nted-camel-12",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJwbDRudGVkIjoxM30.pl4nted-jwt-13",
+    "pem": "-----BEGIN PRIVATE KEY-----\npl4nted-pem-14\n-----END PRIVATE KEY-----",
+    "digest": 'Authorization: Digest username="bob", response="pl4nted-digest-15"',
+    "token": "token=pl4nted-token-16",
+}
+SECRETS = [re.search(r"pl4nted[-0-9a-z]*|AKIAPL4NTED0AWS00011", t)[0] for t in PLANTED.values()]
+
+
+def plant_run_folder(run: Path) -> None:
+    """A run folder with every shape in every kind of file the harness writes there."""
+    text = "\n".join(PLANTED.values()) + "\n"
+    (run / "t1" / "diagnostics").mkdir(parents=True)
+    (run / "t1" / "diagnostics" / "demo-abc.log").write_text(text)
+    (run / "t1" / "diagnostics" / "describe.yaml").write_text(text)
+    (run / "t1" / "kubelet").write_text(text)  # component logs have no suffix
+    with (run / "t1" / "locust_failures.csv").open("w", newline="") as failures:
+        csv.writer(failures).writerows([("Method", "Name", "Error"), *(
+            ("GET", "/x", line.replace("\n", " ")) for line in PLANTED.values()
+        )])  # fmt: skip
+    (run / "t1" / "locust.html").write_text(f"<script>var stats = {json.dumps(text)};</script>")
+    journal = {"run": list(PLANTED.values()), "clientSecret": "pl4nted-key-17",
+               "env": [{"name": "ADMIN_TOKEN", "value": "pl4nted-key-18"}]}  # fmt: skip
+    (run / "t1" / "journal.json").write_text(json.dumps(journal, indent=2))
+    (run / "t1" / "timeline.jsonl").write_text(
+        "".join(
+            json.dumps({"t": i, "note": line}) + "\n" for i, line in enumerate(PLANTED.values())
+        )
+    )
+    suite = ElementTree.Element("testsuite")
+    case = ElementTree.SubElement(suite, "testcase", name="t1")
+    ElementTree.SubElement(case, "failure", message=PLANTED["bearer"]).text = text
+    (run / "junit.xml").write_bytes(ElementTree.tostring(suite))
+
+
+def test_every_file_of_a_run_folder_is_redacted_and_still_reads(tmp_path):
+    run = tmp_path / "run"
+    plant_run_folder(run)
+    screenshot = b"\x89PNG\r\n\x1a\n\0" + PLANTED["token"].encode()
+    (run / "t1" / "screenshot.png").write_bytes(screenshot)
+
+    changed = redact_folder(run)
+
+    files = [p for p in run.rglob("*") if p.is_file() and p.suffix != ".png"]
+    assert sorted(changed) == sorted(files)
+    secrets = [*SECRETS, "pl4nted-key-17", "pl4nted-key-18"]
+    for path in files:
+        left = [s for s in secrets if s in path.read_text()]
+        assert not left, f"{path.relative_to(run)} still holds {left}"
+    json.loads((run / "t1" / "journal.json").read_text())
+    [json.loads(line) for line in (run / "t1" / "timeline.jsonl").read_text().splitlines()]
+    ElementTree.fromstring((run / "junit.xml").read_text())
+    assert (run / "t1" / "screenshot.png").read_bytes() == screenshot  # binary: left alone
+    assert redact_folder(run) == []  # nothing more to mask
+
+
+def test_a_symlink_in_a_run_folder_is_not_followed(tmp_path):
+    outside = tmp_path / "outside.log"
+    outside.write_text(PLANTED["token"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "linked.log").symlink_to(outside)
+    assert redact_folder(run) == []
+    assert outside.read_text() == PLANTED["token"]

@@ -66,6 +66,9 @@ def test_nightly_runs_on_kind_and_keeps_the_runs_report() -> None:
     assert upload["if"] == "always()"
     summary = next(s for s in steps if "GITHUB_STEP_SUMMARY" in s.get("run", ""))
     assert "summary.md" in summary["run"] and summary["if"] == "always()"
+    # The folder is published: its files are redacted first, also after a killed run.
+    redact = next(s for s in steps if "harness report" in s.get("run", ""))
+    assert redact["if"] == "always()" and steps.index(redact) < steps.index(upload)
 
 
 def test_nightly_installs_kube_harness_and_runs_the_users_spec() -> None:

@@ -28,7 +28,7 @@ from harness.errors import HarnessError, InvalidConfiguration
 from harness.report.document import RunStatus, build
 from harness.report.history import HISTORY_DIR, earlier_runs, write_entry
 from harness.report.html import render_html
-from harness.report.redact import write_redacted_junit
+from harness.report.redact import redact_folder, write_redacted_junit
 from harness.report.render import render_json, render_markdown, write_text
 from harness.report.trends import RESULTS_FILE
 
@@ -70,7 +70,9 @@ class ReportFiles:
 def write_report(
     run_dir: Path, *, history: Sequence[Path] = (), junit_xml: Path | None = None
 ) -> ReportFiles:
-    """Write index.html, summary.md and results.json into `run_dir` (created if missing).
+    """Write index.html, summary.md and results.json into `run_dir` (created if missing),
+    after masking credentials in every file the run left there (`redact_folder`: the folder
+    is published whole).
 
     Also writes the run's key figures into the history beside the run folder
     (`run_dir/../history/<run-id>.json`, the newest `history.KEEP` kept), for later trends.
@@ -90,6 +92,7 @@ def write_report(
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = run_dir.resolve()  # reports/latest names the run it points at
+    redact_folder(run_dir)  # the raw files (diagnostics, logs, journals) are published too
     junit = None
     if junit_xml is not None and junit_xml.is_file():
         junit = run_dir / JUNIT_FILE
