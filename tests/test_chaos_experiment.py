@@ -277,6 +277,12 @@ def test_allow_beyond_namespace_must_name_activities(fakes):
         ex.validate_experiment(with_extension(allow_beyond_namespace=["x"]), PATH)
 
 
+def test_experiments_with_chaosk8s_node_actions_are_told_apart():
+    assert ex.changes_nodes(experiment(method=[chaosk8s("node.actions", "cordon_node", name="n")]))
+    assert not ex.changes_nodes(experiment(method=[chaosk8s("node.probes", "get_nodes")]))
+    assert not ex.changes_nodes(experiment())
+
+
 def test_listed_activities_run_on_an_existing_cluster_only_with_the_opt_in():
     settings = ex.HarnessSettings(allow_beyond_namespace=("cordon-all",))
     refusing = SimpleNamespace(name="existing", capabilities=SimpleNamespace(chaos_allowed=False))

@@ -418,6 +418,8 @@ def test_what_was_left_behind_and_a_run_too_long():
     assert explain.pending_sentence(entry).startswith(
         f"the rollbacks left {entry.describe()} in place (the harness reverted it afterwards)"
     )
+    nodes = Injected("3c4d", "node_actions", "kube-harness", "kh-1", None, "nodes")
+    assert explain.pending_sentence(nodes).endswith("add a chaosk8s uncordon_node rollback")
     assert explain.duration_sentence(412, 300).startswith(
         "the run took 412s, longer than the experiment's timeout_s of 300s"
     )

@@ -47,7 +47,13 @@ from harness.chaos import (
     revert_all,
     stop_component,
 )
-from harness.chaos.faults import CORDONED_BY, cgroup_dirs, revert_orphans
+from harness.chaos.faults import (
+    CORDONED_BY,
+    cgroup_dirs,
+    cordoned_since,
+    hold_node_schedulability,
+    revert_orphans,
+)
 from harness.chaos.ledger import process_alive, this_process
 from harness.cluster.provider import Capabilities, ClusterOptions, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration
@@ -185,7 +191,7 @@ class FakeCore:
     def patch_node(self, name: str, body: dict) -> None:
         self.mutations.append(("patch_node", json.dumps(body, sort_keys=True)))
         annotations = dict(self.node.metadata.annotations or {})
-        for key, value in body["metadata"]["annotations"].items():
+        for key, value in body.get("metadata", {}).get("annotations", {}).items():
             if value is None:
                 annotations.pop(key, None)
             else:
@@ -729,6 +735,36 @@ def test_no_helper_shell_holds_the_whole_marker():
     assert faults.CHAOS_MARKER not in " ".join(faults._halves("kube-harness-chaos-abc"))
 
 
+def test_an_experiments_own_cordon_is_held_in_the_ledger_and_undone(tmp_path):
+    """chaostoolkit-kubernetes's cordon_node leaves no mark: the entry held before it runs
+    finds the node it cordoned, and reverting the entry uncordons it."""
+    provider, core = FakeComponents(), FakeCore([])
+    t = fake_target(provider, core, tmp_path)
+    held = hold_node_schedulability(t)
+    assert cordoned_since(t.kube, held) == []
+    core.node.spec.unschedulable = True  # what cordon_node does
+    assert cordoned_since(t.kube, held) == ["n1"]
+    assert [e.id for e in t.ledger.pending(namespace="kh-t")] == [held.id]
+    revert(provider, t.kube, held, ledger=t.ledger)
+    assert core.node.spec.unschedulable is False
+    assert t.ledger.pending() == []
+
+
+@pytest.mark.parametrize("how", ["before the experiment", "by a harness fault"])
+def test_a_node_cordoned_otherwise_is_left_as_it_is(tmp_path, how):
+    provider, core = FakeComponents(), FakeCore([])
+    t = fake_target(provider, core, tmp_path)
+    if how == "before the experiment":
+        core.node.spec.unschedulable = True
+        held = hold_node_schedulability(t)
+    else:
+        held = hold_node_schedulability(t)
+        cordon(t, "n1")
+    assert cordoned_since(t.kube, held) == []
+    revert(provider, t.kube, held, ledger=t.ledger)
+    assert core.node.spec.unschedulable is True
+
+
 # --- end to end on the real cluster ---------------------------------------------------------
 
 
@@ -1131,3 +1167,26 @@ def test_a_run_stopped_at_any_stage_of_any_fault_leaves_nothing_after_the_next_s
             revert_orphans(cluster)
             assert leftovers(cluster, kube_api, namespace=deployed.namespace) == [], case
     wait_nodes_ready(kube_api, timeout=120)
+
+
+@pytest.mark.exclusive_cluster
+def test_an_experiments_own_node_action_is_undone_through_the_ledger(cluster, kube_api, namespace):
+    """chaostoolkit-kubernetes's cordon_node, as an experiment runs it, on the real cluster:
+    the entry held before it finds the node, shows as pending, and its revert uncordons it."""
+    from chaosk8s.node.actions import cordon_node
+
+    from harness.chaos.experiment import chaosk8s_kubeconfig
+
+    t = Target.of(cluster, kube_api, namespace)
+    node = kube_api.core.list_node().items[0].metadata.name
+    held = hold_node_schedulability(t)
+    try:
+        with chaosk8s_kubeconfig(cluster.kubeconfig(), cluster.options.context):
+            cordon_node(name=node)
+        assert kube_api.core.read_node(node).spec.unschedulable
+        assert cordoned_since(kube_api, held) == [node]
+        assert any(held.id in line for line in leftovers(cluster, kube_api, namespace=namespace))
+    finally:
+        revert_all(cluster, kube_api, namespace=namespace)
+    assert not kube_api.core.read_node(node).spec.unschedulable
+    assert leftovers(cluster, kube_api, namespace=namespace) == []

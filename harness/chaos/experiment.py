@@ -68,7 +68,13 @@ from harness.chaos.explain import (
     pending_sentence,
 )
 from harness.chaos.facts import Timings, collect_facts, short_json
-from harness.chaos.faults import leftovers, revert_all
+from harness.chaos.faults import (
+    Target,
+    cordoned_since,
+    hold_node_schedulability,
+    leftovers,
+    revert_all,
+)
 from harness.chaos.ledger import Ledger
 from harness.chaos.probes import (
     LEAVES_ENDPOINTS_WITHIN,
@@ -145,6 +151,7 @@ NAMESPACE_VALUE = "${harness_namespace}"
 # by what they can reach.
 CONTAINED_MODULES = ("harness.chaos.actions", "harness.chaos.probes")
 CHAOSK8S = "chaosk8s"
+CHAOSK8S_NODE_ACTIONS = "chaosk8s.node.actions"
 # What the harness puts into every experiment's configuration (harness.chaos.actions and
 # harness.chaos.probes build their target from these).
 CONFIGURATION_KEYS = (
@@ -452,6 +459,14 @@ def beyond_namespace(experiment: Mapping[str, Any]) -> Iterator[tuple[str, str, 
             yield where, name, f"acts on the whole cluster ({module}.{func} has no namespace)"
 
 
+def changes_nodes(experiment: Mapping[str, Any]) -> bool:
+    """Whether the experiment runs chaostoolkit-kubernetes's node actions (cordon, drain)."""
+    return any(
+        (activity.get("provider") or {}).get("module") == CHAOSK8S_NODE_ACTIONS
+        for _, activity in _activities(experiment)
+    )
+
+
 def refuse_beyond_namespace(settings: HarnessSettings, cluster: ClusterProvider) -> None:
     """Refuse an experiment whose activities act past its namespace on a cluster that does
     not allow chaos (an `existing` one without --allow-chaos-on-existing).
@@ -651,13 +666,19 @@ def run_under_load(
                 kube, namespace, configuration["harness_selector"]
             )
             started = timeline.mark("chaos: experiment", title=experiment.get("title")).t
+            target = Target.of(cluster, kube, namespace, ledger=Ledger(cluster.options.name))
+            # An experiment's own node actions leave no mark: what they change is held here
+            # (and reverted with the rest); kept pending only if its rollbacks left a cordon.
+            nodes = hold_node_schedulability(target) if changes_nodes(experiment) else None
             journal = run_experiment(
                 with_configuration(experiment, configuration),
                 settings=copy.deepcopy(RUN_SETTINGS),
                 event_handlers=[marks],
             )
             ended = timeline.mark("chaos: experiment ended", status=journal.get("status")).t
-            pending = Ledger(cluster.options.name).pending(namespace=namespace)
+            if nodes is not None and not cordoned_since(kube, nodes):
+                target.ledger.remove(nodes.id)
+            pending = target.ledger.pending(namespace=namespace)
             if not marks.stopped_by_signal:
                 ready = ready_again(
                     kube,

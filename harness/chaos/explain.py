@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harness.chaos.facts import ProbeRun, RunFacts, Timing, short_json
+from harness.chaos.faults import NODE_ACTIONS
 from harness.chaos.ledger import Injected
 from harness.load import LoadResult, Verdict
 
@@ -417,6 +418,11 @@ def slo_source(what: str, overridden: Iterable[str]) -> str:
 
 
 def pending_sentence(entry: Injected) -> str:
+    if entry.fault == NODE_ACTIONS:
+        return (
+            "the experiment's own node actions left nodes cordoned (the harness uncordoned "
+            "them afterwards): add a chaosk8s uncordon_node rollback"
+        )
     return (
         f"the rollbacks left {entry.describe()} in place (the harness reverted it afterwards): "
         "add a revert_faults rollback"

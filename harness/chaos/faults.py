@@ -41,6 +41,8 @@ from harness.wait import Pending, wait_for
 
 CHAOS_MARKER = "kube-harness-chaos"
 CORDONED_BY = "kube-harness.io/cordoned-by"
+# The ledger entry that stands for an experiment's own node actions (chaostoolkit-kubernetes).
+NODE_ACTIONS = "node_actions"
 DRAIN_RETRY_S = 1.0  # between eviction attempts a PodDisruptionBudget refused (HTTP 429)
 COMPONENT_TIMEOUT_S = 60.0  # for a started or restarted component to run again
 # Reverted before any other fault: the others may need what they stopped.
@@ -526,6 +528,11 @@ def _uncordon(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
             raise
 
 
+def _restore_schedulability(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
+    for node in cordoned_since(kube, entry):  # cordoned with no mark: uncordoned plainly
+        kube.core.patch_node(node, {"spec": {"unschedulable": False}})
+
+
 def _start_component(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
     control = _control(cluster)
     control.start_component(entry.undo["component"])
@@ -543,6 +550,7 @@ _REVERTS: dict[str, Callable[[ClusterProvider, Kube, Injected], None]] = {
     "dns_failure": _delete_rules,
     "fail_probe": _delete_rules,
     "cordon": _uncordon,
+    NODE_ACTIONS: _restore_schedulability,
     "drain": _uncordon,
     "stop_component": _start_component,
     "stop_node": _start_node,
@@ -908,6 +916,35 @@ def dns_failure(t: Target, pod: str) -> Injected:
 
 
 # --- node faults ----------------------------------------------------------------------------
+
+
+def hold_node_schedulability(t: Target) -> Injected:
+    """Record which nodes are unschedulable now, before an experiment's own node actions
+    (chaostoolkit-kubernetes's cordon_node, drain_nodes) run: they leave no mark of their own,
+    and reverting this entry uncordons every node cordoned since (`cordoned_since`).
+
+    Raises:
+        NotInjectable: see the module's guards (node faults need a cluster the harness made,
+            or on an existing one the opt-in and the experiment's allow-list).
+    """
+    _guard(t.cluster, t.kube, t.namespace)
+    nodes = t.kube.core.list_node().items
+    before = sorted(n.metadata.name for n in nodes if n.spec.unschedulable)
+    entry = _new(t, NODE_ACTIONS, node=None, target="nodes",
+                 undo={"unschedulable_before": before})  # fmt: skip
+    t.ledger.add(entry)
+    return entry
+
+
+def cordoned_since(kube: Kube, entry: Injected) -> list[str]:
+    """Nodes unschedulable now that were not when `entry` (`hold_node_schedulability`) was
+    recorded, leaving out those a harness fault cordons (they have their own entries)."""
+    before = set(entry.undo["unschedulable_before"])
+    return sorted(
+        node.metadata.name
+        for node in kube.core.list_node().items
+        if node.spec.unschedulable and node.metadata.name not in before and not _cordon_ids(node)
+    )
 
 
 def _cordon(t: Target, node: str, fault: str) -> Injected:
