@@ -4,8 +4,8 @@ are made, and undone when the last of their owners lets go.
 A kernel switch (sysctl) or a system file can be needed by several owners at once (a local
 cluster, `harness kind prepare`'s Docker): the record keeps each target's original state and
 who holds it, and `release(owner)` puts back only what no other owner still holds. The record
-lives in the harness's cache folder, so a later process (`harness cluster down`, `harness
-kind unprepare`) undoes what an earlier one did.
+lives in /var/lib/kube-harness (one per machine), so a later process (`harness cluster
+down`, `harness kind unprepare`) undoes what an earlier one did.
 
 Example:
     >>> set_sysctl("net/ipv4/ip_forward", "1", owner="local:kube-harness")  # doctest: +SKIP
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +26,12 @@ from typing import Any
 
 from harness.errors import InvalidConfiguration
 from harness.locks import file_lock
-from harness.paths import cache_dir, lock_file
 
 PROC_SYS = Path("/proc/sys")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+# One record per machine, whatever cache folder or HOME a run uses: owners in different
+# caches must see each other to know who still needs a switch.
+STATE_DIR = Path("/var/lib/kube-harness")
 SYSCTL = "sysctl:"
 FILE = "file:"
 PACKAGE = "package:"
@@ -35,18 +39,28 @@ SERVICE = "service:"
 
 
 def _record_file() -> Path:
-    return cache_dir() / "host-changes.json"
+    return STATE_DIR / "host-changes.json"
 
 
 def _backups() -> Path:
-    return cache_dir() / "host-backups"
+    return STATE_DIR / "host-backups"
+
+
+def _boot() -> str:
+    return BOOT_ID.read_text().strip() if BOOT_ID.exists() else ""
 
 
 @contextmanager
-def _record() -> Iterator[dict[str, Any]]:
-    """The record, read and written back under the shared lock."""
+def _record(*, write: bool = True) -> Iterator[dict[str, Any]]:
+    """The record, read (and written back, unless `write` is False) under its lock.
+
+    Kernel switches recorded in an earlier boot are dropped: the kernel forgot them, and
+    putting back a value from before the reboot would undo what booted since (Docker's
+    forwarding).
+    """
     path = _record_file()
-    with file_lock(lock_file("host-changes.lock")):
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with file_lock(STATE_DIR / "host-changes.lock"):
         try:
             record = json.loads(path.read_text()) if path.exists() else {}
         except ValueError as exc:
@@ -54,11 +68,15 @@ def _record() -> Iterator[dict[str, Any]]:
                 f"the record of this machine's changes {path} is damaged ({exc})",
                 fix="compare it with the machine by hand, then delete it",
             ) from None
+        boot = _boot()
+        for target in [t for t, e in record.items() if t.startswith(SYSCTL)]:
+            if record[target].get("boot", boot) != boot:
+                del record[target]
         yield record
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        partial.replace(path)
+        if write:
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            partial.replace(path)
 
 
 def _hold(record: dict[str, Any], target: str, owner: str, original: Any) -> None:
@@ -77,6 +95,7 @@ def hold_sysctl(key: str, owner: str) -> None:
     forwarding)."""
     with _record() as record:
         _hold(record, SYSCTL + key, owner, _sysctl_path(key).read_text().strip())
+        record[SYSCTL + key].setdefault("boot", _boot())
 
 
 def set_sysctl(key: str, value: str, owner: str) -> None:
@@ -93,7 +112,7 @@ def back_up_file(path: Path, owner: str) -> None:
         original = None
         if target not in record and path.exists():
             _backups().mkdir(parents=True, exist_ok=True)
-            original = str(_backups() / str(path).strip("/").replace("/", "_"))
+            original = str(_backups() / f"{secrets.token_hex(4)}-{path.name}")
             shutil.copy2(path, original)
         _hold(record, target, owner, original)
 
@@ -114,24 +133,32 @@ def note_service(name: str, owner: str) -> None:
 
 def held_by(owner: str) -> list[str]:
     """What `owner` holds, as "sysctl:KEY", "file:PATH", "package:NAME", "service:NAME"."""
-    with _record() as record:
+    with _record(write=False) as record:
         return sorted(t for t, entry in record.items() if owner in entry["owners"])
 
 
 def release(owner: str) -> list[str]:
     """Let go of everything `owner` holds; put back what nobody else holds. Returns what
-    was put back, in words."""
+    was put back, in words.
+
+    Each change is put back on its own: one that fails stays recorded (with `owner`, to be
+    tried again) and is said, and the others are still put back.
+    """
     restored = []
     with _record() as record:
         for target in sorted(record):
             entry = record[target]
             if owner not in entry["owners"]:
                 continue
-            entry["owners"].remove(owner)
-            if entry["owners"]:
+            if len(entry["owners"]) > 1:
+                entry["owners"].remove(owner)
+                continue
+            try:
+                restored.append(_restore(target, entry["original"]))
+            except OSError as exc:
+                restored.append(f"could not put back {target} ({exc}); kept to try again")
                 continue
             del record[target]
-            restored.append(_restore(target, entry["original"]))
     return restored
 
 
@@ -143,12 +170,15 @@ def _restore(target: str, original: str | None) -> str:
         return f"{name} stays installed: `apt-get remove {name}` removes it if nothing uses it"
     if target.startswith(SYSCTL):
         key = target.removeprefix(SYSCTL)
+        if not _sysctl_path(key).exists():  # its module is unloaded: the switch is gone
+            return f"{key.replace('/', '.')} is gone (its kernel module was unloaded)"
         _sysctl_path(key).write_text(str(original))
         return f"{key.replace('/', '.')} back to {original}"
     path = Path(target.removeprefix(FILE))
     if original is None:
         path.unlink(missing_ok=True)
         return f"{path} removed (it did not exist before)"
-    shutil.copy2(original, path)
-    os.unlink(original)
+    if Path(original).exists():  # gone: copied back already, by a release cut short after it
+        shutil.copy2(original, path)
+        os.unlink(original)
     return f"{path} restored"

@@ -19,6 +19,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM (the process group's and a parent's) must not cut the teardown
+    # the first one started; SIGKILL still ends the process.
+    signal.signal(signum, signal.SIG_IGN)
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
@@ -32,4 +35,9 @@ def terminate_as_interrupt() -> Callable[[], None]:
     ):
         return lambda: None
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def undo() -> None:
+        if signal.getsignal(signal.SIGTERM) in (_raise_interrupt, signal.SIG_IGN):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    return undo

@@ -650,15 +650,17 @@ def namespace(
     yield name
     phases = request.node.stash.get(PHASE_REPORTS_KEY, {})
     failed = any(report.failed for report in phases.values())
-    if failed:
-        dest = harness_run.test_directory(request.node.nodeid) / "diagnostics"
-        collect_diagnostics(kube_api, name, dest, cluster)
-        request.config.hook.pytest_harness_collect_diagnostics(
-            kube=kube_api, namespace=name, dest=dest
-        )
-        request.config.stash[DIAGNOSTICS_KEY].append(dest)
-    if not (failed and request.config.getoption("keep_failed_namespaces")):
-        delete_namespace(kube_api, name)
+    try:
+        if failed:
+            dest = harness_run.test_directory(request.node.nodeid) / "diagnostics"
+            collect_diagnostics(kube_api, name, dest, cluster)
+            request.config.hook.pytest_harness_collect_diagnostics(
+                kube=kube_api, namespace=name, dest=dest
+            )
+            request.config.stash[DIAGNOSTICS_KEY].append(dest)
+    finally:  # diagnostics that break (an API that stopped answering) keep nothing behind
+        if not (failed and request.config.getoption("keep_failed_namespaces")):
+            delete_namespace(kube_api, name)
 
 
 @pytest.fixture(scope="session")

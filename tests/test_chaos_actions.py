@@ -121,7 +121,7 @@ def fake(monkeypatch, tmp_path: Path) -> Target:
     target = Target(FakeProvider(), kube, NS, Ledger("fake", tmp_path / "ledger.jsonl"))
 
     @contextmanager
-    def fake_target(configuration: Any) -> Iterator[Target]:
+    def fake_target(configuration: Any, *, verify: bool = True) -> Iterator[Target]:
         for key in actions.REQUIRED_KEYS:
             actions.setting(configuration, key)
         yield target

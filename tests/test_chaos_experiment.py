@@ -272,6 +272,23 @@ def test_a_list_of_namespaces_may_hold_only_the_harness_namespace(fakes):
         ex.validate_experiment(experiment(method=[victim]), PATH)
 
 
+def test_controls_are_refused_wherever_they_are(fakes):
+    control = [{"name": "c", "provider": {"type": "python", "module": "os"}}]
+    for changed in (
+        experiment(controls=control),
+        experiment(method=[activity("action", "act") | {"controls": control}]),
+    ):
+        with pytest.raises(ex.InvalidExperiment, match="controls run Python around every"):
+            ex.validate_experiment(changed, PATH)
+
+
+def test_a_namespace_list_given_as_the_placeholder_alone_is_fine(fakes):
+    placeholder = "${harness_namespace}"
+    victim = chaosk8s("chaosmesh.stress.actions", "stress_cpu", name="s", workers=1, load=10,
+                      ns=placeholder, namespaces_selectors=placeholder)  # fmt: skip
+    ex.validate_experiment(experiment(method=[victim]), PATH)
+
+
 def test_allow_beyond_namespace_must_name_activities(fakes):
     with pytest.raises(ex.InvalidExperiment, match="allow_beyond_namespace names no activity: x"):
         ex.validate_experiment(with_extension(allow_beyond_namespace=["x"]), PATH)

@@ -8,7 +8,7 @@ from harness.errors import InvalidConfiguration
 
 @pytest.fixture
 def proc_sys(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(host_changes, "STATE_DIR", tmp_path / "state")
     root = tmp_path / "proc-sys"
     monkeypatch.setattr(host_changes, "PROC_SYS", root)
     (root / "net/ipv4").mkdir(parents=True)
@@ -48,7 +48,7 @@ def test_files_get_their_original_back_or_are_removed(proc_sys, tmp_path):
     done = host_changes.release("kind-prepare")
     assert config.read_text() == "mine" and not new.exists()
     assert done == [f"{config} restored", f"{new} removed (it did not exist before)"]
-    assert not list((tmp_path / "cache" / "host-backups").iterdir())
+    assert not list((tmp_path / "state" / "host-backups").iterdir())
 
 
 def test_packages_and_services_are_said(proc_sys):
@@ -61,10 +61,45 @@ def test_packages_and_services_are_said(proc_sys):
 
 
 def test_a_damaged_record_is_named_and_left_alone(proc_sys, tmp_path):
-    record = tmp_path / "cache" / "host-changes.json"
+    record = tmp_path / "state" / "host-changes.json"
     record.parent.mkdir(parents=True)
     record.write_text("{broken")
     with pytest.raises(InvalidConfiguration, match=r"host-changes\.json is damaged") as caught:
         host_changes.release("local:a")
     assert "by hand" in caught.value.fix
     assert record.read_text() == "{broken"
+
+
+def test_one_change_that_cannot_be_put_back_keeps_its_record_and_spares_the_others(
+    proc_sys, tmp_path
+):
+    config = tmp_path / "daemon.json"
+    config.write_text("mine")
+    host_changes.back_up_file(config, "kind-prepare")
+    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "kind-prepare")
+    config.write_text("changed")
+    (proc_sys / "net/ipv4/ip_forward").unlink()  # a folder in its place: root writes
+    (proc_sys / "net/ipv4/ip_forward").mkdir()  # through file modes, not into a folder
+    done = host_changes.release("kind-prepare")
+    assert config.read_text() == "mine"
+    assert any(line.startswith("could not put back sysctl:net/ipv4/ip_forward") for line in done)
+    assert host_changes.held_by("kind-prepare") == ["sysctl:net/ipv4/ip_forward"]
+
+
+def test_a_switch_whose_module_is_gone_is_let_go(proc_sys):
+    (proc_sys / "net/bridge").mkdir(parents=True)
+    (proc_sys / "net/bridge/bridge-nf-call-iptables").write_text("0")
+    host_changes.set_sysctl("net/bridge/bridge-nf-call-iptables", "1", "local:a")
+    (proc_sys / "net/bridge/bridge-nf-call-iptables").unlink()  # br_netfilter unloaded
+    assert host_changes.release("local:a") == [
+        "net.bridge.bridge-nf-call-iptables is gone (its kernel module was unloaded)"
+    ]
+    assert host_changes.held_by("local:a") == []
+
+
+def test_switches_recorded_before_a_reboot_are_forgotten(proc_sys, monkeypatch):
+    monkeypatch.setattr(host_changes, "_boot", lambda: "boot-1")
+    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
+    monkeypatch.setattr(host_changes, "_boot", lambda: "boot-2")
+    assert host_changes.release("local:a") == []  # not back to the 0 of the boot before
+    assert (proc_sys / "net/ipv4/ip_forward").read_text() == "1"

@@ -84,3 +84,20 @@ def test_a_pytest_run_stopped_by_sigterm_tears_its_fixtures_down(tmp_path):
     )
     assert "FAULT REVERTED" in output
     assert code == 2, output  # pytest's "interrupted"
+
+
+def test_a_second_sigterm_does_not_cut_the_teardown_the_first_started(tmp_path):
+    script = """
+import os, signal, time
+from harness.interrupt import terminate_as_interrupt
+terminate_as_interrupt()
+try:
+    print("READY", flush=True)
+    time.sleep(60)
+finally:
+    os.kill(os.getpid(), signal.SIGTERM)  # as a parent passing it on would
+    time.sleep(0.2)
+    print("CLEANED UP", flush=True)
+"""
+    code, output = terminate_when_ready([sys.executable, "-c", script], tmp_path, "READY")
+    assert "CLEANED UP" in output and code == 1

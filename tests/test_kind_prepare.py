@@ -40,7 +40,7 @@ def machine(tmp_path, monkeypatch):
     """A machine without Docker that needs the wrapper; change it per test. Docker's
     daemon is a flag here: started, stopped and restarted by the fakes."""
     state = {"dockerd": None, "needs_shim": True, "answers": False, "runtime": "runc"}
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(host_changes, "STATE_DIR", tmp_path / "state")
     monkeypatch.setattr(kind_prepare.shutil, "which", lambda name: state["dockerd"])
     monkeypatch.setattr(kind_prepare, "needs_runtime_shim", lambda: state["needs_shim"])
     monkeypatch.setattr(kind_prepare, "docker_answers", lambda: state["answers"])

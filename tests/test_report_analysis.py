@@ -208,6 +208,11 @@ def test_trends_skip_runs_after_this_one_and_figures_never_seen_before():
             f'Authorization: {MASK}"bob", response="{MASK}"',
         ),
         ('"Authorization: Bearer x13\\nnext"', f'"Authorization: {MASK}\\nnext"'),
+        (  # empty values: nothing to mask, and nothing after them swallowed
+            '{"password": "", "user": "bob", "x": "", "y": 1}',
+            '{"password": "", "user": "bob", "x": "", "y": 1}',
+        ),
+        ('token: ""\nother: keep me\nname: ""', 'token: ""\nother: keep me\nname: ""'),
         ("signal: SIGTERM, design: fine, author: me", "signal: SIGTERM, design: fine, author: me"),
     ],
 )
@@ -364,3 +369,12 @@ def test_a_symlink_in_a_run_folder_is_not_followed(tmp_path):
     (run / "linked.log").symlink_to(outside)
     assert redact_folder(run) == []
     assert outside.read_text() == PLANTED["token"]
+
+
+def test_only_a_run_folders_records_are_rewritten(tmp_path):
+    """`harness report` pointed at a checkout rewrites nothing of it."""
+    (tmp_path / "spec.yaml").write_text("token_secret: demo-admin\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "kube.py").write_text("def f(kubeconfig: Path): ...\n")
+    assert redact_folder(tmp_path) == []
+    assert (tmp_path / "spec.yaml").read_text() == "token_secret: demo-admin\n"

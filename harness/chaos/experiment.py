@@ -316,6 +316,13 @@ def structure_problems(experiment: Mapping[str, Any]) -> list[str]:
             isinstance(probes, list) and all(isinstance(p, dict) for p in probes)
         ):
             problems.append("steady-state-hypothesis: probes must be a list of mappings")
+    if not problems and (
+        "controls" in experiment or any("controls" in a for _, a in _activities(experiment))
+    ):
+        problems.append(
+            "controls run Python around every activity, which the harness cannot confine: "
+            "remove them (the harness records the run's timeline and journal itself)"
+        )
     return problems
 
 
@@ -415,7 +422,7 @@ def namespace_problems(experiment: Mapping[str, Any]) -> list[str]:
             if key in arguments and arguments[key] != NAMESPACE_VALUE:
                 problems.append(f"{name} sets {key}={arguments[key]!r}, not {NAMESPACE_VALUE}")
         for key in NAMESPACE_LIST_ARGUMENTS:
-            if arguments.get(key) not in (None, [], [NAMESPACE_VALUE]):
+            if arguments.get(key) not in (None, [], [NAMESPACE_VALUE], NAMESPACE_VALUE):
                 problems.append(
                     f"{name} sets {key}={arguments[key]!r}, not [{NAMESPACE_VALUE}] or nothing"
                 )

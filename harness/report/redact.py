@@ -38,7 +38,7 @@ SENSITIVE_KEY = re.compile(rf"^[A-Za-z0-9 ._-]*?{_CREDENTIAL}s?$", re.IGNORECASE
 # Quotes around keys and values: none, one, CSV's doubled ones (JSON inside a CSV field) or
 # escaped ones (JSON inside a JSON or script string).
 _Q = r'(?:""|\\"|["\'])?'
-_QUOTED = r'(?:""(?:[^"]|"(?!"))*""|\\"(?:[^"\\]|\\(?!"))*\\"|"[^"]*"|\'[^\']*\')'
+_QUOTED = r'(?:""[^"\r\n]+""|\\"[^"\\\r\n]*\\"|"[^"]*"|\'[^\']*\')'
 # Space, or the escaped line breaks of text inside a JSON or script string.
 _SPACE = r"(?:\s|\\[nrt])*"
 # Where a token starts: a word boundary, or just after an escaped line break ("...\nghp_...").
@@ -49,6 +49,8 @@ def _masked_value(match: re.Match[str]) -> str:
     """The key as it was and the value masked, inside its quotes when it had them (so JSON,
     YAML, CSV and scripts stay well-formed)."""
     value = match.group(2)
+    if value in ('""', "''", '\\"\\"'):  # empty: nothing to hide
+        return match.group(0)
     quote = next((q for q in ('""', '\\"', '"', "'") if value.startswith(q)), "")
     return f"{match.group(1)}{quote}{MASK}{quote}"
 
@@ -65,19 +67,22 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], .
     # an env list entry: {"name": "ADMIN_TOKEN", "value": "..."} or its YAML form
     (
         re.compile(
-            rf"(\bname{_Q}\s*:\s*{_Q}[A-Za-z0-9._-]*?{_CREDENTIAL}s?{_Q}{_SPACE},?{_SPACE}"
+            rf"(\bname{_Q}\s*:\s*{_Q}[A-Za-z0-9._-]{{0,64}}?{_CREDENTIAL}s?{_Q}{_SPACE},?{_SPACE}"
             rf"{_Q}value{_Q}\s*:\s*)({_QUOTED}|[^\s,}}\\]+)",
             re.I,
         ),
         _masked_value,
     ),
     # --password VALUE on a command line (the = form is a key=value below)
-    (re.compile(rf"(--[A-Za-z0-9-]*?{_CREDENTIAL}s?\s+)[^\s-]\S*", re.I), rf"\1{MASK}"),
+    (
+        re.compile(rf"((?<![A-Za-z0-9-])--[A-Za-z0-9-]{{0,64}}?{_CREDENTIAL}s?\s+)[^\s-]\S*", re.I),
+        rf"\1{MASK}",
+    ),
     # key=value, key: value, "key": "value" (JSON, YAML, query strings, headers), camelCase
     # keys too (adminToken=...)
     (
         re.compile(
-            rf"(\b[A-Za-z0-9_-]*?{_CREDENTIAL}s?\b{_Q}\s*[:=]\s*)"
+            rf"(\b[A-Za-z0-9_-]{{0,64}}?{_CREDENTIAL}s?\b{_Q}\s*[:=]\s*)"
             rf"(?!{_Q}\[redacted\])((?:(?:Bearer|Basic)\s+)?(?:{_QUOTED}|[^\s,;&)}}\]\"'\\]+))",
             re.IGNORECASE,
         ),
@@ -160,7 +165,8 @@ _SNIFF_BYTES = 8192  # a NUL byte in the first ones: a binary file (a screenshot
 
 
 def redact_folder(folder: Path) -> list[Path]:
-    """Mask credentials in every text file under `folder`, in place; return those changed.
+    """Mask credentials in every text file of the run folder `folder` (its record folders and
+    JUnit XML: `RECORD_FILES`), in place; return those changed.
 
     The whole run folder is published (CI artefacts), not only the report: diagnostics,
     container and component logs, chaos journals, timelines, Locust's files. JSON and JSON
@@ -168,7 +174,7 @@ def redact_folder(folder: Path) -> list[Path]:
     text by shape. Symlinks are not followed; running it again changes nothing.
     """
     changed = []
-    for path in sorted(folder.rglob("*")):
+    for path in sorted(_run_files(folder)):
         if path.is_symlink() or not path.is_file():
             continue
         with path.open("rb") as file:
@@ -184,6 +190,20 @@ def redact_folder(folder: Path) -> list[Path]:
             partial.replace(path)
             changed.append(path)
     return changed
+
+
+# A folder that holds one of these is a test's (or an experiment's) record folder: what is in
+# it is the run's. Nothing else is touched, so `harness report` pointed at the wrong folder
+# (a checkout, a home directory) rewrites none of it.
+RECORD_FILES = ("result.json", "timeline.jsonl", "journal.json")
+RUN_ROOT_FILES = ("junit.xml",)
+
+
+def _run_files(folder: Path) -> set[Path]:
+    """Every file in the record folders under `folder`, and its JUnit XML."""
+    records = {p.parent for name in RECORD_FILES for p in folder.rglob(name) if p.is_file()}
+    files = {p for record in records for p in record.rglob("*")}
+    return files | {folder / name for name in RUN_ROOT_FILES}
 
 
 def _redacted_file_text(suffix: str, text: str) -> str:

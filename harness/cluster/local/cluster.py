@@ -439,8 +439,6 @@ class LocalProvider:
         host.remove_cgroups(layout)
         host.remove_container_log_links(layout)
         network.delete_bridge(layout)
-        for restored in network.release_sysctls(layout):
-            say(restored)
         network.remove_cni_results(layout)
         if layout.state_dir.exists() or chains_before is not None:
             network.remove_chains(chains_before)
@@ -448,6 +446,11 @@ class LocalProvider:
             shutil.rmtree(folder, ignore_errors=True)
         if self.options.kubeconfig and self.options.kubeconfig.exists():
             self.options.kubeconfig.unlink()
+        try:  # last: a record that cannot be read must not keep the rest on the machine
+            for restored in network.release_sysctls(layout):
+                say(restored)
+        except HarnessError as exc:
+            say(f"kernel switches not put back: {exc}")
 
 
 def probe_machine() -> tuple[bool, str, str]:
