@@ -28,9 +28,17 @@ class Kube:
     def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
-        self.api_client: client.ApiClient = config.new_client_from_config(
-            config_file=str(kubeconfig), context=context
-        )
+        try:
+            self.api_client: client.ApiClient = config.new_client_from_config(
+                config_file=str(kubeconfig), context=context
+            )
+        except (config.ConfigException, OSError) as exc:  # never quotes the file's lines
+            raise InvalidConfiguration(
+                f"kubeconfig {kubeconfig} cannot be used ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'empty'})",
+                fix="bring the cluster up (`harness cluster up`) or give a kubeconfig of a "
+                "running cluster",
+            ) from None
         # Every typed call goes through this method (kubernetes >= 37; a test checks it).
         call = self.api_client._call_with_legacy_options
 

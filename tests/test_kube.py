@@ -9,6 +9,7 @@ import urllib3
 import yaml
 
 from harness import kube as kube_module
+from harness.errors import InvalidConfiguration
 from harness.kube import Kube
 
 
@@ -78,3 +79,11 @@ def test_a_call_that_names_its_timeout_or_streams_keeps_it(tmp_path, monkeypatch
             kube.core.list_namespace(**kwargs)
     assert seen == [5, None, kube_module.REQUEST_TIMEOUT_S]
     kube.close()
+
+
+def test_a_kubeconfig_that_is_gone_or_empty_is_named_with_the_fix(tmp_path):
+    (tmp_path / "empty").write_text("")
+    for path in (tmp_path / "gone", tmp_path / "empty"):
+        with pytest.raises(InvalidConfiguration, match=f"kubeconfig {path} cannot be used") as e:
+            Kube(path)
+        assert "harness cluster up" in e.value.fix
