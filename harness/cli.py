@@ -443,7 +443,7 @@ def cmd_kind_unprepare(args: argparse.Namespace) -> int:
         print("\n".join(f"- put back {target}" for target in held) or "nothing to put back")
         print("(dry run: nothing changed)")
         return 0
-    for done in kind_prepare.unprepare() or ["nothing to put back"]:
+    for done in kind_prepare.unprepare(force=args.force) or ["nothing to put back"]:
         print(f"- {done}")
     return 0
 
@@ -474,6 +474,9 @@ def _register_kind(commands: argparse._SubParsersAction) -> None:
     )
     unprepare = actions.add_parser("unprepare", help=text, description=text)
     unprepare.add_argument("--dry-run", action="store_true", help="list what would be put back")
+    unprepare.add_argument(
+        "--force", action="store_true", help="restart or stop Docker even under its containers"
+    )
     unprepare.set_defaults(func=cmd_kind_unprepare)
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from harness.access import LoadEntry, Reach, reach
@@ -502,7 +501,7 @@ class Applier:
 
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
-        self.dynamic = DynamicClient(kube.api_client)
+        self.dynamic = kube.dynamic
 
     def resource(self, obj: Mapping[str, Any]) -> Any:
         """The API resource serving `obj`'s kind.

@@ -8,8 +8,8 @@ lives in /var/lib/kube-harness (one per machine), so a later process (`harness c
 down`, `harness kind unprepare`) undoes what an earlier one did.
 
 Example:
-    >>> set_sysctl("net/ipv4/ip_forward", "1", owner="local:kube-harness")  # doctest: +SKIP
-    >>> release("local:kube-harness")                                      # doctest: +SKIP
+    >>> set_sysctls({"net/ipv4/ip_forward": "1"}, "local:kube-harness")  # doctest: +SKIP
+    >>> release("local:kube-harness")                                    # doctest: +SKIP
     ['net.ipv4.ip_forward back to 0']
 """
 
@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,20 +89,21 @@ def _sysctl_path(key: str) -> Path:
     return PROC_SYS / key
 
 
-def hold_sysctl(key: str, owner: str) -> None:
-    """Record `key`'s value now as its original, held by `owner`, without changing it: for a
-    switch a program the owner starts changes (kube-proxy's route_localnet, Docker's
-    forwarding)."""
+def set_sysctls(changes: Mapping[str, str], owner: str, *, hold: Iterable[str] = ()) -> None:
+    """Set kernel switches (e.g. {"net/ipv4/ip_forward": "1"}) for `owner`, each one's
+    original recorded first (one record write, under one lock).
+
+    `hold`: switches to record as they are now without changing them, for those a program
+    the owner starts changes (kube-proxy's route_localnet).
+    """
     with _record() as record:
-        _hold(record, SYSCTL + key, owner, _sysctl_path(key).read_text().strip())
-        record[SYSCTL + key].setdefault("boot", _boot())
-
-
-def set_sysctl(key: str, value: str, owner: str) -> None:
-    """Set the kernel switch `key` (e.g. "net/ipv4/ip_forward") for `owner`, its original
-    recorded first."""
-    hold_sysctl(key, owner)
-    _sysctl_path(key).write_text(value)
+        for key in [*changes, *hold]:
+            _hold(record, SYSCTL + key, owner, _sysctl_path(key).read_text().strip())
+            record[SYSCTL + key].setdefault("boot", _boot())
+    # After the record is written: a run killed between the two leaves a recorded original,
+    # never a change without one.
+    for key, value in changes.items():
+        _sysctl_path(key).write_text(value)
 
 
 def back_up_file(path: Path, owner: str) -> None:
@@ -154,7 +155,8 @@ def release(owner: str) -> list[str]:
                 entry["owners"].remove(owner)
                 continue
             try:
-                restored.append(_restore(target, entry["original"]))
+                said = _restore(target, entry["original"])
+                restored += [said] if said else []
             except OSError as exc:
                 restored.append(f"could not put back {target} ({exc}); kept to try again")
                 continue
@@ -162,7 +164,7 @@ def release(owner: str) -> list[str]:
     return restored
 
 
-def _restore(target: str, original: str | None) -> str:
+def _restore(target: str, original: str | None) -> str | None:
     if target.startswith(SERVICE):
         return f"{target.removeprefix(SERVICE)} stopped (it was not running before)"
     if target.startswith(PACKAGE):
@@ -172,6 +174,8 @@ def _restore(target: str, original: str | None) -> str:
         key = target.removeprefix(SYSCTL)
         if not _sysctl_path(key).exists():  # its module is unloaded: the switch is gone
             return f"{key.replace('/', '.')} is gone (its kernel module was unloaded)"
+        if _sysctl_path(key).read_text().strip() == str(original):
+            return None  # nothing to say: it is as it was
         _sysctl_path(key).write_text(str(original))
         return f"{key.replace('/', '.')} back to {original}"
     path = Path(target.removeprefix(FILE))

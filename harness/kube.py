@@ -9,6 +9,7 @@ from typing import Any
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
 
 from harness.errors import InvalidConfiguration
 from harness.wait import Pending, wait_for
@@ -28,9 +29,13 @@ class Kube:
     def __init__(self, kubeconfig: Path, context: str | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.context = context
+        configuration = client.Configuration()
+        # A read that timed out is not sent again: the server took the request, and three
+        # more waits would make a 10 s deadline 40 s. The harness's waits retry on their own.
+        configuration.retries = urllib3.Retry(total=3, read=0)
         try:
             self.api_client: client.ApiClient = config.new_client_from_config(
-                config_file=str(kubeconfig), context=context
+                config_file=str(kubeconfig), context=context, client_configuration=configuration
             )
         except (config.ConfigException, OSError) as exc:  # never quotes the file's lines
             raise InvalidConfiguration(
@@ -82,12 +87,26 @@ class Kube:
         return client.CustomObjectsApi(self.api_client)
 
     @cached_property
+    def dynamic(self) -> DynamicClient:
+        """Any kind by apiVersion and kind (manifests, CRDs), with the same default timeout."""
+        return _DynamicClientWithATimeout(self.api_client)
+
+    @cached_property
     def server_version(self) -> str:
         """The API server's version, e.g. v1.34.4."""
         return client.VersionApi(self.api_client).get_code(_request_timeout=30).git_version
 
     def close(self) -> None:
         self.api_client.close()
+
+
+class _DynamicClientWithATimeout(DynamicClient):
+    # The dynamic client (discovery included) calls the API client's call_api directly, past
+    # the typed clients' path that Kube gives its default timeout.
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        if not params.get("watch"):
+            params.setdefault("_request_timeout", REQUEST_TIMEOUT_S)
+        return super().request(method, path, body, **params)
 
 
 # While an API server starts, connections are refused or time out: that is "not yet".

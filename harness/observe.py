@@ -8,6 +8,7 @@ Observers record, reporters render: `TimelineRecorder` only writes timestamped f
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections import deque
@@ -438,11 +439,12 @@ class Timeline:
         return dict(last[0][1]) if last else {}
 
     def replay(
-        self, kind: str, *, until: float = float("inf")
+        self, kind: str, *, since: float = float("-inf"), until: float = float("inf")
     ) -> Iterator[tuple[float, dict[str, dict[str, Any]]]]:
-        """Every object of `kind` as it stood after each moment one changed, up to `until`:
-        `states_at` for every such moment, in one pass. The entries of one moment (a relist)
-        are applied together. The mapping yielded is updated in place: copy what you keep."""
+        """Every object of `kind` as it stood after each moment one changed, from `since` to
+        `until`: `states_at` for every such moment, in one pass. The entries of one moment (a
+        relist) are applied together. The mapping yielded is updated in place: copy what you
+        keep."""
         current: dict[str, dict[str, Any]] = {}
         entries = self.of(kind, until=until)
         for index, entry in enumerate(entries):
@@ -450,7 +452,7 @@ class Timeline:
                 current.pop(entry.name, None)
             elif entry.type != "WATCH-ERROR":
                 current[entry.name] = entry.state
-            if index + 1 == len(entries) or entries[index + 1].t != entry.t:
+            if entry.t >= since and (index + 1 == len(entries) or entries[index + 1].t != entry.t):
                 yield entry.t, current
 
     def ready_endpoints(self, at: float) -> set[str]:
@@ -490,19 +492,13 @@ class Timeline:
             return sum(serving(s) for s in states.values())
 
         # Just before the fault: a change recorded at its very moment is the fault's doing.
-        before: dict[str, dict[str, Any]] = {}
-        serving_before = wanted = None
-        restarts_before: dict[str, int] = {}
+        before = pods(self.states_at("Pod", math.nextafter(fault_at, -math.inf)))
+        serving_before = count_serving(before)
+        wanted = max(serving_before, baseline or 0)
+        restarts_before = {name: restarts_of(s) for name, s in before.items()}
         detected = None
         restarted: set[str] = set()
-        for t, states in self.replay("Pod", until=until):  # one pass: before, then from it
-            if t < fault_at:
-                before = dict(pods(states))
-                continue
-            if serving_before is None:
-                serving_before = count_serving(before)
-                wanted = max(serving_before, baseline or 0)
-                restarts_before = {name: restarts_of(s) for name, s in before.items()}
+        for t, states in self.replay("Pod", since=fault_at, until=until):
             now = pods(states)
             restarted |= {
                 name for name, s in now.items() if restarts_of(s) > restarts_before.get(name, 0)
@@ -516,8 +512,6 @@ class Timeline:
                 and all(serving(now[name]) for name in restarted & now.keys())
             ):
                 return Disruption(detected, t, serving_before)
-        if serving_before is None:  # nothing recorded from the fault on
-            serving_before = count_serving(before)
         return Disruption(detected, None, serving_before)
 
     def render(

@@ -52,6 +52,7 @@ DIAGNOSTICS_KEY = pytest.StashKey[list[Path]]()
 SPEC_KEY = pytest.StashKey[ResilienceSpec]()
 BUILTIN_SUITE_KEY = pytest.StashKey[suite.Collection]()
 EXPERIMENT_KEY = pytest.StashKey[dict]()
+OPTIONS_KEY = pytest.StashKey[ClusterOptions]()
 SERVICE_MARKER = "harness_service"
 # How tests share the run's cluster under pytest-xdist (see the `_cluster_turn` fixture).
 EXCLUSIVE_MARKER = "exclusive_cluster"
@@ -174,10 +175,14 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name, text in suite.MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
-    config.add_cleanup(terminate_as_interrupt())  # SIGTERM tears down and reverts faults too
+    # SIGTERM tears down and reverts faults too (xdist's workers carry it for the controller)
+    controller = not hasattr(config, "workerinput") and bool(
+        getattr(config.option, "numprocesses", None)
+    )
+    config.add_cleanup(terminate_as_interrupt(to_workers=controller))
     worker_input = getattr(config, "workerinput", {})
     try:
-        _check_options(config)
+        config.stash[OPTIONS_KEY] = _checked_options(config)
         config.stash[RUN_KEY] = Run.from_environment(
             Path(config.getoption("reports_dir")),
             config.getoption("run_id") or worker_input.get("harness_run_id"),
@@ -190,9 +195,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(show_in_terminal(config))
 
 
-def _check_options(config: pytest.Config) -> None:
-    """Refuse bad counts and a bad cluster name before anything runs, not when the first test
-    that needs them starts.
+def _checked_options(config: pytest.Config) -> ClusterOptions:
+    """The cluster asked for, with bad counts and a bad cluster name refused before anything
+    runs, not when the first test that needs them starts.
 
     Raises:
         InvalidConfiguration: naming the option and the fix.
@@ -207,7 +212,7 @@ def _check_options(config: pytest.Config) -> None:
             f"--load-workers={load_workers} is not a worker count",
             fix=f"give 0 (one Locust process) to {MAX_LOAD_WORKERS} (a master and N workers)",
         )
-    _cluster_options(config)  # --cluster-name, --cluster-workers
+    return _cluster_options(config)  # checks --cluster-name, --cluster-workers
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -442,11 +447,7 @@ def _cluster_options(config: pytest.Config) -> ClusterOptions:
 @pytest.fixture(scope="session")
 def cluster_options(request: pytest.FixtureRequest) -> ClusterOptions:
     """The cluster asked for on the command line."""
-    try:
-        return _cluster_options(request.config)
-    except HarnessError as exc:
-        _fail_on_harness_error(exc)
-        raise
+    return request.config.stash[OPTIONS_KEY]
 
 
 @pytest.fixture(scope="session")
@@ -571,7 +572,7 @@ def _tear_down_cluster(config: pytest.Config) -> None:
     shutil.rmtree(marker.parent, ignore_errors=True)
     if config.getoption("keep_cluster"):
         return
-    options = _cluster_options(config)
+    options = config.stash[OPTIONS_KEY]
     provider = make_provider(provider_name, options)
     if provider.capabilities.creates_clusters:
         provider.delete()

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import kubeconfigs
 import pytest
 import yaml
 
@@ -178,18 +179,8 @@ def extension(**values: object) -> Make:
     return experiment_yaml(extensions=[{"name": "kube-harness", **values}])
 
 
-KUBECONFIG = {
-    "apiVersion": "v1",
-    "kind": "Config",
-    "clusters": [],
-    "users": [],
-    "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
-    "current-context": "ctx",
-}
-
-
 def kubeconfig_yaml(**changes: object) -> Make:
-    document = {k: v for k, v in {**KUBECONFIG, **changes}.items() if v is not None}
+    document = {k: v for k, v in kubeconfigs.kubeconfig(**changes).items() if v is not None}
     return text(yaml.safe_dump(document))
 
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
+from kubeconfigs import write_kubeconfig
 from kubernetes import client
 
 from harness.chaos import Injected, Ledger, Target, actions, probes
@@ -143,19 +143,7 @@ def test_an_activity_without_the_harness_keys_says_how_to_run_it(missing):
 
 
 def test_the_target_is_built_from_the_configuration_keys(tmp_path: Path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig")
     config = CONFIG | {"harness_kubeconfig": str(kubeconfig), "harness_allow_chaos": True}
     with actions.harness_target(config) as t:
         assert (t.cluster.name, t.cluster.options.name, t.namespace) == ("existing", "fake", NS)

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from kubeconfigs import write_kubeconfig
 from kubernetes import client
 
 from harness.assertions import BehaviourViolation
@@ -462,22 +463,6 @@ def test_harness_configuration_wins_and_the_original_is_untouched():
     assert original["configuration"]["harness_namespace"] == "mine"
 
 
-def kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
-
-
 def test_chaosk8s_uses_the_clusters_kubeconfig_only_inside_the_block(tmp_path, monkeypatch):
     from chaosk8s import create_k8s_api_client
     from kubernetes import client
@@ -486,7 +471,7 @@ def test_chaosk8s_uses_the_clusters_kubeconfig_only_inside_the_block(tmp_path, m
     monkeypatch.setenv("KUBECONFIG", "/somewhere/else")
     monkeypatch.setenv("KUBERNETES_CONTEXT", "not-in-our-file")
     location, default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION, client.Configuration._default
-    ours = kubeconfig(tmp_path / "kubeconfig", "https://10.1.2.3:6443")
+    ours = write_kubeconfig(tmp_path / "kubeconfig", "https://10.1.2.3:6443")
     monkeypatch.delenv("KUBERNETES_VERIFY_SSL", raising=False)
     with ex.chaosk8s_kubeconfig(ours):
         api = create_k8s_api_client()
@@ -591,7 +576,7 @@ def world(tmp_path, monkeypatch):
     cluster = SimpleNamespace(
         name="local",
         options=SimpleNamespace(name="kube-harness", context=None, allow_chaos=False),
-        kubeconfig=lambda: kubeconfig(tmp_path / "kubeconfig", "https://10.9.9.9:6443"),
+        kubeconfig=lambda: write_kubeconfig(tmp_path / "kubeconfig", "https://10.9.9.9:6443"),
     )
     kube = SimpleNamespace(
         api_client=client.ApiClient(),

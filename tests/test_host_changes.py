@@ -18,8 +18,8 @@ def proc_sys(tmp_path, monkeypatch):
 
 def test_a_switch_goes_back_when_its_last_owner_lets_go(proc_sys):
     switch = proc_sys / "net/ipv4/ip_forward"
-    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
-    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "kind-prepare")
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "local:a")
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "kind-prepare")
     assert switch.read_text() == "1"
     assert host_changes.release("local:a") == []
     assert switch.read_text() == "1"  # kind-prepare still needs it
@@ -29,10 +29,31 @@ def test_a_switch_goes_back_when_its_last_owner_lets_go(proc_sys):
 
 
 def test_the_original_is_the_value_before_the_first_owner(proc_sys):
-    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
-    host_changes.hold_sysctl("net/ipv4/ip_forward", "local:b")  # reads 1: not the original
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "local:a")
+    host_changes.set_sysctls({}, "local:b", hold=["net/ipv4/ip_forward"])  # 1: not the original
     host_changes.release("local:a")
     assert host_changes.release("local:b") == ["net.ipv4.ip_forward back to 0"]
+
+
+def test_every_original_is_recorded_before_any_switch_changes(proc_sys, monkeypatch):
+    (proc_sys / "net/ipv4/conf").mkdir()
+    (proc_sys / "net/ipv4/conf/route_localnet").write_text("0\n")
+    changes = {"net/ipv4/ip_forward": "1", "net/ipv4/conf/route_localnet": "1"}
+    record_writes = []
+    real_record = host_changes._record
+
+    def counted(**kwargs):
+        record_writes.append(kwargs)
+        return real_record(**kwargs)
+
+    monkeypatch.setattr(host_changes, "_record", counted)
+    host_changes.set_sysctls(changes, "local:a")
+    assert len(record_writes) == 1
+    assert host_changes.held_by("local:a") == sorted(f"sysctl:{key}" for key in changes)
+    assert sorted(host_changes.release("local:a")) == [
+        "net.ipv4.conf.route_localnet back to 0",
+        "net.ipv4.ip_forward back to 0",
+    ]
 
 
 def test_files_get_their_original_back_or_are_removed(proc_sys, tmp_path):
@@ -76,7 +97,7 @@ def test_one_change_that_cannot_be_put_back_keeps_its_record_and_spares_the_othe
     config = tmp_path / "daemon.json"
     config.write_text("mine")
     host_changes.back_up_file(config, "kind-prepare")
-    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "kind-prepare")
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "kind-prepare")
     config.write_text("changed")
     (proc_sys / "net/ipv4/ip_forward").unlink()  # a folder in its place: root writes
     (proc_sys / "net/ipv4/ip_forward").mkdir()  # through file modes, not into a folder
@@ -89,7 +110,7 @@ def test_one_change_that_cannot_be_put_back_keeps_its_record_and_spares_the_othe
 def test_a_switch_whose_module_is_gone_is_let_go(proc_sys):
     (proc_sys / "net/bridge").mkdir(parents=True)
     (proc_sys / "net/bridge/bridge-nf-call-iptables").write_text("0")
-    host_changes.set_sysctl("net/bridge/bridge-nf-call-iptables", "1", "local:a")
+    host_changes.set_sysctls({"net/bridge/bridge-nf-call-iptables": "1"}, "local:a")
     (proc_sys / "net/bridge/bridge-nf-call-iptables").unlink()  # br_netfilter unloaded
     assert host_changes.release("local:a") == [
         "net.bridge.bridge-nf-call-iptables is gone (its kernel module was unloaded)"
@@ -99,7 +120,14 @@ def test_a_switch_whose_module_is_gone_is_let_go(proc_sys):
 
 def test_switches_recorded_before_a_reboot_are_forgotten(proc_sys, monkeypatch):
     monkeypatch.setattr(host_changes, "_boot", lambda: "boot-1")
-    host_changes.set_sysctl("net/ipv4/ip_forward", "1", "local:a")
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "local:a")
     monkeypatch.setattr(host_changes, "_boot", lambda: "boot-2")
     assert host_changes.release("local:a") == []  # not back to the 0 of the boot before
     assert (proc_sys / "net/ipv4/ip_forward").read_text() == "1"
+
+
+def test_a_switch_already_as_it_was_is_not_said(proc_sys):
+    (proc_sys / "net/ipv4/ip_forward").write_text("1")
+    host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "local:a")
+    assert host_changes.release("local:a") == []
+    assert host_changes.held_by("local:a") == []

@@ -10,16 +10,27 @@ from pathlib import Path
 
 from harness.interrupt import terminate_as_interrupt
 
-SLEEPER = """
-import time
+
+def sleeper(before_cleaning_up: str = "") -> list[str]:
+    """A Python process that sleeps under `terminate_as_interrupt` until SIGTERM comes."""
+    script = f"""
+import os, signal, time
 from harness.interrupt import terminate_as_interrupt
 terminate_as_interrupt()
 try:
     print("READY", flush=True)
     time.sleep(60)
 finally:
+    {before_cleaning_up}
     print("CLEANED UP", flush=True)
 """
+    return [sys.executable, "-c", script]
+
+
+def write_suite(folder: Path, source: str) -> str:
+    """A test file for a pytest run in `folder` that the test stops; its name."""
+    (folder / "test_stopped.py").write_text(textwrap.dedent(source))
+    return "test_stopped.py"
 
 
 def terminate_when_ready(command: list[str], cwd: Path, ready: str) -> tuple[int, str]:
@@ -40,7 +51,7 @@ def terminate_when_ready(command: list[str], cwd: Path, ready: str) -> tuple[int
 
 
 def test_sigterm_runs_finally_blocks(tmp_path):
-    code, output = terminate_when_ready([sys.executable, "-c", SLEEPER], tmp_path, "READY")
+    code, output = terminate_when_ready(sleeper(), tmp_path, "READY")
     assert "CLEANED UP" in output
     assert code == 1 and "Terminated: stopped by SIGTERM" in output
 
@@ -60,25 +71,24 @@ def test_a_handler_someone_installed_is_kept():
 
 
 def test_a_pytest_run_stopped_by_sigterm_tears_its_fixtures_down(tmp_path):
-    (tmp_path / "test_stopped.py").write_text(
-        textwrap.dedent(
-            """
-            import time
-            import pytest
+    suite = write_suite(
+        tmp_path,
+        """
+        import time
+        import pytest
 
-            @pytest.fixture
-            def fault():
-                yield
-                print("FAULT REVERTED", flush=True)
+        @pytest.fixture
+        def fault():
+            yield
+            print("FAULT REVERTED", flush=True)
 
-            def test_long(fault):
-                print("INJECTED", flush=True)
-                time.sleep(60)
-            """
-        )
+        def test_long(fault):
+            print("INJECTED", flush=True)
+            time.sleep(60)
+        """,
     )
     code, output = terminate_when_ready(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "test_stopped.py"],
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", suite],
         tmp_path,
         "INJECTED",
     )
@@ -87,17 +97,43 @@ def test_a_pytest_run_stopped_by_sigterm_tears_its_fixtures_down(tmp_path):
 
 
 def test_a_second_sigterm_does_not_cut_the_teardown_the_first_started(tmp_path):
-    script = """
-import os, signal, time
-from harness.interrupt import terminate_as_interrupt
-terminate_as_interrupt()
-try:
-    print("READY", flush=True)
-    time.sleep(60)
-finally:
-    os.kill(os.getpid(), signal.SIGTERM)  # as a parent passing it on would
-    time.sleep(0.2)
-    print("CLEANED UP", flush=True)
-"""
-    code, output = terminate_when_ready([sys.executable, "-c", script], tmp_path, "READY")
+    # A parent passing SIGTERM on sends a second one during the teardown.
+    again = "os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2)"
+    code, output = terminate_when_ready(sleeper(again), tmp_path, "READY")
     assert "CLEANED UP" in output and code == 1
+
+
+def test_xdist_workers_finish_their_teardown_when_the_controller_gets_sigterm(tmp_path):
+    """xdist ends its workers within seconds of the controller's own interruption: the
+    controller passes SIGTERM on instead, so a teardown that takes a while (a revert that
+    waits for a kubelet) finishes in every worker."""
+    suite = write_suite(
+        tmp_path,
+        f"""
+        import os, time
+        import pytest
+
+        @pytest.fixture
+        def fault():
+            yield
+            time.sleep(7)
+            open({str(tmp_path)!r} + f"/reverted-{{os.getpid()}}", "w").close()
+
+        @pytest.mark.parametrize("n", [1, 2, 3, 4])
+        def test_long(fault, n):
+            open({str(tmp_path)!r} + f"/injected-{{os.getpid()}}", "w").close()
+            time.sleep(60)
+        """,
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", suite],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as run:  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(list(tmp_path.glob("injected-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)  # the controller only, as `kill PID` does
+        output, _ = run.communicate(timeout=90)
+    assert len(list(tmp_path.glob("reverted-*"))) == 2, output
+    assert run.returncode == 2, output  # interrupted, and no more tests started
+    assert len(list(tmp_path.glob("injected-*"))) == 2, output

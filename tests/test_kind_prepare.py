@@ -65,7 +65,8 @@ def machine(tmp_path, monkeypatch):
         kind_prepare, "apt_install", lambda package: state.update(dockerd="/usr/sbin/dockerd")
     )
     monkeypatch.setattr(kind_prepare, "_need_root", lambda command: None)
-    monkeypatch.setattr("harness.cluster.kind.find_kind", lambda: None)
+    monkeypatch.setattr(kind_prepare, "docker_containers", lambda: state.get("containers", []))
+    monkeypatch.setattr(kind_prepare, "DOCKERD_FLAG_FILES", (tmp_path / "default-docker",))
     return state
 
 
@@ -179,11 +180,23 @@ def test_a_default_runtime_given_to_dockerd_by_flag_counts_too(machine):
         kind_prepare.plan()
 
 
-def test_unprepare_refuses_while_kind_clusters_run(machine, monkeypatch):
+def test_unprepare_refuses_to_restart_docker_under_its_containers(machine):
     machine.update(dockerd="/usr/sbin/dockerd", answers=True)
-    monkeypatch.setattr("harness.cluster.kind.find_kind", lambda: "/bin/kind")
-    monkeypatch.setattr(kind_prepare, "run", lambda argv, **kw: "kh-one\n")
-    with pytest.raises(
-        InvalidConfiguration, match="kind clusters still run on this machine: kh-one"
-    ):
+    apply(kind_prepare.plan())
+    machine["containers"] = ["kh-one-control-plane", "registry"]
+    with pytest.raises(InvalidConfiguration) as refused:
         kind_prepare.unprepare()
+    assert "Docker holds 2 container(s) (kh-one-control-plane, registry)" in refused.value.message
+    assert "restarts Docker" in refused.value.message and "--force" in refused.value.fix
+    assert kind_prepare.held()  # nothing put back
+    kind_prepare.unprepare(force=True)
+    assert kind_prepare.held() == [] and machine["restarts"] == 2
+
+
+def test_a_default_runtime_in_dockerds_flags_counts_while_docker_is_stopped(machine, tmp_path):
+    (tmp_path / "default-docker").write_text('DOCKER_OPTS="--default-runtime=runsc"\n')
+    with pytest.raises(InvalidConfiguration, match="default runtime is 'runsc', set by a dock"):
+        kind_prepare.plan()
+    # dockerd refuses a default runtime in both its flags and daemon.json: no way round it
+    with pytest.raises(InvalidConfiguration, match="remove that --default-runtime flag"):
+        kind_prepare.plan(replace_default_runtime=True)

@@ -219,7 +219,10 @@ def assert_users_follow(result: LoadResult, shape: Shape) -> None:
         t = point.t + 1 - result.started
         if t > shape.duration - 0.5:
             break
-        window = [shape.users_at(max(0.0, t - lag / 10)) for lag in range(-10, 16)]
+        # Before the start nothing is promised: the first count may trail from 0 users.
+        window = [
+            shape.users_at(t - lag / 10) if t - lag / 10 >= 0 else 0 for lag in range(-10, 16)
+        ]
         assert min(window) <= point.users <= max(window), (
             f"{t:.1f}s into {shape}: {point.users} users, promised {min(window)}..{max(window)}\n"
             + "\n".join(f"  {p.t + 1 - result.started:5.1f}s {p.users}" for p in result.series)

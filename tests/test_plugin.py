@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from kubeconfigs import write_kubeconfig
 
 from harness.kube import Kube
 from harness.locks import file_lock
@@ -20,20 +20,7 @@ def test_show(cluster_selection):
 
 @pytest.fixture
 def kubeconfig_file(tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [],
-                "users": [],
-                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "ctx",
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig")
 
 
 def test_options_live_in_one_group_beside_pytest_kinds(pytester):

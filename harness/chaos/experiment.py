@@ -41,6 +41,7 @@ Per-experiment settings live in a Chaos Toolkit extension:
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import json
@@ -491,9 +492,13 @@ def refuse_beyond_namespace(settings: HarnessSettings, cluster: ClusterProvider)
 
 
 def _parameters(provider: Mapping[str, Any]) -> Mapping[str, inspect.Parameter]:
+    return _signature_parameters(provider["module"], provider["func"])
+
+
+@functools.cache  # both guards ask for each activity's function
+def _signature_parameters(module: str, func: str) -> Mapping[str, inspect.Parameter]:
     # chaoslib's validation has imported the module and found the function already.
-    module = importlib.import_module(provider["module"])
-    return inspect.signature(getattr(module, provider["func"])).parameters
+    return inspect.signature(getattr(importlib.import_module(module), func)).parameters
 
 
 def with_configuration(experiment: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

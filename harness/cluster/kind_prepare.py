@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -148,13 +149,13 @@ def register_shim() -> None:
 def keep_forward_policy() -> None:
     # Docker sets the FORWARD policy to DROP only when it has to turn IP forwarding on
     # itself; that policy would cut the local provider's pod traffic.
-    host_changes.set_sysctl(IP_FORWARD, "1", OWNER)
+    host_changes.set_sysctls({IP_FORWARD: "1"}, OWNER)
 
 
 def start_docker(*, restart: bool) -> None:
     """Start (or restart) dockerd and wait until it answers (recorded: Docker turns IPv4
     forwarding on when it starts, and a daemon started here is stopped by `unprepare`)."""
-    host_changes.hold_sysctl(IP_FORWARD, OWNER)
+    host_changes.set_sysctls({}, OWNER, hold=[IP_FORWARD])
     if not restart:
         host_changes.note_service(DOCKER_SERVICE, OWNER)
     _launch_dockerd(restart=restart)
@@ -202,13 +203,32 @@ def _stop_hand_started_dockerd() -> None:
         time.sleep(0.5)
 
 
-def configured_default_runtime(*, docker_running: bool) -> str | None:
-    """The default runtime someone configured for Docker (daemon.json, else dockerd's
-    flags as `docker info` reports them), when it is neither Docker's own nor the wrapper."""
+# Where dockerd's flags are set when Docker is not running to say them (`docker info`).
+DOCKERD_FLAG_FILES = (
+    Path("/etc/default/docker"),
+    Path("/lib/systemd/system/docker.service"),
+    Path("/etc/systemd/system/docker.service"),
+    *sorted(Path("/etc/systemd/system/docker.service.d").glob("*.conf")),
+)
+DEFAULT_RUNTIME_FLAG = re.compile(r"--default-runtime[= ]+([A-Za-z0-9._-]+)")
+
+
+def configured_default_runtime(*, docker_running: bool) -> tuple[str, str] | None:
+    """The default runtime someone configured for Docker and where: daemon.json, else
+    dockerd's flags (as `docker info` reports them, or in its unit and defaults files while
+    it is stopped); None when it is Docker's own or the wrapper."""
+    found: tuple[str, str] | None = None
     configured = _read_daemon_config().get("default-runtime")
-    if configured is None and docker_running:
-        configured = docker_default_runtime()
-    return None if configured in (None, DOCKER_RUNTIME, SHIM_NAME) else configured
+    if configured is not None:
+        found = (configured, str(DAEMON_CONFIG))
+    elif docker_running:
+        found = (docker_default_runtime(), "a dockerd flag")
+    else:
+        for path in (p for p in DOCKERD_FLAG_FILES if p.is_file()):
+            if flag := DEFAULT_RUNTIME_FLAG.search(path.read_text(errors="replace")):
+                found = (flag[1], f"a dockerd flag in {path}")
+                break
+    return None if found is None or found[0] in (DOCKER_RUNTIME, SHIM_NAME) else found
 
 
 def plan(*, node_image: bool = True, replace_default_runtime: bool = False) -> list[Change]:
@@ -235,9 +255,19 @@ def plan(*, node_image: bool = True, replace_default_runtime: bool = False) -> l
             changes.append(Change(f"install the runc wrapper {SHIM_PATH}", why, install_shim))
         if daemon_config_with_shim(_read_daemon_config()) != _read_daemon_config():
             chosen = configured_default_runtime(docker_running=running)
+            if chosen and chosen[1] != str(DAEMON_CONFIG):
+                raise InvalidConfiguration(
+                    f"Docker's default runtime is {chosen[0]!r}, set by {chosen[1]}; kind's "
+                    f"privileged nodes need the runc wrapper {SHIM_NAME} as the default here "
+                    f"({why}), and dockerd refuses a default runtime given both as a flag and "
+                    "in daemon.json",
+                    fix="remove that --default-runtime flag and run `harness kind prepare` "
+                    "again (the wrapper then becomes the default in daemon.json), or use the "
+                    "local provider",
+                )
             if chosen and not replace_default_runtime:
                 raise InvalidConfiguration(
-                    f"Docker's default runtime is {chosen!r}; kind's privileged nodes need "
+                    f"Docker's default runtime is {chosen[0]!r}; kind's privileged nodes need "
                     f"the runc wrapper {SHIM_NAME} as the default here ({why})",
                     fix="run `harness kind prepare --replace-default-runtime` to make the "
                     f"wrapper the default ({DAEMON_CONFIG} is backed up and `harness kind "
@@ -352,32 +382,41 @@ def held() -> list[str]:
     return host_changes.held_by(OWNER)
 
 
-def unprepare() -> list[str]:
+def unprepare(*, force: bool = False) -> list[str]:
     """Put back what `prepare` changed (daemon.json, the wrapper, a Docker daemon it started,
     IPv4 forwarding where no local cluster needs it); return what was done, in words.
 
     Raises:
-        InvalidConfiguration: kind clusters still run (Docker restarts or stops under them).
+        InvalidConfiguration: Docker holds containers and would be restarted or stopped
+            under them (kind's nodes among them; containers made with the wrapper would not
+            start again), unless `force`.
     """
-    from harness.cluster.kind import find_kind
-
     _need_root("harness kind unprepare")
     holding = held()
-    kind = find_kind()
     running = shutil.which("docker") is not None and docker_answers()
-    if kind and running:
-        clusters = run([str(kind), "get", "clusters"], timeout=60).split()
-        if clusters:
-            raise InvalidConfiguration(
-                f"kind clusters still run on this machine: {', '.join(clusters)}",
-                fix="delete them first (`harness cluster down --provider kind --name NAME`)",
-            )
     started_docker = host_changes.SERVICE + DOCKER_SERVICE in holding
+    restarts = not started_docker and host_changes.FILE + str(DAEMON_CONFIG) in holding
+    if running and (started_docker or restarts) and not force:
+        containers = docker_containers()
+        if containers:
+            shown = ", ".join(containers[:5]) + (", ..." if len(containers) > 5 else "")
+            raise InvalidConfiguration(
+                f"Docker holds {len(containers)} container(s) ({shown}); putting its "
+                f"configuration back {'stops' if started_docker else 'restarts'} Docker, "
+                "which stops them (those made with the wrapper would not start again)",
+                fix="delete kind clusters (`harness cluster down --provider kind --name NAME`) "
+                "and remove the other containers first, or pass --force",
+            )
     if started_docker and running:
         with step("stopping the Docker daemon `harness kind prepare` started"):
             stop_docker()
     done = host_changes.release(OWNER)
-    if not started_docker and running and host_changes.FILE + str(DAEMON_CONFIG) in holding:
+    if restarts and running:
         with step(f"restarting the Docker daemon to read the restored {DAEMON_CONFIG}"):
             _launch_dockerd(restart=True)
     return done
+
+
+def docker_containers() -> list[str]:
+    """Names of every container Docker holds, running or not."""
+    return run(["docker", "ps", "-a", "--format", "{{.Names}}"], timeout=60).split()

@@ -65,10 +65,7 @@ def set_sysctls(layout: Layout) -> None:
     `release_sysctls` puts back what no other cluster still needs."""
     if not Path("/proc/sys/net/bridge").is_dir():
         run(["modprobe", "br_netfilter"], fix="load the br_netfilter kernel module")
-    for key, value in SYSCTLS.items():
-        host_changes.set_sysctl(key, value, _owner(layout))
-    for key in KUBE_PROXY_SYSCTLS:
-        host_changes.hold_sysctl(key, _owner(layout))
+    host_changes.set_sysctls(SYSCTLS, _owner(layout), hold=KUBE_PROXY_SYSCTLS)
 
 
 def release_sysctls(layout: Layout) -> list[str]:
