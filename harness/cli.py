@@ -14,6 +14,7 @@ from harness.cluster import (
     CHOICES,
     ClusterOptions,
     build,
+    delete_cluster,
     kind_prepare,
     make_provider,
     select_provider,
@@ -75,9 +76,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_down(args: argparse.Namespace) -> int:
-    provider = _provider(args, for_existing_cluster=True)
-    provider.delete()
-    active_cluster.forget(provider.options.name)
+    delete_cluster(_provider(args, for_existing_cluster=True))
     return 0
 
 

@@ -136,6 +136,12 @@ def wait_nodes_ready(kube: Kube, *, timeout: float = 300) -> list[str]:
     )
 
 
+def cluster_uid(kube: Kube) -> str:
+    """What tells this cluster from any other, whatever its name: the uid of its kube-system
+    namespace, made once when the cluster was."""
+    return kube.core.read_namespace("kube-system").metadata.uid
+
+
 def container_port(kube: Kube, namespace: str, pod: str, container: str) -> int:
     """The first port `container` of `pod` declares (where the service listens)."""
     spec = kube.core.read_namespaced_pod(pod, namespace).spec

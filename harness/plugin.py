@@ -17,6 +17,7 @@ from harness.cluster import (
     ClusterProvider,
     NodeLifecycle,
     Selection,
+    delete_cluster,
     make_provider,
     select_provider,
 )
@@ -575,8 +576,7 @@ def _tear_down_cluster(config: pytest.Config) -> None:
     options = config.stash[OPTIONS_KEY]
     provider = make_provider(provider_name, options)
     if provider.capabilities.creates_clusters:
-        provider.delete()
-        active_cluster.forget(options.name)
+        delete_cluster(provider)
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,7 @@ from harness.chaos.faults import (
     revert_orphans,
 )
 from harness.chaos.ledger import process_alive, this_process
+from harness.cluster.existing import ExistingProvider
 from harness.cluster.provider import Capabilities, ClusterOptions, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import wait_nodes_ready
@@ -145,6 +146,9 @@ def fake_pod(name: str, *, phase: str = "Running", node: str = "n1", uid: str = 
     )
 
 
+KUBE_SYSTEM_UID = "5f1c0a4e-uid-of-the-fake-cluster"
+
+
 class FakeCore:
     """The CoreV1Api calls the faults make, over in-memory pods and nodes."""
 
@@ -159,7 +163,7 @@ class FakeCore:
         self.evictions_refused: dict[str, int] = {}  # pod -> how many 429s before it is evicted
 
     def read_namespace(self, name: str) -> Any:
-        return SimpleNamespace(metadata=SimpleNamespace(labels=self.labels))
+        return SimpleNamespace(metadata=SimpleNamespace(labels=self.labels, uid=KUBE_SYSTEM_UID))
 
     def list_namespaced_pod(self, namespace, label_selector=None, field_selector=None) -> Any:
         return SimpleNamespace(items=list(self.pods.values()))
@@ -532,20 +536,35 @@ def test_only_faults_whose_run_was_killed_are_reverted_as_orphans(tmp_path):
     assert Injected("x", "cordon", "c", None, "n", None).orphaned  # no owner recorded
 
 
-def test_an_existing_cluster_is_never_touched_for_orphans_under_its_name(tmp_path, monkeypatch):
-    """No fault with a revert can be injected into an `existing` cluster: entries under its
-    name are another cluster's (a local one of the same name), not to be reverted here."""
+def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
+    tmp_path, monkeypatch, capsys
+):
+    """On `existing`, what killed runs left is reverted only under the opt-in it was injected
+    under, and only what was recorded on this very cluster: another cluster of the same name
+    (its kube-system namespace's uid differs) is not touched for its ledger."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
-    left = dataclasses.replace(
-        Injected("a1", "cordon", "kube-harness", "kh-1", "n1", "n1"), owner=dead_process()
+    core = FakeCore([])
+    monkeypatch.setattr(faults, "Kube", lambda *_: SimpleNamespace(core=core, close=lambda: None))
+    injected_by_a_killed_run = cordon(
+        Target.of(FakeProvider(), SimpleNamespace(core=core), "kh-t"), "n1"
     )
-    Ledger("kube-harness").add(left)
-    existing = SimpleNamespace(
-        capabilities=SimpleNamespace(creates_clusters=False),
-        options=ClusterOptions(name="kube-harness"),
-    )
-    assert revert_orphans(existing) == []
-    assert Ledger("kube-harness").pending() == [left]
+    assert injected_by_a_killed_run.cluster_uid == KUBE_SYSTEM_UID
+    ledger = Ledger("fake")
+    ledger.remove(injected_by_a_killed_run.id)
+    mine = dataclasses.replace(injected_by_a_killed_run, owner=dead_process())
+    another_clusters = dataclasses.replace(mine, id="0ther", cluster_uid="another-cluster")
+    ledger.add(mine)
+    ledger.add(another_clusters)
+
+    class Existing(FakeProvider):
+        def kubeconfig(self) -> Path:
+            return tmp_path / "kubeconfig"
+
+    assert revert_orphans(Existing(chaos=False, creates=False)) == []
+    assert "not reverted without --allow-chaos-on-existing" in capsys.readouterr().err
+    assert [e.id for e in revert_orphans(Existing(chaos=True, creates=False))] == [mine.id]
+    assert ledger.pending() == [another_clusters]
+    assert core.node.spec.unschedulable is False
 
 
 def test_drain_retries_evictions_a_pdb_refuses_until_they_pass(tmp_path, monkeypatch):
@@ -1192,4 +1211,34 @@ def test_an_experiments_own_node_action_is_undone_through_the_ledger(cluster, ku
     finally:
         revert_all(cluster, kube_api, namespace=namespace)
     assert not kube_api.core.read_node(node).spec.unschedulable
+    assert leftovers(cluster, kube_api, namespace=namespace) == []
+
+
+@pytest.mark.exclusive_cluster
+def test_what_a_killed_run_left_on_an_existing_cluster_is_undone_under_the_opt_in(
+    cluster, kube_api, namespace
+):
+    """The same real cluster seen as `existing` (its kubeconfig): an experiment's node action
+    that a killed run left is undone when the next run starts with the opt-in it ran under,
+    and left (said) without it."""
+
+    def as_existing(*, allow_chaos: bool) -> ExistingProvider:
+        options = ClusterOptions(
+            name=cluster.options.name, kubeconfig=cluster.kubeconfig(), allow_chaos=allow_chaos
+        )
+        return ExistingProvider(options)
+
+    opted_in = as_existing(allow_chaos=True)
+    node = kube_api.core.list_node().items[0].metadata.name
+    held = hold_node_schedulability(Target.of(opted_in, kube_api, namespace))
+    Ledger(cluster.options.name).add(dataclasses.replace(held, owner=dead_process()))
+    try:
+        kube_api.core.patch_node(node, {"spec": {"unschedulable": True}})  # as cordon_node does
+        assert revert_orphans(as_existing(allow_chaos=False)) == []
+        assert kube_api.core.read_node(node).spec.unschedulable
+        assert [e.id for e in revert_orphans(opted_in)] == [held.id]
+        assert not kube_api.core.read_node(node).spec.unschedulable
+    finally:
+        revert_all(cluster, kube_api, namespace=namespace)
+        kube_api.core.patch_node(node, {"spec": {"unschedulable": False}})
     assert leftovers(cluster, kube_api, namespace=namespace) == []

@@ -76,6 +76,16 @@ def test_a_damaged_line_is_named_and_kept_but_hides_no_other_fault(tmp_path: Pat
     assert '{"id": "half' in path.read_text()
 
 
+def test_clear_forgets_every_fault_and_damaged_line_and_returns_what_was_pending(tmp_path: Path):
+    path = tmp_path / "l.jsonl"
+    ledger = Ledger("c1", path)
+    ledger.add(entry("a1"))
+    path.write_text(path.read_text() + '{"id": "half\n')
+    assert ledger.clear() == [entry("a1")]
+    assert not path.exists() and ledger.pending() == []
+    assert ledger.clear() == []
+
+
 def test_describe_says_what_where_and_which():
     assert entry("a1").describe() == "cpu_hog a1 on demo-x/demo node node-1 in kh-a"
 

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.cluster import Probe, Selection, existing, select_provider
+from harness.chaos.ledger import Injected, Ledger
+from harness.cluster import Probe, Selection, active, delete_cluster, existing, select_provider
 from harness.cluster.provider import ClusterOptions
 from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
 
@@ -139,3 +140,23 @@ def test_an_existing_cluster_takes_an_image_its_nodes_already_hold(tmp_path, mon
     ) as info:
         provider.load_image(archive)
     assert f"kind load image-archive {archive}" in info.value.fix
+
+
+@pytest.mark.parametrize("creates", [True, False], ids=["made-by-the-harness", "existing"])
+def test_cluster_down_forgets_the_faults_only_of_a_cluster_it_deleted(
+    tmp_path, monkeypatch, creates
+):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    active.record(active.ActiveCluster("kind", "c1", str(tmp_path / "kubeconfig")))
+    pending = Injected("a1", "cordon", "c1", "kh-1", "n1", "n1")
+    Ledger("c1").add(pending)
+    deleted = []
+    provider = SimpleNamespace(
+        options=ClusterOptions(name="c1"),
+        capabilities=SimpleNamespace(creates_clusters=creates),
+        delete=lambda: deleted.append(True),
+    )
+    delete_cluster(provider)
+    assert deleted == [True] and active.read() is None
+    # An existing cluster lives on, and so do the faults in it.
+    assert Ledger("c1").pending() == ([] if creates else [pending])

@@ -33,7 +33,7 @@ from harness.chaos.ledger import Injected, Ledger, this_process
 from harness.chaos.probe_failure import probe_block
 from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration, WaitTimeout
-from harness.kube import Kube, container_port, secret_value
+from harness.kube import Kube, cluster_uid, container_port, secret_value
 from harness.kubectl import post_to_pod
 from harness.namespaces import is_harness_namespace
 from harness.progress import say
@@ -437,6 +437,7 @@ def _new(t: Target, fault: str, *, node: str | None, target: str, undo: dict) ->
         undo=undo,
         started=time.time(),
         owner=this_process(),
+        cluster_uid=cluster_uid(t.kube),
     )
 
 
@@ -592,10 +593,12 @@ def revert_all(
     namespace: str | None = None,
     fault: str | None = None,
     orphaned: bool = False,
+    recorded_on: str | None = None,
     ledger: Ledger | None = None,
 ) -> list[Injected]:
     """Undo every pending fault (of one namespace, or one kind, or only those whose run was
-    killed before it could revert them: `orphaned`); return what was undone.
+    killed before it could revert them: `orphaned`, or only those recorded on the cluster
+    with the uid `recorded_on`); return what was undone.
 
     Stopped components and nodes are started first (the others may need them), then the
     rest newest first. One failure does not stop the others.
@@ -605,7 +608,9 @@ def revert_all(
     """
     ledger = ledger or Ledger(cluster.options.name)
     pending = [
-        e for e in ledger.pending(namespace=namespace, fault=fault) if e.orphaned or not orphaned
+        e
+        for e in ledger.pending(namespace=namespace, fault=fault)
+        if (e.orphaned or not orphaned) and recorded_on in (None, e.cluster_uid)
     ]
     order = sorted(reversed(pending), key=lambda e: e.fault not in STARTED_FIRST)
     done, failed = [], []
@@ -627,15 +632,26 @@ def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
     """Undo the faults that runs killed before they could revert them left on `cluster`
     (their owner process is gone); say and return what was undone.
 
-    Only on clusters the harness creates: on an `existing` one no fault with a revert can be
-    injected (node faults are refused there), so a ledger entry under its name belongs to
-    another cluster of that name, which this one must not be touched for.
+    On an `existing` cluster, only with the opt-in the faults were injected under
+    (--allow-chaos-on-existing), and only those recorded on this very cluster
+    (`cluster_uid`): another cluster of the same name is not touched for its ledger.
     """
-    if not cluster.capabilities.creates_clusters:
+    ledger = Ledger(cluster.options.name)
+    if not any(e.orphaned for e in ledger.pending()):
         return []
     kube = Kube(cluster.kubeconfig(), cluster.options.context)
     try:
-        reverted = revert_all(cluster, kube, orphaned=True)
+        recorded_on = None
+        if not cluster.capabilities.creates_clusters:
+            if not cluster.capabilities.chaos_allowed:
+                say(
+                    f"the ledger {ledger.path} holds faults killed runs left on a cluster "
+                    f"named {cluster.options.name}; they are not reverted without "
+                    "--allow-chaos-on-existing"
+                )
+                return []
+            recorded_on = cluster_uid(kube)
+        reverted = revert_all(cluster, kube, orphaned=True, recorded_on=recorded_on)
     except HarnessError as exc:  # said, not fatal: the run's own faults are in its hands
         say(f"faults a killed run left could not all be reverted: {exc.message}")
         say("they stay in the ledger: `harness chaos revert` tries again")

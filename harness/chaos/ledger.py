@@ -74,6 +74,9 @@ class Injected:
         started: when it was injected (seconds since the epoch).
         owner: the process that injected it and reverts it (`this_process()`); "" from a
             harness that did not record it.
+        cluster_uid: the uid of that cluster's kube-system namespace (`cluster_uid`), which
+            tells it from another cluster of the same name; "" from a harness that did not
+            record it.
     """
 
     id: str
@@ -85,6 +88,7 @@ class Injected:
     undo: dict[str, Any] = field(default_factory=dict)
     started: float = 0.0
     owner: str = ""
+    cluster_uid: str = ""
 
     @property
     def orphaned(self) -> bool:
@@ -131,6 +135,14 @@ class Ledger:
         """Forget a fault once reverted; an id that is not there is not an error."""
         with self._locked() as entries:
             entries[:] = [e for e in entries if e.id != id]
+
+    def clear(self) -> list[Injected]:
+        """Forget every fault, damaged lines included (the cluster that held them is gone);
+        return the entries that were pending."""
+        with file_lock(self.path.with_name(self.path.name + ".lock")):
+            entries, _ = self._read()
+            self.path.unlink(missing_ok=True)
+        return entries
 
     def pending(self, *, namespace: str | None = None, fault: str | None = None) -> list[Injected]:
         """Faults in place, oldest first, optionally only one namespace's or one kind.

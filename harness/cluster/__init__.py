@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cluster import existing, kind, local
+from harness.chaos.ledger import Ledger
+from harness.cluster import active, existing, kind, local
 from harness.cluster.provider import (
     Capabilities,
     ClusterOptions,
@@ -22,6 +23,7 @@ from harness.cluster.provider import (
     Timings,
 )
 from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
+from harness.progress import say
 
 PROVIDERS = ("local", "kind", "existing")
 CHOICES = ("auto", *PROVIDERS)
@@ -39,6 +41,7 @@ __all__ = [
     "Probe",
     "Selection",
     "Timings",
+    "delete_cluster",
     "make_provider",
     "probe_provider",
     "select_provider",
@@ -114,3 +117,14 @@ def make_provider(name: str, options: ClusterOptions) -> ClusterProvider:
             f"{name!r} is not a cluster provider", fix=f"choose one of: {', '.join(PROVIDERS)}"
         )
     return factories[name](options)
+
+
+def delete_cluster(provider: ClusterProvider) -> None:
+    """Delete the cluster (an `existing` one is never deleted) and forget it: it is no longer
+    the active one, and the faults its ledger still held went with a cluster the harness
+    made (a new one of the same name must not inherit them)."""
+    provider.delete()
+    if provider.capabilities.creates_clusters:
+        for entry in Ledger(provider.options.name).clear():
+            say(f"forgot {entry.describe()}: it went with the deleted cluster")
+    active.forget(provider.options.name)
