@@ -13,6 +13,7 @@ from harness import doctor
 from harness.cluster import (
     CHOICES,
     ClusterOptions,
+    bring_up,
     build,
     delete_cluster,
     kind_prepare,
@@ -63,13 +64,7 @@ def _provider(args: argparse.Namespace, *, for_existing_cluster: bool) -> Cluste
 
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     provider = _provider(args, for_existing_cluster=False)
-    provider.create()
-    provider.wait_ready()
-    active_cluster.record(
-        active_cluster.ActiveCluster(
-            provider.name, provider.options.name, str(provider.kubeconfig())
-        )
-    )
+    bring_up(provider)
     say(f"cluster {provider.options.name} ({provider.name}) is Ready")
     print(f"export KUBECONFIG={provider.kubeconfig()}")
     return 0

@@ -52,8 +52,13 @@ from harness.chaos.faults import (
     cgroup_dirs,
     cordoned_since,
     hold_node_schedulability,
+    leftover_scan,
+    node_side,
+    recording,
     revert_orphans,
 )
+from harness.chaos.faults import node as node_faults
+from harness.chaos.faults.pod import _pick
 from harness.chaos.ledger import process_alive, this_process
 from harness.cluster.existing import ExistingProvider
 from harness.cluster.provider import Capabilities, ClusterOptions, ComponentControl, NodeShell
@@ -361,7 +366,7 @@ def test_kill_pods_with_nothing_running_says_so(tmp_path):
 
 def test_victims_are_chosen_at_random():
     names = [f"p{i}" for i in range(10)]
-    picks = {tuple(faults._pick(names, count=3, percent=None, rng=random.Random(s)))
+    picks = {tuple(_pick(names, count=3, percent=None, rng=random.Random(s)))
              for s in range(20)}  # fmt: skip
     assert len(picks) > 1
     assert all(len(set(p)) == 3 for p in picks)
@@ -544,7 +549,9 @@ def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
     (its kube-system namespace's uid differs) is not touched for its ledger."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     core = FakeCore([])
-    monkeypatch.setattr(faults, "Kube", lambda *_: SimpleNamespace(core=core, close=lambda: None))
+    monkeypatch.setattr(
+        recording, "Kube", lambda *_: SimpleNamespace(core=core, close=lambda: None)
+    )
     injected_by_a_killed_run = cordon(
         Target.of(FakeProvider(), SimpleNamespace(core=core), "kh-t"), "n1"
     )
@@ -568,7 +575,7 @@ def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
 
 
 def test_drain_retries_evictions_a_pdb_refuses_until_they_pass(tmp_path, monkeypatch):
-    monkeypatch.setattr(faults, "DRAIN_RETRY_S", 0.01)
+    monkeypatch.setattr(node_faults, "DRAIN_RETRY_S", 0.01)
     core = FakeCore([fake_pod("a"), fake_pod("b")])
     core.evictions_refused = {"b": 3}
     t = fake_target(FakeProvider(), core, tmp_path)
@@ -580,7 +587,7 @@ def test_drain_retries_evictions_a_pdb_refuses_until_they_pass(tmp_path, monkeyp
 
 
 def test_drain_held_by_a_pdb_times_out_cordoned_with_the_pdbs_reason(tmp_path, monkeypatch):
-    monkeypatch.setattr(faults, "DRAIN_RETRY_S", 0.01)
+    monkeypatch.setattr(node_faults, "DRAIN_RETRY_S", 0.01)
     core = FakeCore([fake_pod("a"), fake_pod("b")])
     core.evictions_refused = {"b": 10**6}
     t = fake_target(FakeProvider(), core, tmp_path)
@@ -594,7 +601,7 @@ def test_drain_held_by_a_pdb_times_out_cordoned_with_the_pdbs_reason(tmp_path, m
 
 
 def test_drain_under_injected_uncordons_when_it_times_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(faults, "DRAIN_RETRY_S", 0.01)
+    monkeypatch.setattr(node_faults, "DRAIN_RETRY_S", 0.01)
     core = FakeCore([fake_pod("a")])
     core.evictions_refused = {"a": 10**6}
     t = fake_target(FakeProvider(), core, tmp_path)
@@ -654,13 +661,13 @@ def test_revert_all_starts_components_first_then_newest_first_and_reports_failur
         entry("cordon", "other", namespace="kh-other", node="n1"),
     ]:
         t.ledger.add(e)
-    real_revert = faults.revert
+    real_revert = recording.revert
 
-    def recording(cluster, kube, e, *, ledger=None):
+    def reverting(cluster, kube, e, *, ledger=None):
         order.append(e.id)
         real_revert(cluster, kube, e, ledger=ledger)
 
-    monkeypatch.setattr(faults, "revert", recording)
+    monkeypatch.setattr(recording, "revert", reverting)
     with pytest.raises(HarnessError, match="no_such_fault u1"):
         revert_all(t.cluster, t.kube, namespace="kh-t", ledger=t.ledger)
     assert order == ["s1", "u1", "c2", "c1"]
@@ -677,7 +684,7 @@ def test_revert_refuses_a_fault_of_another_cluster(tmp_path):
 def test_leftovers_reports_ledger_cordons_processes_rules_and_stopped_components(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(faults, "RESCAN_S", 0)
+    monkeypatch.setattr(leftover_scan, "RESCAN_S", 0)
     provider = FakeComponents(
         answers={
             "sh list": "4242 timeout 30.000 sh -c ... kube-harness-chaos-abc\n",
@@ -713,7 +720,7 @@ def test_leftovers_of_one_namespace_leave_out_what_other_namespaces_faults_hold(
     """Under xdist other tests' faults are in place on purpose: they are told apart by the
     namespace in their marker (777 may be injected and reverted while the cluster is looked
     at), else by the ledger (0de); what no fault claims (fff) counts."""
-    monkeypatch.setattr(faults, "RESCAN_S", 0)
+    monkeypatch.setattr(leftover_scan, "RESCAN_S", 0)
     provider = FakeComponents(
         answers={
             "sh list": "41 timeout 30.000 sh -c x kube-harness-chaos-0de\n"
@@ -747,11 +754,11 @@ def test_leftovers_of_a_clean_cluster_is_empty(tmp_path):
 
 def test_no_helper_shell_holds_the_whole_marker():
     """Scripts get the marker in halves, so a scan never mistakes them for fault processes."""
-    for script in (faults._HOG, faults._PROCESSES, faults._RULES_INSERT, faults._RULES_DELETE,
-                   faults._RULES_LIST):  # fmt: skip
-        assert faults.CHAOS_MARKER not in script
-    assert "".join(faults._halves("kube-harness-chaos-abc")) == "kube-harness-chaos-abc"
-    assert faults.CHAOS_MARKER not in " ".join(faults._halves("kube-harness-chaos-abc"))
+    for script in (node_side.HOG, node_side.PROCESSES, node_side.RULES_INSERT,
+                   node_side.RULES_DELETE, node_side.RULES_LIST):  # fmt: skip
+        assert node_side.CHAOS_MARKER not in script
+    assert "".join(node_side.halves("kube-harness-chaos-abc")) == "kube-harness-chaos-abc"
+    assert node_side.CHAOS_MARKER not in " ".join(node_side.halves("kube-harness-chaos-abc"))
 
 
 def test_an_experiments_own_cordon_is_held_in_the_ledger_and_undone(tmp_path):

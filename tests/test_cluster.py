@@ -5,7 +5,15 @@ from types import SimpleNamespace
 import pytest
 
 from harness.chaos.ledger import Injected, Ledger
-from harness.cluster import Probe, Selection, active, delete_cluster, existing, select_provider
+from harness.cluster import (
+    Probe,
+    Selection,
+    active,
+    bring_up,
+    delete_cluster,
+    existing,
+    select_provider,
+)
 from harness.cluster.provider import ClusterOptions
 from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
 
@@ -160,3 +168,20 @@ def test_cluster_down_forgets_the_faults_only_of_a_cluster_it_deleted(
     assert deleted == [True] and active.read() is None
     # An existing cluster lives on, and so do the faults in it.
     assert Ledger("c1").pending() == ([] if creates else [pending])
+
+
+def test_bring_up_creates_waits_and_makes_the_cluster_active(tmp_path, monkeypatch):
+    """The one way the CLI's `cluster up` and the pytest fixture bring a cluster up."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    calls = []
+    provider = SimpleNamespace(
+        name="kind",
+        options=ClusterOptions(name="c1"),
+        capabilities=SimpleNamespace(creates_clusters=True),
+        create=lambda: calls.append("create"),
+        wait_ready=lambda: calls.append("wait_ready"),
+        kubeconfig=lambda: tmp_path / "kubeconfig",
+    )
+    bring_up(provider)
+    assert calls == ["create", "wait_ready"]
+    assert active.read() == active.ActiveCluster("kind", "c1", str(tmp_path / "kubeconfig"))

@@ -27,7 +27,7 @@ from harness.paths import CACHE_DIR_ENV, cache_dir
 from harness.wait import Pending, wait_for
 
 # One local cluster per machine: these tests take it down, so nothing else may use it meanwhile
-# (under xdist they wait for every other test's turn to end, see harness.plugin._cluster_turn).
+# (under xdist they wait for every other test's turn to end, see harness.plugin.turns).
 pytestmark = [
     pytest.mark.cluster_lifecycle,
     pytest.mark.exclusive_cluster,

@@ -158,7 +158,12 @@ def test_no_fixture_is_shadowed(plugins_venv: Venv, project: Path):
 
     assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-2000:]
     by_plugin = _fixtures_by_plugin(listed.stdout)
-    ours = set(by_plugin["harness.plugin"])
+    ours = {
+        n
+        for plugin, names in by_plugin.items()
+        if plugin.startswith("harness.plugin")
+        for n in names
+    }
     assert {"kube_api", "cluster", "namespace", "deployed"} <= ours
     assert {"kube", "kubeconfig", "kubecontext"} <= set(by_plugin["kubetest.plugin"])
     assert "k8s" in by_plugin["pytest_kubernetes.plugin"]

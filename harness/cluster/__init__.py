@@ -23,6 +23,8 @@ from harness.cluster.provider import (
     Timings,
 )
 from harness.errors import InvalidConfiguration, NoProviderFits, ProviderUnavailable
+from harness.locks import file_lock
+from harness.paths import lock_file
 from harness.progress import say
 
 PROVIDERS = ("local", "kind", "existing")
@@ -41,6 +43,7 @@ __all__ = [
     "Probe",
     "Selection",
     "Timings",
+    "bring_up",
     "delete_cluster",
     "make_provider",
     "probe_provider",
@@ -117,6 +120,25 @@ def make_provider(name: str, options: ClusterOptions) -> ClusterProvider:
             f"{name!r} is not a cluster provider", fix=f"choose one of: {', '.join(PROVIDERS)}"
         )
     return factories[name](options)
+
+
+def bring_up(provider: ClusterProvider) -> None:
+    """Create the cluster (or reuse it), wait until it is Ready, revert what killed runs left
+    on it, and make it the active one: how `harness cluster up` and the pytest `cluster`
+    fixture both bring a cluster up. Callers at the same time (xdist workers, a `cluster up`
+    beside a run) create it once, under the cluster's lock."""
+    # Imported here: the faults import the providers, which import this package.
+    from harness.chaos.faults import revert_orphans
+
+    lock = lock_file(f"cluster-{provider.options.name}.lock")
+    with file_lock(lock):
+        provider.create()
+    provider.wait_ready()
+    with file_lock(lock):  # one caller reverts; the others find nothing left
+        revert_orphans(provider)
+    active.record(
+        active.ActiveCluster(provider.name, provider.options.name, str(provider.kubeconfig()))
+    )
 
 
 def delete_cluster(provider: ClusterProvider) -> None:

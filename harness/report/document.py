@@ -17,7 +17,7 @@ from harness.report.resilience import Figures
 from harness.report.trends import KeyFigures, Trend
 
 RunStatus = Literal["passed", "failed", "incomplete", "empty"]
-# How `--repeat N` suffixes a test's id: demo-run2of3 (see harness.plugin).
+# How `--repeat N` suffixes a test's id: demo-run2of3 (see harness.plugin.shared.repeat_ids).
 _REPEAT = re.compile(r"-run(\d+)of(\d+)")
 # The resilience figures trends follow (the others describe rather than measure the test).
 _FIGURE_NAMES = [f.name for f in fields(Figures) if f.name in trends.FIGURES]

@@ -1,0 +1,43 @@
+"""How tests take turns on the run's cluster under pytest-xdist."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from harness.locks import file_lock
+from harness.paths import lock_file
+from harness.plugin.shared import CPU_MARKER, EXCLUSIVE_MARKER, RUN_KEY, TURN_HELD_ENV
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:  # xdist: every worker shares the controller's run
+    node.workerinput["harness_run_id"] = node.config.stash[RUN_KEY].run_id
+
+
+@pytest.fixture(autouse=True)
+def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Share the run's cluster between pytest-xdist workers safely.
+
+    A test that uses the cluster holds a shared lock for its whole setup, call and teardown;
+    one marked `exclusive_cluster` holds it alone (nothing else runs on the cluster meanwhile),
+    and one marked `cpu_sensitive` also holds the CPU lock, so that no two HPA or capacity
+    measurements overlap. Without xdist every lock is free at once.
+    """
+    node = request.node
+    exclusive = node.get_closest_marker(EXCLUSIVE_MARKER) is not None
+    if "cluster" not in request.fixturenames and not exclusive:
+        yield
+        return
+    name = request.getfixturevalue("cluster_options").name
+    with ExitStack() as held:
+        # A pytest run by a test of another (an example suite) gets its turn from that test:
+        # waiting for the lock its parent holds would wait forever.
+        if os.environ.get(TURN_HELD_ENV) != name:
+            held.enter_context(file_lock(lock_file(f"use-{name}.lock"), shared=not exclusive))
+        if node.get_closest_marker(CPU_MARKER) is not None:
+            held.enter_context(file_lock(lock_file(f"cpu-{name}.lock")))
+        yield
