@@ -29,22 +29,28 @@ KIND_SMOKE := tests/test_provider.py tests/test_kind.py tests/test_workflow.py \
 	'tests/test_load.py::test_load_from_the_cluster_reaches_the_service_by_its_name[demo-master-and-2-worker-pods]' \
 	scenarios/test_node_failure.py scenarios/test_zero_downtime_rollout.py
 
-.PHONY: run unit test test-all test-kind kind-prepare lint deps system-packages tools
+.PHONY: run unit unit-slow test test-all test-kind kind-prepare lint deps system-packages tools
 
 run: deps
 	$(call pytest,scenarios --junitxml=reports/latest-junit.xml)
 
-# The unit tier first, and nothing else when it fails; then what needs a cluster or builds,
-# on local; then kind's part.
-test: unit lint tools kind-prepare
+# The unit tier first, and nothing else when it fails; its slow part; then what needs a
+# cluster or builds, on local; then kind's part.
+test: unit unit-slow lint tools kind-prepare
 	$(call pytest,tests scenarios -m "not test_all and (e2e or builds)")
 	$(call pytest,$(KIND_ARGS) -m e2e $(KIND_SMOKE))
 
-# The unit tier: every test that needs no cluster and builds nothing (`-m "not e2e and not
-# builds"`; the plugin marks a test e2e when its fixtures reach the cluster). No network, Go
-# or cache needed. Four workers on two cores: many of its tests wait on Locust shapes.
+# The unit tier: every test that needs no cluster, builds nothing and is not slow (`-m "not
+# e2e and not builds and not slow"`; the plugin marks a test e2e when its fixtures reach the
+# cluster). No network, Go or cache needed. Four workers on two cores: tests wait on
+# processes more than on the CPU.
 unit: deps
-	$(call pytest,tests -m "not e2e and not builds" -n 4)
+	$(call pytest,tests -m "not e2e and not builds and not slow" -n 4)
+
+# What needs no cluster either but runs real processes for seconds (Locust runs, pytest, xdist
+# and chaostoolkit runs of their own, headless Chromium).
+unit-slow: deps
+	$(call pytest,tests -m "slow and not e2e and not builds" -n 4)
 
 # What CI's time leaves out (the examples' rollout scenarios, the scenario suite and its
 # experiments with load from the cluster), then every test and scenario on kind, and the

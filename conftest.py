@@ -6,13 +6,12 @@ all: a run elsewhere that collects this checkout's scenarios as the built-in sui
 editable install) loads it late, where pytest refuses that name.
 """
 
-from importlib.metadata import entry_points
-
 import pytest
 
 from harness.plugin import E2E_MARKER
+from harness.plugin.shared import loaded_by_entry_point
 
-if not any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11")):
+if not loaded_by_entry_point():
     pytest_plugins = ["harness.plugin"]
 
 

@@ -117,7 +117,10 @@ def _active_provider(
     if remembered is None:
         raise InvalidConfiguration(f"no active cluster {what}", fix=fix)
     options = ClusterOptions(
-        name=remembered.name, kubeconfig=Path(remembered.kubeconfig), allow_chaos=allow_chaos
+        name=remembered.name,
+        kubeconfig=Path(remembered.kubeconfig),
+        context=remembered.context,
+        allow_chaos=allow_chaos,
     )
     return make_provider(remembered.provider, options)
 
@@ -149,51 +152,71 @@ def cmd_images_load(args: argparse.Namespace) -> int:
 
 
 def cmd_chaos_run(args: argparse.Namespace) -> int:
-    """Validate, then run one experiment on the active cluster; 1 when a verdict failed."""
-    from harness.assertions import BehaviourViolation
+    """Validate, then run one experiment on the active cluster as the pytest item the suite
+    makes of it: the same namespace, deploy, timeline, load, verdicts and teardown. pytest's
+    exit code: 1 when a verdict failed."""
     from harness.chaos.experiment import (
         experiment_service,
         load_experiment,
         refuse_beyond_namespace,
-        run_in_fresh_namespace,
+        unsupported_activities,
         validate_experiment,
     )
-    from harness.chaos.faults import revert_orphans
-    from harness.kube import Kube
-    from harness.scenario import judge, read_spec
+    from harness.plugin.collection import EXPERIMENT_SUFFIXES
+    from harness.plugin.shared import loaded_by_entry_point
+    from harness.scenario import read_spec, spec_path
 
     experiment = load_experiment(args.file)
     settings = validate_experiment(experiment, args.file)
-    spec = read_spec(str(args.spec) if args.spec else None, Path.cwd())
-    service = experiment_service(spec, settings, args.service)
+    if args.file.suffix not in EXPERIMENT_SUFFIXES:
+        raise InvalidConfiguration(
+            f"experiment {args.file} is not named *{', *'.join(EXPERIMENT_SUFFIXES)}",
+            fix="rename it: pytest collects experiments by these suffixes",
+        )
+    spec = spec_path(str(args.spec) if args.spec else None, Path.cwd()).resolve()
+    experiment_service(read_spec(str(spec), Path.cwd()), settings, args.service)
     provider = _active_provider(
         "to run the experiment on",
         fix="run `harness cluster up` first",
         allow_chaos=args.allow_chaos_on_existing,
     )
     refuse_beyond_namespace(settings, provider)  # before anything is deployed
-    revert_orphans(provider)
-    kube = Kube(provider.kubeconfig(), provider.options.context)
-    try:
-        evidence, report_dir = run_in_fresh_namespace(
-            experiment,
-            name=args.file.stem,
-            cluster=provider,
-            kube=kube,
-            spec=spec,
-            service=service,
-            reports_dir=args.reports_dir,
+    if unsupported := unsupported_activities(experiment, provider):
+        raise InvalidConfiguration(
+            f"experiment {args.file} cannot run on the active cluster "
+            f"{provider.options.name}: " + "; ".join(unsupported),
+            fix="bring up a cluster that can (`harness cluster up --provider kind`)",
         )
-    finally:
-        kube.close()
-    say(f"report: {report_dir}")
-    try:
-        judge(evidence, report_dir)
-    except BehaviourViolation as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    print(f"{args.file}: every promise kept ({len(evidence.checks)} verdicts)")
-    return 0
+    try:  # the active cluster is used as it is, never created or started here
+        provider.wait_ready(timeout=10)
+    except HarnessError as exc:
+        raise InvalidConfiguration(
+            f"the active cluster {provider.options.name} ({provider.name}) is not ready: "
+            f"{exc.message}",
+            fix="bring it up again with `harness cluster up`",
+        ) from None
+    arguments = [
+        str(args.file),
+        f"--rootdir={Path.cwd()}",  # where the user stands, not where the file lies
+        "-p",
+        "no:cacheprovider",
+        f"--resilience-spec={spec}",
+        "--no-builtin-suite",
+        f"--cluster-provider={provider.name}",
+        f"--cluster-name={provider.options.name}",
+        f"--kubeconfig={provider.kubeconfig()}",
+        "--keep-cluster",  # the active cluster is the user's to take down
+        f"--reports-dir={args.reports_dir}",
+    ]
+    if not loaded_by_entry_point():  # a bare checkout: its conftest.py loads the plugin
+        arguments[1:1] = ["-p", "harness.plugin"]
+    if provider.options.context:
+        arguments.append(f"--cluster-context={provider.options.context}")
+    if args.service:
+        arguments.append(f"--experiment-service={args.service}")
+    if args.allow_chaos_on_existing:
+        arguments.append("--allow-chaos-on-existing")
+    return _pytest(arguments, nothing_collected=f"{args.file} made no test item")
 
 
 def cmd_chaos_revert(args: argparse.Namespace) -> int:
@@ -229,8 +252,8 @@ def _register_chaos(commands: argparse._SubParsersAction) -> None:
     actions = chaos.add_subparsers(dest="action", required=True)
     text = (
         "run a Chaos Toolkit experiment against the spec's service on the active cluster, "
-        "in a fresh namespace, under steady load; exit 1 when a verdict fails, 2 when the "
-        "experiment is invalid"
+        "in a fresh namespace, under steady load, as the pytest item the suite makes of it; "
+        "2 when the experiment cannot run there, else pytest's exit code (1: a verdict failed)"
     )
     run = actions.add_parser("run", help=text, description=text)
     run.add_argument("file", type=Path, metavar="FILE", help="experiment (.yaml, .yml, .json)")
@@ -250,7 +273,7 @@ def _register_chaos(commands: argparse._SubParsersAction) -> None:
         "--reports-dir",
         type=Path,
         default=Path("reports"),
-        help="reports go to DIR/<run-id>/chaos-<experiment>-<service>/ (default: reports)",
+        help="reports go to DIR/<run-id>/ (default: reports)",
     )
     run.add_argument(
         "--allow-chaos-on-existing",
@@ -265,8 +288,6 @@ def _register_chaos(commands: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """pytest with --resilience-spec=SPEC, in a process of its own; its exit code."""
-    from pytest import ExitCode
-
     from harness.scenario import read_spec
 
     if not args.spec.is_file():
@@ -278,8 +299,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Every problem of the spec, and what its manifests contradict, before anything starts.
     read_spec(str(args.spec), Path.cwd())
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    command = [sys.executable, "-m", "pytest", f"--resilience-spec={args.spec}", *extra]
-    with subprocess.Popen(command) as process:
+    return _pytest(
+        [f"--resilience-spec={args.spec}", *extra],
+        nothing_collected="the -k/-m selection or the paths given match nothing; "
+        f"`harness run {args.spec} -- --collect-only -q` lists what there is",
+    )
+
+
+def _pytest(arguments: list[str], *, nothing_collected: str) -> int:
+    """pytest with `arguments`, in a process of its own; its exit code (5, nothing
+    collected, said with `nothing_collected`)."""
+    from pytest import ExitCode
+
+    with subprocess.Popen([sys.executable, "-m", "pytest", *arguments]) as process:
         while process.returncode is None:
             # Ctrl-C reaches pytest too: it tears down (namespaces, cluster), then exits.
             # A SIGTERM sent to this process alone is passed on, for pytest to do the same.
@@ -289,14 +321,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 process.terminate()
             except KeyboardInterrupt:
                 pass
-    code = process.returncode
-    if code == ExitCode.NO_TESTS_COLLECTED:
-        print(
-            "harness: pytest collected no tests (exit 5): the -k/-m selection or the paths "
-            "given match nothing; `harness run SPEC -- --collect-only -q` lists what there is",
-            file=sys.stderr,
-        )
-    return code
+    if process.returncode == ExitCode.NO_TESTS_COLLECTED:
+        print(f"harness: pytest collected no tests (exit 5): {nothing_collected}", file=sys.stderr)
+    return process.returncode
 
 
 def _register_run(commands: argparse._SubParsersAction) -> None:

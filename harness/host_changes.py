@@ -106,6 +106,12 @@ def set_sysctls(changes: Mapping[str, str], owner: str, *, hold: Iterable[str] =
         _sysctl_path(key).write_text(value)
 
 
+def hold_sysctls(keys: Iterable[str], owner: str) -> None:
+    """Record kernel switches as they are now for `owner`, without changing them: it needs
+    them to stay as they are, or starts a program that changes them."""
+    set_sysctls({}, owner, hold=keys)
+
+
 def back_up_file(path: Path, owner: str) -> None:
     """Keep `path`'s original (or that it did not exist) before `owner` changes it."""
     with _record() as record:

@@ -2,20 +2,47 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
+import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.config import kube_config
 from kubernetes.dynamic import DynamicClient
 
 from harness.errors import InvalidConfiguration
+from harness.paths import cache_dir
+from harness.processes import process_alive, this_process
 from harness.wait import Pending, wait_for
 
 # (connect, read) seconds for every API call that gives none of its own.
 REQUEST_TIMEOUT_S = (10.0, 60.0)
+
+
+def client_files_dir() -> Path:
+    """Where this process's API clients keep the certificates and keys a kubeconfig embeds:
+    the kubernetes library writes them to files (TLS reads files) and removes them only at
+    a clean exit, so in the harness's cache, one folder per process (0700), and the folders
+    of processes that were killed are removed here (not in /tmp, where keys pile up)."""
+    root = cache_dir().absolute() / "client-files"
+    mine = root / this_process()
+    # The library reuses a file it wrote for the same content: not once its folder is gone
+    # (an earlier cache folder of this process, a test's).
+    for content, path in list(kube_config._temp_files.items()):
+        if not os.path.exists(path):
+            kube_config._temp_files.pop(content, None)
+    if not mine.is_dir():
+        for left in root.glob("*@*"):
+            if not process_alive(left.name):
+                shutil.rmtree(left, ignore_errors=True)
+        mine.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, mine, ignore_errors=True)
+    return mine
 
 
 class Kube:
@@ -33,9 +60,13 @@ class Kube:
         # A read that timed out is not sent again: the server took the request, and three
         # more waits would make a 10 s deadline 40 s. The harness's waits retry on their own.
         configuration.retries = urllib3.Retry(total=3, read=0)
+        files = client_files_dir()
         try:
-            self.api_client: client.ApiClient = config.new_client_from_config(
-                config_file=str(kubeconfig), context=context, client_configuration=configuration
+            config.load_kube_config(
+                config_file=str(kubeconfig),
+                context=context,
+                client_configuration=configuration,
+                temp_file_path=str(files),
             )
         except (config.ConfigException, OSError) as exc:  # never quotes the file's lines
             raise InvalidConfiguration(
@@ -44,6 +75,7 @@ class Kube:
                 fix="bring the cluster up (`harness cluster up`) or give a kubeconfig of a "
                 "running cluster",
             ) from None
+        self.api_client: client.ApiClient = client.ApiClient(configuration)
         # Every typed call goes through this method (kubernetes >= 37; a test checks it).
         call = self.api_client._call_with_legacy_options
 

@@ -816,6 +816,11 @@ CASES: list[tuple[str, Build, list[str]]] = [
         [f"cluster name {'k' * 41!r} is not valid"],
     ),
     ("names/pytest-cluster-name", pytest_run("--cluster-name=../x"), ["cluster name '../x'"]),
+    (
+        "names/pytest-kinds-default",
+        cli("cluster", "up", *EXISTING, "--name", "pytest-kind", files=VALID_KUBECONFIG),
+        ["cluster name 'pytest-kind' is pytest-kind's default", "choose another name"],
+    ),
     ("names/service-parent-folder", spec(text(spec_text(name="'..'"))), ["services[0].name"]),
     ("names/service-too-long", spec(text(spec_text(name="s" * 64))), ["services[0].name"]),
     (

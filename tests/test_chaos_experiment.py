@@ -435,6 +435,7 @@ def test_shipped_experiments_are_portable(path):
     assert "demo" not in json.dumps(data["method"]), path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_chaos_validate_passes_in_a_fresh_shell(path, tmp_path):
     """chaostoolkit's own `chaos validate FILE`, with no HARNESS_* nor KUBECONFIG variable
@@ -935,6 +936,6 @@ def test_activities_a_provider_cannot_carry_out_are_named_with_why():
         def component_status(self): ...
 
     assert ex.unsupported_activities(experiment, Plain()) == [
-        "restart-kubelet (the existing provider cannot restart cluster components)"
+        "restart-kubelet (the existing provider cannot stop and start cluster components)"
     ]
     assert ex.unsupported_activities(experiment, WithComponents()) == []

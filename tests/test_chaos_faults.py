@@ -59,13 +59,13 @@ from harness.chaos.faults import (
 )
 from harness.chaos.faults import node as node_faults
 from harness.chaos.faults.pod import _pick
-from harness.chaos.ledger import process_alive, this_process
 from harness.cluster.existing import ExistingProvider
 from harness.cluster.provider import Capabilities, ClusterOptions, ComponentControl, NodeShell
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import wait_nodes_ready
 from harness.kubectl import kubectl_path
 from harness.namespaces import MANAGED_BY, MANAGER
+from harness.processes import process_alive, this_process
 from harness.wait import Pending, wait_for
 
 MIB = 1024 * 1024
@@ -299,7 +299,7 @@ def test_node_side_faults_need_a_provider_that_reaches_its_nodes(fault, args, kw
 def test_component_faults_need_a_provider_with_a_supervisor(tmp_path):
     core = FakeCore([])
     t = fake_target(FakeShellProvider(), core, tmp_path)
-    with pytest.raises(NotInjectable, match="cannot stop or start cluster components"):
+    with pytest.raises(NotInjectable, match="cannot stop and start cluster components"):
         stop_component(t, "kubelet")
     assert_untouched(t, core, None)
 
@@ -525,17 +525,25 @@ def dead_process() -> str:
     return owner
 
 
-def test_only_faults_whose_run_was_killed_are_reverted_as_orphans(tmp_path):
+def test_only_faults_whose_run_was_killed_are_reverted_as_orphans(tmp_path, monkeypatch):
     """A fault's owner is the process that injected it: while it runs, its faults are its
     own to revert; once it is gone (killed), the next run reverts them."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     core = FakeCore([])
-    t = fake_target(FakeProvider(), core, tmp_path)
+    monkeypatch.setattr(
+        recording, "Kube", lambda *_: SimpleNamespace(core=core, close=lambda: None)
+    )
+
+    class Created(FakeProvider):
+        def kubeconfig(self) -> Path:
+            return tmp_path / "kubeconfig"
+
+    t = Target.of(Created(), SimpleNamespace(core=core), "kh-t")
     mine = cordon(t, "n1")
     assert mine.owner == this_process() and not mine.orphaned
     left = cordon(t, "n1")
     t.ledger.add(dataclasses.replace(left, owner=dead_process()))
-    reverted = revert_all(t.cluster, t.kube, orphaned=True, ledger=t.ledger)
-    assert [e.id for e in reverted] == [left.id]
+    assert [e.id for e in revert_orphans(t.cluster)] == [left.id]
     assert [e.id for e in t.ledger.pending()] == [mine.id]
     assert core.node.spec.unschedulable is True  # its own cordon still holds it
     assert Injected("x", "cordon", "c", None, "n", None).orphaned  # no owner recorded
@@ -546,7 +554,8 @@ def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
 ):
     """On `existing`, what killed runs left is reverted only under the opt-in it was injected
     under, and only what was recorded on this very cluster: another cluster of the same name
-    (its kube-system namespace's uid differs) is not touched for its ledger."""
+    (its kube-system namespace's uid differs) is not touched for its ledger. A damaged line
+    is named once per start, not once per read."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     core = FakeCore([])
     monkeypatch.setattr(
@@ -562,6 +571,8 @@ def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
     another_clusters = dataclasses.replace(mine, id="0ther", cluster_uid="another-cluster")
     ledger.add(mine)
     ledger.add(another_clusters)
+    with ledger.path.open("a") as damaged:
+        damaged.write("not json\n")
 
     class Existing(FakeProvider):
         def kubeconfig(self) -> Path:
@@ -570,6 +581,7 @@ def test_orphans_on_an_existing_cluster_wait_for_the_opt_in_and_its_own_uid(
     assert revert_orphans(Existing(chaos=False, creates=False)) == []
     assert "not reverted without --allow-chaos-on-existing" in capsys.readouterr().err
     assert [e.id for e in revert_orphans(Existing(chaos=True, creates=False))] == [mine.id]
+    assert capsys.readouterr().err.count("is not a chaos ledger entry") == 1
     assert ledger.pending() == [another_clusters]
     assert core.node.spec.unschedulable is False
 

@@ -6,6 +6,8 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+import pytest
+
 from harness.chaos.ledger import Injected, Ledger, ledger_path
 from harness.paths import cache_dir
 
@@ -98,6 +100,7 @@ def _add_many(path: str, worker: int, count: int) -> None:
             ledger.remove(f"w{worker}-{i}")
 
 
+@pytest.mark.slow
 def test_concurrent_processes_lose_no_entry_and_readers_never_see_half_a_file(tmp_path: Path):
     path = tmp_path / "l.jsonl"
     workers, count = 6, 15

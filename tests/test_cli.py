@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kubeconfigs import write_kubeconfig
 
 from harness.cli import main
 
@@ -60,6 +61,18 @@ def test_doctor_reports_every_provider_with_fixes(provider, capsys):
     assert f"{provider}: " in capsys.readouterr().out
 
 
+RESTART_KUBELET = """
+title: t
+description: d
+method:
+  - type: action
+    name: restart-kubelet
+    provider:
+      type: python
+      module: harness.chaos.actions
+      func: restart_component
+      arguments: {component: kubelet}
+"""
 CHAOS_EXPERIMENT = """
 title: t
 description: d
@@ -74,11 +87,20 @@ method:
 """
 
 
-def test_chaos_commands_are_listed():
-    assert "chaos" in harness("--help").stdout
-    done = harness("chaos", "--help")
-    assert "run" in done.stdout and "revert" in done.stdout
-    run = harness("chaos", "run", "--help").stdout
+def help_of(capsys, *command: str) -> str:
+    """What `harness COMMAND --help` prints (in this process: the console script has its own
+    test)."""
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_chaos_commands_are_listed(capsys):
+    assert "chaos" in help_of(capsys)
+    listed = help_of(capsys, "chaos")
+    assert "run" in listed and "revert" in listed
+    run = help_of(capsys, "chaos", "run")
     for option in ("--service", "--spec", "--reports-dir"):
         assert option in run
 
@@ -112,6 +134,117 @@ def test_chaos_run_needs_an_active_cluster(tmp_path, capsys, monkeypatch):
     path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")
     assert main(["chaos", "run", str(path), "--spec", "scenarios/demo-service.spec.yaml"]) == 2
     assert "no active cluster to run the experiment on" in capsys.readouterr().err
+
+
+class PytestRun:
+    """Stands in for the pytest process a command starts (other processes start as they
+    would): the arguments it got, the exit code it gives."""
+
+    def __init__(self, code: int) -> None:
+        self.code, self.argv, self.popen = code, None, subprocess.Popen
+
+    def __call__(self, argv, **kwargs):
+        if argv[:3] != [sys.executable, "-m", "pytest"]:
+            return self.popen(argv, **kwargs)
+        self.argv, self.returncode = argv, None
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def wait(self):
+        self.returncode = self.code
+
+
+def test_chaos_run_is_the_suites_pytest_item_on_the_active_cluster(tmp_path, monkeypatch, pytester):
+    """One lifecycle: the experiment runs as the pytest item the suite makes of it, on the
+    active cluster, which it keeps; a failed verdict is pytest's exit 1. The plugin takes
+    those arguments together and makes the item of the file given."""
+    from harness.cluster import active
+    from harness.cluster.kind import KindProvider
+
+    kubeconfig = tmp_path / "kubeconfig"
+    monkeypatch.setattr(
+        active, "read", lambda *a: active.ActiveCluster("kind", "kh", str(kubeconfig), "kind-kh")
+    )
+    monkeypatch.setattr(KindProvider, "wait_ready", lambda self, timeout: None)
+    pytest_run = PytestRun(code=1)
+    monkeypatch.setattr(subprocess, "Popen", pytest_run)
+    path = tmp_path / "good.yaml"
+    path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")
+    spec = Path(__file__).parents[1] / "scenarios" / "demo-service.spec.yaml"
+    assert main(["chaos", "run", str(path), "--spec", str(spec), "--service", "demo"]) == 1
+    assert pytest_run.argv == [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(path),
+        f"--rootdir={Path.cwd()}",
+        "-p",
+        "no:cacheprovider",
+        f"--resilience-spec={spec.resolve()}",
+        "--no-builtin-suite",
+        "--cluster-provider=kind",
+        "--cluster-name=kh",
+        f"--kubeconfig={kubeconfig}",
+        "--keep-cluster",
+        "--reports-dir=reports",
+        "--cluster-context=kind-kh",
+        "--experiment-service=demo",
+    ]
+    collected = pytester.runpytest_inprocess(*pytest_run.argv[3:], "--collect-only", "-q")
+    collected.stdout.fnmatch_lines(["*::good[[]demo[]]", "1 test collected*"])
+
+
+def test_chaos_run_uses_the_active_cluster_as_it_is(tmp_path, capsys, monkeypatch):
+    """A cluster that is down is said, not brought up again behind the user's back."""
+    from harness.cluster import active
+    from harness.cluster.existing import ExistingProvider
+    from harness.errors import WaitTimeout
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setattr(
+        active, "read", lambda *a: active.ActiveCluster("existing", "theirs", str(kubeconfig))
+    )
+    asked = []
+
+    def down(self, timeout: float) -> None:  # what an API server that is gone gives
+        asked.append(timeout)
+        raise WaitTimeout("the API server", timeout, "connection refused")
+
+    monkeypatch.setattr(ExistingProvider, "wait_ready", down)
+    pytest_run = PytestRun(code=0)
+    monkeypatch.setattr(subprocess, "Popen", pytest_run)
+    path = tmp_path / "good.yaml"
+    path.write_text(CHAOS_EXPERIMENT % "${harness_namespace}")
+    assert main(["chaos", "run", str(path), "--allow-chaos-on-existing"]) == 2
+    err = capsys.readouterr().err
+    assert "the active cluster theirs (existing) is not ready" in err
+    assert "connection refused" in err and "harness cluster up" in err
+    assert asked == [10] and pytest_run.argv is None
+
+
+def test_chaos_run_refuses_what_the_active_clusters_provider_cannot_do(
+    tmp_path, capsys, monkeypatch
+):
+    from harness.cluster import active
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setattr(
+        active, "read", lambda *a: active.ActiveCluster("existing", "theirs", str(kubeconfig))
+    )
+    pytest_run = PytestRun(code=0)
+    monkeypatch.setattr(subprocess, "Popen", pytest_run)
+    path = tmp_path / "restart.yaml"
+    path.write_text(RESTART_KUBELET)
+    assert main(["chaos", "run", str(path), "--allow-chaos-on-existing"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run on the active cluster theirs" in err
+    assert "the existing provider cannot stop and start cluster components" in err
+    assert pytest_run.argv is None  # refused before pytest starts
 
 
 def test_a_damaged_active_cluster_record_is_said_not_taken_for_no_cluster(
@@ -194,3 +327,31 @@ def test_schema_prints_the_spec_schema_or_writes_it(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == spec_schema()
     assert main(["schema", "-o", str(tmp_path / "s.json")]) == 0
     assert json.loads((tmp_path / "s.json").read_text()) == spec_schema()
+
+
+def test_chaos_run_runs_an_experiment_on_the_active_cluster_and_keeps_it(
+    cluster, monkeypatch, tmp_path
+):
+    """End to end: `harness chaos run` deploys the spec's service into a fresh namespace of
+    the run's (active) cluster, runs the experiment under load, judges it as the suite does
+    and leaves the cluster up."""
+    from harness.cluster import active
+    from harness.plugin import TURN_HELD_ENV
+
+    assert active.read().name == cluster.options.name
+    monkeypatch.setenv(TURN_HELD_ENV, cluster.options.name)  # this test holds the turn
+    experiment = tmp_path / "my-experiment.yaml"  # a team's own, outside scenarios/
+    experiment.write_text(Path("scenarios/experiments/pod-kill-under-load.yaml").read_text())
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "chaos", "run", str(experiment),
+         "--reports-dir", str(tmp_path / "reports")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=15 * 60,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "1 passed" in done.stdout
+    journals = list((tmp_path / "reports").rglob("journal.json"))
+    assert journals, "the experiment's journal is in the report"
+    cluster.wait_ready(timeout=30)

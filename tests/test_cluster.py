@@ -171,12 +171,13 @@ def test_cluster_down_forgets_the_faults_only_of_a_cluster_it_deleted(
 
 
 def test_bring_up_creates_waits_and_makes_the_cluster_active(tmp_path, monkeypatch):
-    """The one way the CLI's `cluster up` and the pytest fixture bring a cluster up."""
+    """The one way the CLI's `cluster up` and the pytest fixture bring a cluster up; the
+    record keeps the kubeconfig's context, for later commands on it."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     calls = []
     provider = SimpleNamespace(
         name="kind",
-        options=ClusterOptions(name="c1"),
+        options=ClusterOptions(name="c1", context="ctx"),
         capabilities=SimpleNamespace(creates_clusters=True),
         create=lambda: calls.append("create"),
         wait_ready=lambda: calls.append("wait_ready"),
@@ -184,4 +185,5 @@ def test_bring_up_creates_waits_and_makes_the_cluster_active(tmp_path, monkeypat
     )
     bring_up(provider)
     assert calls == ["create", "wait_ready"]
-    assert active.read() == active.ActiveCluster("kind", "c1", str(tmp_path / "kubeconfig"))
+    recorded = active.read()
+    assert recorded == active.ActiveCluster("kind", "c1", str(tmp_path / "kubeconfig"), "ctx")

@@ -30,7 +30,7 @@ def test_a_switch_goes_back_when_its_last_owner_lets_go(proc_sys):
 
 def test_the_original_is_the_value_before_the_first_owner(proc_sys):
     host_changes.set_sysctls({"net/ipv4/ip_forward": "1"}, "local:a")
-    host_changes.set_sysctls({}, "local:b", hold=["net/ipv4/ip_forward"])  # 1: not the original
+    host_changes.hold_sysctls(["net/ipv4/ip_forward"], "local:b")  # 1: not the original
     host_changes.release("local:a")
     assert host_changes.release("local:b") == ["net.ipv4.ip_forward back to 0"]
 

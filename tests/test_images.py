@@ -216,6 +216,7 @@ def test_the_load_layer_holds_locust_the_recorder_and_the_locustfiles():
     assert not any(name.startswith("opt/harness/harness/cluster") for name in names)
 
 
+@pytest.mark.slow
 def test_the_load_layer_alone_runs_the_recorder_without_the_venv(tmp_path):
     """What the pods import, from the layer's files only (no site-packages, no Kubernetes)."""
     for name, source in load_image.layer_files():
@@ -232,6 +233,7 @@ def test_the_load_layer_alone_runs_the_recorder_without_the_venv(tmp_path):
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_the_load_image_reference_follows_its_content(monkeypatch):
     before = load_image.load_image_ref()
     assert before.startswith("localhost/kube-harness/locust:")

@@ -8,6 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.interrupt import terminate_as_interrupt
 
 
@@ -70,6 +72,7 @@ def test_a_handler_someone_installed_is_kept():
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.slow
 def test_a_pytest_run_stopped_by_sigterm_tears_its_fixtures_down(tmp_path):
     suite = write_suite(
         tmp_path,
@@ -103,6 +106,7 @@ def test_a_second_sigterm_does_not_cut_the_teardown_the_first_started(tmp_path):
     assert "CLEANED UP" in output and code == 1
 
 
+@pytest.mark.slow
 def test_xdist_workers_finish_their_teardown_when_the_controller_gets_sigterm(tmp_path):
     """xdist ends its workers within seconds of the controller's own interruption: the
     controller passes SIGTERM on instead, so a teardown that takes a while (a revert that

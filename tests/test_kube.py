@@ -1,7 +1,11 @@
 """The API client: every call that gives no timeout of its own gets one."""
 
+import base64
+import os
+import secrets
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 import urllib3
@@ -10,6 +14,7 @@ from kubeconfigs import write_kubeconfig
 from harness import kube as kube_module
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
+from harness.processes import process_named, this_process
 
 
 @pytest.fixture
@@ -81,3 +86,31 @@ def test_a_kubeconfig_that_is_gone_or_empty_is_named_with_the_fix(tmp_path):
         with pytest.raises(InvalidConfiguration, match=f"kubeconfig {path} cannot be used") as e:
             Kube(path)
         assert "harness cluster up" in e.value.fix
+
+
+def test_the_keys_a_kubeconfig_embeds_stay_in_the_cache_and_a_killed_runs_are_removed(
+    tmp_path, monkeypatch
+):
+    """The kubernetes library writes embedded certificates and keys to files it removes only
+    at a clean exit: they go to a 0700 folder of this process in the harness's cache, and the
+    folders of processes that are gone are removed, so keys do not pile up in /tmp."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    left_by_a_killed_run = tmp_path / "cache" / "client-files" / "999999999@1"
+    left_by_a_killed_run.mkdir(parents=True)
+    (left_by_a_killed_run / "tmpkey").write_text("a key")
+    of_a_running_one = tmp_path / "cache" / "client-files" / process_named(os.getppid())
+    of_a_running_one.mkdir()
+    key = f"-----BEGIN PRIVATE KEY-----\n{secrets.token_hex(16)}\n-----END PRIVATE KEY-----\n"
+    user = {
+        "client-certificate-data": base64.b64encode(b"a certificate").decode(),
+        "client-key-data": base64.b64encode(key.encode()).decode(),
+    }
+    config = write_kubeconfig(tmp_path / "kubeconfig", users=[{"name": "u", "user": user}])
+    kube = Kube(config)
+    mine = tmp_path / "cache" / "client-files" / this_process()
+    assert kube.api_client.configuration.key_file.startswith(f"{mine}/")
+    assert Path(kube.api_client.configuration.key_file).read_text() == key
+    assert mine.stat().st_mode & 0o777 == 0o700
+    assert not left_by_a_killed_run.exists()
+    assert of_a_running_one.is_dir()
+    kube.close()

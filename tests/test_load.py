@@ -139,6 +139,7 @@ def gone(pid: int) -> bool | Pending:
 # -- counting --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_failures_are_counted_exactly(every_tenth_fails):
     result, server = every_tenth_fails
     assert result.requests == server.requests > 30
@@ -151,6 +152,7 @@ def test_failures_are_counted_exactly(every_tenth_fails):
     assert sum(p.failures for p in result.series) == result.total.failures
 
 
+@pytest.mark.slow
 def test_per_endpoint_pod_and_version_counts(every_tenth_fails):
     result, server = every_tenth_fails
     assert {e.name for e in result.endpoints} == {"/", "/work", "/version"}
@@ -164,6 +166,7 @@ def test_per_endpoint_pod_and_version_counts(every_tenth_fails):
     assert per_second == server.pods
 
 
+@pytest.mark.slow
 def test_locust_reports_are_kept_in_the_report_folder(every_tenth_fails):
     result, _ = every_tenth_fails
     kept = {p.name for p in result.report_dir.iterdir()}
@@ -178,6 +181,7 @@ def test_locust_reports_are_kept_in_the_report_folder(every_tenth_fails):
     assert "/work" in (result.report_dir / "locust_stats.csv").read_text()
 
 
+@pytest.mark.slow
 def test_the_pytest_process_is_never_monkey_patched(every_tenth_fails):
     import gevent.monkey  # importing gevent does not patch; Locust's import would
 
@@ -186,6 +190,7 @@ def test_the_pytest_process_is_never_monkey_patched(every_tenth_fails):
     assert socket.socket.__module__ == "socket"
 
 
+@pytest.mark.slow
 def test_slo_verdicts_on_a_real_run(every_tenth_fails):
     result, _ = every_tenth_fails
     assert result.reliable, result.unreliable_reason
@@ -231,6 +236,7 @@ def assert_users_follow(result: LoadResult, shape: Shape) -> None:
     assert checked >= math.floor(shape.duration) - 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "shape",
     [
@@ -248,6 +254,7 @@ def test_shapes_produce_the_user_counts_they_promise(load, server, shape):
     )
 
 
+@pytest.mark.slow
 def test_a_locustfile_can_use_the_shapes_of_loadtests(load, server):
     run = load.run(server.url, None, locustfile=DATA / "step-shape-locustfile.py", time_limit=15)
     result = run.result()
@@ -264,6 +271,7 @@ def test_bad_shape_attributes_in_a_locustfile_are_named(load, server):
 # -- the context manager, time and the cluster clock -------------------------------------------
 
 
+@pytest.mark.slow
 def test_failures_line_up_with_a_fault_injected_meanwhile(load, server):
     before = time.time()
     with load.run(server.url, Constant(users=3, seconds=30), env=QUIET) as run:
@@ -303,6 +311,7 @@ def test_failures_line_up_with_a_fault_injected_meanwhile(load, server):
     assert result.error_rate_between(result.started, fault_start - 1) == 0
 
 
+@pytest.mark.slow
 def test_time_limit_stops_a_locustfile_shape_that_never_ends(load, server, tmp_path):
     run = load.run(
         server.url,
@@ -330,6 +339,7 @@ def two_workers(tmp_path_factory) -> tuple[LoadResult, TargetServer]:
     return result, server
 
 
+@pytest.mark.slow
 def test_workers_records_come_back_merged_and_exact(two_workers):
     result, server = two_workers
     # Every request the target answered is counted once: the last seconds of each worker
@@ -343,6 +353,7 @@ def test_workers_records_come_back_merged_and_exact(two_workers):
     assert max(p.users for p in result.series) == 6
 
 
+@pytest.mark.slow
 def test_each_worker_is_named_with_its_share_and_cpu(two_workers):
     result, _ = two_workers
     workers = result.generator.workers
@@ -355,6 +366,7 @@ def test_each_worker_is_named_with_its_share_and_cpu(two_workers):
     assert logs == ["locust-worker-1.log", "locust-worker-2.log"]
 
 
+@pytest.mark.slow
 def test_shapes_apply_to_the_whole_distributed_run(load, server):
     shape = Step(step_users=2, step_time=2, steps=3)
     result = load.run(server.url, shape, env=QUIET, workers=2).result()
@@ -362,6 +374,7 @@ def test_shapes_apply_to_the_whole_distributed_run(load, server):
     assert max(p.users for p in result.series) == 6
 
 
+@pytest.mark.slow
 def test_a_worker_that_dies_is_reported_and_makes_the_run_unreliable(load, server):
     with load.run(server.url, Constant(users=4, seconds=12), env=QUIET, workers=2) as run:
         wait_for(
@@ -375,6 +388,7 @@ def test_a_worker_that_dies_is_reported_and_makes_the_run_unreliable(load, serve
     assert [w.lost_at is not None for w in result.generator.workers].count(True) == 1
 
 
+@pytest.mark.slow
 def test_the_master_listens_on_this_machine_only(load, server):
     with load.run(server.url, Constant(users=1, seconds=3), env=QUIET, workers=1) as run:
         master = psutil.Process(run.pids[0])
@@ -391,6 +405,7 @@ def test_a_bad_worker_count_is_refused(load, server, workers):
 # -- the generator's own CPU ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_saturated_generator_marks_the_result_unreliable(load, server):
     run = load.run(server.url, Constant(users=2, seconds=5), locustfile=DATA / "busy-locustfile.py")
     result = run.result()
@@ -520,6 +535,7 @@ def test_an_interrupted_parent_leaves_no_locust_behind(server, tmp_path, how):
 # -- the command line ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_load_run_prints_the_result_and_judges_the_slo(server, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="harness")
     cli.register(parser.add_subparsers(dest="command", required=True))

@@ -143,6 +143,7 @@ def test_the_builtin_suite_named_on_the_command_line_is_collected_once(pytester)
     assert sorted(item.path.name for item in experiments) == EXPERIMENT_FILES
 
 
+@pytest.mark.slow
 def test_builtin_items_carry_their_area_markers_for_selection(pytester):
     for item in collected(pytester, SPEC, "--builtin-suite-only"):
         area = "chaos" if item.path.suffix == ".yaml" else suite.AREAS[item.path.stem]
@@ -179,6 +180,7 @@ def harness_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_harness_run_is_pytest_with_the_spec_and_passes_its_exit_code_on(tmp_path):
     probes = harness_run(tmp_path, str(DEMO_SPEC), "--", "--collect-only", "-q", "-m", "probes")
     assert probes.returncode == 0, probes.stdout + probes.stderr

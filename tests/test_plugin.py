@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from kubeconfigs import write_kubeconfig
 
 from harness.kube import Kube
@@ -257,6 +258,7 @@ XDIST_TURNS_B = """
 """
 
 
+@pytest.mark.slow
 def test_xdist_workers_take_turns_on_the_shared_cluster(pytester):
     pytester.makeconftest(XDIST_TURNS_COMMON)
     pytester.makepyfile(test_a=XDIST_TURNS_A, test_b=XDIST_TURNS_B)
@@ -340,3 +342,24 @@ def test_node_experiments_run_alone_on_the_cluster(pytester):
     exclusive = {item.name for item in items if item.get_closest_marker("exclusive_cluster")}
     assert exclusive == {"kubelet-restart[demo]", "drain-blocked-by-pdb[demo]"}
     assert len(items) == 5
+
+
+def test_an_experiment_file_given_by_itself_is_an_item_for_the_service_asked_for(pytester):
+    """What `harness chaos run FILE` runs: a file given on the command line is collected
+    wherever it lies, against --experiment-service (an unknown one is a collection error)."""
+    mine = pytester.path / "mine.yaml"
+    mine.write_text((DEMO_SPEC.parent / "experiments" / "pod-kill-under-load.yaml").read_text())
+    two = yaml.safe_load(DEMO_SPEC.read_text())
+    first = two["services"][0]
+    first["manifests"] = str((DEMO_SPEC.parent / first["manifests"]).resolve())
+    two["services"].append({**first, "name": "again"})
+    spec = pytester.path / "two.spec.yaml"
+    spec.write_text(yaml.safe_dump(two))
+    args = (str(mine), f"--resilience-spec={spec}", "--no-builtin-suite")
+    items, _ = pytester.inline_genitems(*args)
+    assert [item.name for item in items] == ["mine[demo]"]  # the spec's first
+    items, _ = pytester.inline_genitems(*args, "--experiment-service=again")
+    assert [item.name for item in items] == ["mine[again]"]
+    result = pytester.runpytest(*args, "--experiment-service=nope", "--collect-only")
+    result.stdout.fnmatch_lines(["*no service named 'nope'*"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED

@@ -72,6 +72,7 @@ def test_without_pytest_the_lines_go_to_stderr() -> None:
     assert lines[2].startswith("[harness] a command-line step: done in ")
 
 
+@pytest.mark.slow
 def test_a_passing_run_shows_the_fixtures_progress_live(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(SLOW_SESSION)
     pytester.makepyfile("""
@@ -97,6 +98,7 @@ def test_a_passing_run_shows_the_fixtures_progress_live(pytester: pytest.Pyteste
     assert "[harness]" not in result.stderr.str()
 
 
+@pytest.mark.slow
 def test_a_failing_test_shows_its_own_output_and_progress_only_live(
     pytester: pytest.Pytester,
 ) -> None:
@@ -119,6 +121,7 @@ def test_a_failing_test_shows_its_own_output_and_progress_only_live(
     assert "Captured stderr" not in out
 
 
+@pytest.mark.slow
 def test_qq_shows_the_steps_but_not_the_notes(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(SLOW_SESSION)
     pytester.makepyfile("def test_one(stand_in_cluster): pass")
@@ -141,6 +144,7 @@ def test_a_test_reading_its_own_stderr_still_gets_the_lines(pytester: pytest.Pyt
     run_inner(pytester).assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_xdist_workers_show_their_progress_tagged_with_their_id(
     pytester: pytest.Pytester,
 ) -> None:

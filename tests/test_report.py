@@ -389,6 +389,7 @@ def pixels_where(rows: list[bytes], test) -> int:
     return sum(test(row[i], row[i + 1], row[i + 2]) for row in rows for i in range(0, len(row), 3))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install chromium)")
 def test_the_html_opens_in_headless_chromium_and_shows_the_charts(tmp_path):
     files = write_report(copy_run("valid-failed-hpa", tmp_path))

@@ -25,7 +25,7 @@ Per-experiment settings live in a Chaos Toolkit extension:
 
     extensions:
       - name: kube-harness
-        service: demo           # default: the resilience spec's first service
+        service: demo           # default: the spec's first (--experiment-service overrides)
         max_error_rate: 10%     # default: the service's SLO
         slo: {p99: 20s}         # other limits of the service's SLO this fault may exceed
         warm_up_s: 5            # load before the steady-state hypothesis
@@ -94,19 +94,13 @@ from harness.chaos.verdicts import (
     sentence_check,
     slo_verdicts,
 )
-from harness.cluster.provider import ClusterProvider, ComponentControl
+from harness.cluster.provider import ClusterProvider, ComponentControl, NodeShell, lacks
 from harness.deploy import Deployed
-from harness.diagnostics import collect_diagnostics
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
 from harness.load import SLO, Load, Verdict
-from harness.namespaces import create_namespace, delete_namespace, namespace_name
 from harness.observe import TimelineRecorder
-from harness.run import Run
 from harness.scenario import (
-    cluster_site,
-    deploy_service,
-    provide_images,
     steady_load,
     workload_of,
 )
@@ -114,9 +108,14 @@ from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seco
 from harness.user_files import read_json, read_yaml
 
 # What a provider must be able to do for the harness actions that reach past the API.
-ACTION_ABILITIES: dict[str, tuple[type, str]] = {
-    "stop_component": (ComponentControl, "stop and start cluster components"),
-    "restart_component": (ComponentControl, "restart cluster components"),
+ACTION_ABILITIES: dict[str, type] = {
+    "kill_container": NodeShell,
+    "cpu_hog": NodeShell,
+    "memory_pressure": NodeShell,
+    "partition_one_pod": NodeShell,
+    "fail_dns": NodeShell,
+    "stop_component": ComponentControl,
+    "restart_component": ComponentControl,
 }
 
 
@@ -134,15 +133,12 @@ def unsupported_activities(experiment: Mapping[str, Any], cluster: ClusterProvid
         if provider.get("module") != "harness.chaos.actions":
             continue
         ability = ACTION_ABILITIES.get(provider.get("func", ""))
-        if ability and not isinstance(cluster, ability[0]):
-            found.append(
-                f"{activity.get('name')} (the {cluster.name} provider cannot {ability[1]})"
-            )
+        if ability and (cannot := lacks(cluster, ability)):
+            found.append(f"{activity.get('name')} ({cannot})")
     return found
 
 
 EXTENSION = "kube-harness"
-SUFFIXES = (".json", ".yaml", ".yml")
 NAMESPACE_ARGUMENTS = ("ns", "namespace", "pod_namespace")
 # chaostoolkit-kubernetes's Chaos Mesh actions take lists of namespaces besides `ns`.
 NAMESPACE_LIST_ARGUMENTS = ("namespaces_selectors", "target_namespaces_selectors")
@@ -789,62 +785,3 @@ def experiment_service(
     """
     chosen = name or settings.service
     return spec.service(chosen) if chosen else spec.services[0]
-
-
-def run_in_fresh_namespace(
-    experiment: Mapping[str, Any],
-    *,
-    name: str,
-    cluster: ClusterProvider,
-    kube: Kube,
-    spec: ResilienceSpec,
-    service: ServiceSpec,
-    reports_dir: Path,
-) -> tuple[ExperimentEvidence, Path]:
-    """What `harness chaos run` does around `run_under_load`: deploy the service into a new
-    harness namespace, run the validated experiment, delete the namespace again.
-
-    When a verdict failed, the namespace's diagnostics are collected into the report folder
-    before it is deleted.
-
-    Returns:
-        The evidence to judge and the report folder (journal.json, timeline.jsonl, load-1/),
-        reports/<run-id>/chaos-<name>-<service>/.
-    """
-    run = Run.from_environment(reports_dir)
-    report_dir = run.directory / f"chaos-{name}-{service.name}"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    provide_images(cluster, spec)
-    namespace = namespace_name(run.run_id)
-    create_namespace(kube, namespace, run_id=run.run_id, test=f"chaos run {name}")
-    try:
-        with (
-            TimelineRecorder(kube, namespace, report_dir / "timeline.jsonl") as timeline,
-            Load(report_dir, cluster_site=cluster_site(cluster, kube, namespace)) as load,
-        ):
-            deployed = deploy_service(
-                cluster,
-                kube,
-                namespace,
-                service,
-                load_placement=load.placement_for(service.load.placement),
-            )
-            timeline.mark("deployed", base_url=deployed.base_url)
-            try:
-                evidence = run_under_load(
-                    experiment,
-                    cluster=cluster,
-                    kube=kube,
-                    deployed=deployed,
-                    service=service,
-                    load=load,
-                    timeline=timeline,
-                    report_dir=report_dir,
-                )
-                if not all(check.passed for check in evidence.checks):
-                    collect_diagnostics(kube, namespace, report_dir / "diagnostics", cluster)
-            finally:
-                deployed.teardown()
-    finally:
-        delete_namespace(kube, namespace)
-    return evidence, report_dir

@@ -19,34 +19,13 @@ from typing import Any
 
 from harness.locks import file_lock
 from harness.paths import cache_dir
+from harness.processes import process_alive
 from harness.progress import say
 
 
 def ledger_path(cluster_name: str) -> Path:
     """Where the ledger of one cluster lives."""
     return cache_dir() / "chaos" / f"{cluster_name}.jsonl"
-
-
-def this_process() -> str:
-    """This process as a ledger owner: `PID@START`, its start time telling it from a later
-    process that got the same pid."""
-    return f"{os.getpid()}@{_start_time(os.getpid())}"
-
-
-def process_alive(owner: str) -> bool:
-    """Whether the process `this_process()` named in `owner` still runs ("" never does)."""
-    pid, _, start = owner.partition("@")
-    return pid.isdigit() and _start_time(int(pid)) == start
-
-
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat);
-    "" when there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]  # the name may hold spaces and parentheses
 
 
 def clusters_with_faults() -> list[str]:

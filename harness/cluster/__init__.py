@@ -137,7 +137,12 @@ def bring_up(provider: ClusterProvider) -> None:
     with file_lock(lock):  # one caller reverts; the others find nothing left
         revert_orphans(provider)
     active.record(
-        active.ActiveCluster(provider.name, provider.options.name, str(provider.kubeconfig()))
+        active.ActiveCluster(
+            provider.name,
+            provider.options.name,
+            str(provider.kubeconfig()),
+            provider.options.context,
+        )
     )
 
 

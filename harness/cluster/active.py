@@ -20,6 +20,7 @@ class ActiveCluster:
     provider: str
     name: str
     kubeconfig: str
+    context: str | None = None  # the kubeconfig's context (existing), None: its current one
 
 
 def record(active: ActiveCluster) -> None:

@@ -155,7 +155,7 @@ def keep_forward_policy() -> None:
 def start_docker(*, restart: bool) -> None:
     """Start (or restart) dockerd and wait until it answers (recorded: Docker turns IPv4
     forwarding on when it starts, and a daemon started here is stopped by `unprepare`)."""
-    host_changes.set_sysctls({}, OWNER, hold=[IP_FORWARD])
+    host_changes.hold_sysctls([IP_FORWARD], OWNER)
     if not restart:
         host_changes.note_service(DOCKER_SERVICE, OWNER)
     _launch_dockerd(restart=restart)

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 DEFAULT_CLUSTER_NAME = "kube-harness"
+# pytest-kind owns --cluster-name; its default names its own clusters, and a pytest run reads
+# it as DEFAULT_CLUSTER_NAME.
+PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 
 # NodePorts reachable on 127.0.0.1 on every provider; manifests pick from these.
 DEFAULT_NODE_PORTS: tuple[int, ...] = tuple(range(30080, 30090))
@@ -82,6 +85,12 @@ class ClusterOptions:
                 f"cluster name {self.name!r} is not valid",
                 fix="use 1 to 40 lower-case letters, digits and '-', starting and ending with a "
                 "letter or digit, e.g. --cluster-name=kube-harness",
+            )
+        if self.name == PYTEST_KIND_DEFAULT_NAME:
+            raise InvalidConfiguration(
+                f"cluster name {self.name!r} is pytest-kind's default, which pytest runs take "
+                f"for {DEFAULT_CLUSTER_NAME}",
+                fix="choose another name",
             )
         if self.workers < 0:
             raise InvalidConfiguration(
@@ -190,3 +199,23 @@ class ComponentControl(Protocol):
     def component_status(self) -> dict[str, dict[str, Any]]:
         """Per component: pid, running, wanted, restarts, last exit code."""
         ...
+
+
+# What each optional ability lets the harness do, and which provider to use where it lacks:
+# faults, experiment checks and fixtures all say it from here.
+ABILITIES: dict[type, tuple[str, str]] = {
+    NodeShell: ("reach its nodes' runtime", "use the local or kind provider"),
+    NodeLifecycle: (
+        "stop and start nodes",
+        "use the kind provider (or local, for its single node)",
+    ),
+    ComponentControl: ("stop and start cluster components", "use the local or kind provider"),
+}
+
+
+def lacks(cluster: ClusterProvider, ability: type) -> str | None:
+    """What `cluster`'s provider cannot do for want of `ability` (one of `ABILITIES`), as
+    "the existing provider cannot ...", or None where it can."""
+    if isinstance(cluster, ability):
+        return None
+    return f"the {cluster.name} provider cannot {ABILITIES[ability][0]}"

@@ -19,6 +19,7 @@ from harness.cluster import (
     make_provider,
     select_provider,
 )
+from harness.cluster.provider import lacks
 from harness.errors import HarnessError
 from harness.kube import Kube
 from harness.paths import cache_dir
@@ -106,6 +107,6 @@ def kube_api(request: pytest.FixtureRequest, cluster: ClusterProvider) -> Iterat
 @pytest.fixture
 def node_lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
     """The cluster's node stop/start ability; skips the test where the provider lacks it."""
-    if not isinstance(cluster, NodeLifecycle):
-        pytest.skip(f"the {cluster.name} provider cannot stop and start nodes")
-    return cluster
+    if cannot := lacks(cluster, NodeLifecycle):
+        pytest.skip(cannot)
+    return cluster  # type: ignore[return-value]

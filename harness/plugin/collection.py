@@ -30,6 +30,10 @@ from harness.plugin.shared import (
 from harness.scenario import judge
 from harness.spec import ServiceSpec
 
+EXPERIMENT_SUFFIXES = (".json", ".yaml", ".yml")
+# The paths given on the command line, resolved once.
+GIVEN_KEY = pytest.StashKey[set[Path]]()
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Scenarios asking for `service_spec` run once per service of the resilience spec, and
@@ -103,25 +107,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Chaos Toolkit experiments under scenarios/**/experiments/ (the rootdir's or the
-    built-in suite's, or under a folder named `experiments` given on the command line) become
-    test items."""
-    if not _in_experiments_folder(file_path, parent.config):
-        return None
-    # Imported here: chaoslib is only loaded by runs that collect experiments.
-    from harness.chaos.experiment import SUFFIXES
-
-    return (
-        ExperimentFile.from_parent(parent, path=file_path) if file_path.suffix in SUFFIXES else None
-    )
+    """Chaos Toolkit experiments become test items: those under scenarios/**/experiments/
+    (the rootdir's or the built-in suite's, or under a folder named `experiments` given on the
+    command line), and a file given on the command line itself (`harness chaos run`)."""
+    if file_path.suffix in EXPERIMENT_SUFFIXES and _is_experiment(file_path, parent.config):
+        return ExperimentFile.from_parent(parent, path=file_path)
+    return None
 
 
-def _in_experiments_folder(path: Path, config: pytest.Config) -> bool:
+def _is_experiment(path: Path, config: pytest.Config) -> bool:
+    if GIVEN_KEY not in config.stash:
+        config.stash[GIVEN_KEY] = {
+            (config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args
+        }
+    given = config.stash[GIVEN_KEY]
+    if path.resolve() in given:
+        return True
     folders = [folder for folder in path.parents if folder.name == "experiments"]
-    if not folders:
-        return False
     scenarios = config.rootpath / "scenarios"
-    given = {(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args}
     return any(
         folder.is_relative_to(scenarios) or suite.contains(folder) or folder in given
         for folder in folders
@@ -141,7 +144,11 @@ class ExperimentFile(pytest.File):
         try:
             experiment = load_experiment(self.path)
             settings = validate_experiment(experiment, self.path)
-            service = experiment_service(resilience_spec_of(self.config), settings)
+            service = experiment_service(
+                resilience_spec_of(self.config),
+                settings,
+                self.config.getoption("experiment_service"),
+            )
         except HarnessError as exc:
             raise self.CollectError(f"kube-harness: {exc}") from None
         repeat = self.config.getoption("repeat")

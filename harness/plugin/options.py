@@ -11,13 +11,10 @@ from harness.cluster import (
     CHOICES,
     ClusterOptions,
 )
-from harness.cluster.provider import DEFAULT_CLUSTER_NAME
+from harness.cluster.provider import DEFAULT_CLUSTER_NAME, PYTEST_KIND_DEFAULT_NAME
 from harness.errors import InvalidConfiguration
 from harness.load.runner import PLACEMENTS
 from harness.spec import MAX_LOAD_WORKERS
-
-# pytest-kind owns --cluster-name; its default names its own clusters, not ours.
-PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,6 +76,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="run every scenario and experiment N times; the report counts passes per "
         "scenario, so a flaky one shows as flaky",
+    )
+    group.addoption(
+        "--experiment-service",
+        default=None,
+        metavar="NAME",
+        help="run every experiment against this service of the spec (default: the one its "
+        "kube-harness extension names, else the spec's first)",
     )
     group.addoption(
         "--resilience-spec",

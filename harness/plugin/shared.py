@@ -3,6 +3,7 @@ fixture names, and the resilience spec, read once."""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,12 @@ CPU_MARKER = "cpu_sensitive"
 E2E_MARKER = "e2e"
 CLUSTER_FIXTURE = "cluster"
 REPEAT_FIXTURE = "harness_repeat"
+
+
+def loaded_by_entry_point() -> bool:
+    """Whether pytest loads the plugin by itself: kube-harness is installed, with its
+    `pytest11` entry point (a bare checkout's conftest.py loads it otherwise)."""
+    return any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
 
 
 def resilience_spec_of(config: pytest.Config) -> ResilienceSpec:

@@ -15,13 +15,12 @@ from harness.chaos.faults.target import (
     DrainTimeout,
     NotInjectable,
     Target,
-    component_control,
+    able_to,
     guard,
     guard_node,
-    node_lifecycle,
 )
 from harness.chaos.ledger import Injected
-from harness.cluster.provider import ClusterProvider, ComponentControl
+from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle
 from harness.errors import HarnessError, WaitTimeout
 from harness.kube import Kube
 from harness.wait import Pending, wait_for
@@ -92,13 +91,13 @@ def _restore_schedulability(cluster: ClusterProvider, kube: Kube, entry: Injecte
 
 
 def _start_component(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
-    control = component_control(cluster)
+    control = able_to(cluster, ComponentControl)
     control.start_component(entry.undo["component"])
     _wait_running(control, entry.undo["component"])
 
 
 def _start_node(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
-    node_lifecycle(cluster).start_node(entry.undo["node"])
+    able_to(cluster, NodeLifecycle).start_node(entry.undo["node"])
 
 
 @reverted_by(_restore_schedulability, fault=NODE_ACTIONS)
@@ -258,7 +257,7 @@ def _wait_running(
 
 def _component_guard(t: Target, fault: str, component: str) -> ComponentControl:
     guard_node(t, fault)
-    control = component_control(t.cluster)
+    control = able_to(t.cluster, ComponentControl)
     _check_known(t, "component", component, control.component_status())
     return control
 
@@ -294,7 +293,7 @@ def stop_node(t: Target, node: str) -> Injected:
             node of that name.
     """
     guard_node(t, "stop_node")
-    lifecycle = node_lifecycle(t.cluster)
+    lifecycle = able_to(t.cluster, NodeLifecycle)
     _check_known(t, "node", node, lifecycle.nodes())
     entry = new_entry(t, "stop_node", node=node, target=node, undo={"node": node})
     return inject(t, entry, lambda: lifecycle.stop_node(node))

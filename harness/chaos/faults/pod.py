@@ -25,17 +25,17 @@ from harness.chaos.faults.recording import inject, new_entry, reverted_by
 from harness.chaos.faults.target import (
     NotInjectable,
     Target,
+    able_to,
     container_cgroups,
     container_pid,
     guard,
-    node_shell,
     read_pod,
     running_container_id,
     sandbox_pid,
 )
 from harness.chaos.ledger import Injected
 from harness.chaos.probe_failure import probe_block
-from harness.cluster.provider import ClusterProvider
+from harness.cluster.provider import ClusterProvider, NodeShell
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube, container_port, secret_value
 from harness.kubectl import post_to_pod
@@ -47,7 +47,7 @@ DNS_RULES = ("OUTPUT -p udp --dport 53", "OUTPUT -p tcp --dport 53")
 
 
 def _kill_marked(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
-    shell, marker = node_shell(cluster), f"{CHAOS_MARKER}-{entry.id}"
+    shell, marker = able_to(cluster, NodeShell), f"{CHAOS_MARKER}-{entry.id}"
 
     def gone() -> bool | Pending:
         shell.node_exec(entry.node, ["sh", "-c", PROCESSES, "sh", "kill", *halves(marker)])
@@ -61,7 +61,7 @@ def _kill_marked(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
 
 def _delete_rules(cluster: ClusterProvider, kube: Kube, entry: Injected) -> None:
     undo = entry.undo
-    node_shell(cluster).node_exec(
+    able_to(cluster, NodeShell).node_exec(
         entry.node,
         ["sh", "-c", RULES_DELETE, "sh", str(undo["pid"]), undo["netns"],
          *halves(fault_marker(entry)), *undo["rules"]],
@@ -146,7 +146,7 @@ def kill_container(t: Target, pod: str, container: str) -> str:
             the namespace is not the harness's.
     """
     guard(t.cluster, t.kube, t.namespace)
-    shell = node_shell(t.cluster)
+    shell = able_to(t.cluster, NodeShell)
     obj = read_pod(t, pod)
     container_id = running_container_id(obj, container)
     shell.node_exec(obj.spec.node_name, ["crictl", "stop", "--timeout", "0", container_id])
@@ -181,7 +181,7 @@ def _hog(
             f"{fault} needs a duration, not {seconds}s", fix="pass seconds > 0"
         )
     guard(t.cluster, t.kube, t.namespace)
-    shell = node_shell(t.cluster)
+    shell = able_to(t.cluster, NodeShell)
     obj = read_pod(t, pod)
     node = obj.spec.node_name
     pid = container_pid(shell, node, running_container_id(obj, container))
@@ -230,7 +230,7 @@ def _netns_fault(
     t: Target, fault: str, pod: str, rules: Sequence[str], *, what: str | None = None
 ) -> Injected:
     guard(t.cluster, t.kube, t.namespace)
-    shell = node_shell(t.cluster)
+    shell = able_to(t.cluster, NodeShell)
     obj = read_pod(t, pod)
     if obj.spec.host_network:
         raise NotInjectable(
@@ -276,7 +276,7 @@ def fail_probe(t: Target, pod: str, container: str, probe: str) -> Injected:
             nothing the harness can see.
     """
     guard(t.cluster, t.kube, t.namespace)
-    node_shell(t.cluster)  # refused before anything is read where nodes are out of reach
+    able_to(t.cluster, NodeShell)  # refused before anything is read where nodes are out of reach
     spec = t.kube.api_client.sanitize_for_serialization(read_pod(t, pod).spec)
     found = [c for c in spec.get("containers") or [] if c.get("name") == container]
     if not found:
@@ -300,7 +300,7 @@ def crash_process(t: Target, pod: str, container: str) -> int:
         NotInjectable: see `target`'s guards; the container is not running.
     """
     guard(t.cluster, t.kube, t.namespace)
-    shell = node_shell(t.cluster)
+    shell = able_to(t.cluster, NodeShell)
     obj = read_pod(t, pod)
     node = obj.spec.node_name
     pid = container_pid(shell, node, running_container_id(obj, container))

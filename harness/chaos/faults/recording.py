@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from harness.chaos.faults.target import DrainTimeout, Target
-from harness.chaos.ledger import Injected, Ledger, this_process
+from harness.chaos.ledger import Injected, Ledger
 from harness.cluster.provider import ClusterProvider
 from harness.errors import HarnessError, InvalidConfiguration
 from harness.kube import Kube, cluster_uid
+from harness.processes import this_process
 from harness.progress import say
 
 Revert = Callable[[ClusterProvider, Kube, Injected], None]
@@ -58,7 +59,7 @@ def new_entry(t: Target, fault: str, *, node: str | None, target: str, undo: dic
         undo=undo,
         started=time.time(),
         owner=this_process(),
-        cluster_uid=cluster_uid(t.kube),
+        cluster_uid=t.cluster_uid,
     )
 
 
@@ -110,13 +111,9 @@ def revert_all(
     *,
     namespace: str | None = None,
     fault: str | None = None,
-    orphaned: bool = False,
-    recorded_on: str | None = None,
     ledger: Ledger | None = None,
 ) -> list[Injected]:
-    """Undo every pending fault (of one namespace, or one kind, or only those whose run was
-    killed before it could revert them: `orphaned`, or only those recorded on the cluster
-    with the uid `recorded_on`); return what was undone.
+    """Undo every pending fault (of one namespace, or one kind); return what was undone.
 
     Stopped components and nodes are started first (the others may need them), then the
     rest newest first. One failure does not stop the others.
@@ -125,11 +122,12 @@ def revert_all(
         HarnessError: some could not be undone; the message lists each with its error.
     """
     ledger = ledger or Ledger(cluster.options.name)
-    pending = [
-        e
-        for e in ledger.pending(namespace=namespace, fault=fault)
-        if (e.orphaned or not orphaned) and recorded_on in (None, e.cluster_uid)
-    ]
+    return _revert_each(cluster, kube, ledger.pending(namespace=namespace, fault=fault), ledger)
+
+
+def _revert_each(
+    cluster: ClusterProvider, kube: Kube, pending: list[Injected], ledger: Ledger
+) -> list[Injected]:
     order = sorted(reversed(pending), key=lambda e: e.fault not in _STARTED_FIRST)
     done, failed = [], []
     for entry in order:
@@ -155,11 +153,11 @@ def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
     (`cluster_uid`): another cluster of the same name is not touched for its ledger.
     """
     ledger = Ledger(cluster.options.name)
-    if not any(e.orphaned for e in ledger.pending()):
+    orphans = [e for e in ledger.pending() if e.orphaned]
+    if not orphans:
         return []
     kube = Kube(cluster.kubeconfig(), cluster.options.context)
     try:
-        recorded_on = None
         if not cluster.capabilities.creates_clusters:
             if not cluster.capabilities.chaos_allowed:
                 say(
@@ -168,8 +166,9 @@ def revert_orphans(cluster: ClusterProvider) -> list[Injected]:
                     "--allow-chaos-on-existing"
                 )
                 return []
-            recorded_on = cluster_uid(kube)
-        reverted = revert_all(cluster, kube, orphaned=True, recorded_on=recorded_on)
+            this_cluster = cluster_uid(kube)
+            orphans = [e for e in orphans if e.cluster_uid == this_cluster]
+        reverted = _revert_each(cluster, kube, orphans, ledger)
     except HarnessError as exc:  # said, not fatal: the run's own faults are in its hands
         say(f"faults a killed run left could not all be reverted: {exc.message}")
         say("they stay in the ledger: `harness chaos revert` tries again")

@@ -3,18 +3,27 @@ how a pod's containers, sandbox and cgroups are found on its node."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.chaos.faults.node_side import READ_FILES
 from harness.chaos.ledger import Injected, Ledger
-from harness.cluster.provider import ClusterProvider, ComponentControl, NodeLifecycle, NodeShell
+from harness.cluster.provider import (
+    ABILITIES,
+    ClusterProvider,
+    ComponentControl,
+    NodeLifecycle,
+    NodeShell,
+    lacks,
+)
 from harness.errors import InvalidConfiguration, WaitTimeout
-from harness.kube import Kube
+from harness.kube import Kube, cluster_uid
 from harness.namespaces import is_harness_namespace
 
 
@@ -58,6 +67,12 @@ class Target:
         """The target for `namespace`, with the cluster's own ledger unless one is given."""
         return cls(cluster, kube, namespace, ledger or Ledger(cluster.options.name))
 
+    @functools.cached_property
+    def cluster_uid(self) -> str:
+        """What tells the cluster from another of its name (`harness.kube.cluster_uid`);
+        read once, since every fault's ledger entry carries it."""
+        return cluster_uid(self.kube)
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -94,31 +109,18 @@ def guard_node(t: Target, fault: str) -> None:
         )
 
 
-def node_shell(cluster: ClusterProvider) -> NodeShell:
-    if not isinstance(cluster, NodeShell):
-        raise NotInjectable(
-            f"the {cluster.name} provider cannot reach its nodes' runtime",
-            fix="use the local or kind provider for container faults",
-        )
-    return cluster
+Ability = TypeVar("Ability", NodeShell, NodeLifecycle, ComponentControl)
 
 
-def node_lifecycle(cluster: ClusterProvider) -> NodeLifecycle:
-    if not isinstance(cluster, NodeLifecycle):
-        raise NotInjectable(
-            f"the {cluster.name} provider cannot stop and start nodes",
-            fix="use the kind provider (or local, for its single node) for node faults",
-        )
-    return cluster
+def able_to(cluster: ClusterProvider, ability: type[Ability]) -> Ability:
+    """`cluster` as the provider protocol `ability` a fault needs; refused where it has not it.
 
-
-def component_control(cluster: ClusterProvider) -> ComponentControl:
-    if not isinstance(cluster, ComponentControl):
-        raise NotInjectable(
-            f"the {cluster.name} provider cannot stop or start cluster components",
-            fix="use the local or kind provider for component faults",
-        )
-    return cluster
+    Example:
+        >>> able_to(cluster, NodeShell).node_exec(node, ["true"])      # doctest: +SKIP
+    """
+    if cannot := lacks(cluster, ability):
+        raise NotInjectable(cannot, fix=f"{ABILITIES[ability][1]} for this fault")
+    return cluster  # type: ignore[return-value]
 
 
 # --- looking things up on the node ----------------------------------------------------------
@@ -247,7 +249,7 @@ def container_usage(t: Target, pod: str, container: str) -> Usage:
     Raises:
         NotInjectable: the provider cannot reach its nodes, or the container is not running.
     """
-    shell = node_shell(t.cluster)
+    shell = able_to(t.cluster, NodeShell)
     obj = read_pod(t, pod)
     node = obj.spec.node_name
     pid = container_pid(shell, node, running_container_id(obj, container))
