@@ -3,13 +3,19 @@ whose a fault or a file is, and whether its owner still runs."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 
 def this_process() -> str:
     """This process as an owner (`process_named(os.getpid())`)."""
-    return process_named(os.getpid())
+    return _named_once(os.getpid())
+
+
+@functools.cache  # a process's start time never changes; a forked child has its own pid
+def _named_once(pid: int) -> str:
+    return process_named(pid)
 
 
 def process_named(pid: int) -> str:

@@ -30,17 +30,23 @@ Example (experiment file):
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chaoslib.types import Configuration
 
 from harness.chaos import faults
 from harness.chaos.faults import NotInjectable, Target
 from harness.cluster import make_provider
-from harness.cluster.provider import ClusterOptions, ClusterProvider, NodeLifecycle
+from harness.cluster.provider import (
+    ClusterOptions,
+    ClusterProvider,
+    ComponentControl,
+    NodeLifecycle,
+    NodeShell,
+)
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
 
@@ -160,6 +166,25 @@ def _one_pod(t: Target, configuration: Configuration | None) -> str:
     return random.choice(pods)
 
 
+Action = TypeVar("Action", bound=Callable[..., Any])
+
+
+def needs(ability: type) -> Callable[[Action], Action]:
+    """Declare the provider ability (`harness.cluster.provider.ABILITIES`) an action cannot
+    run without, so an experiment that uses it is refused up front where it is missing."""
+
+    def declare(action: Action) -> Action:
+        action.needs = ability  # type: ignore[attr-defined]
+        return action
+
+    return declare
+
+
+def ability_needed(action: str) -> type | None:
+    """The ability the action named `action` declared with `needs`, if any."""
+    return getattr(globals().get(action), "needs", None)
+
+
 def kill_pods(
     count: int = 1,
     percent: int | None = None,
@@ -176,6 +201,7 @@ def kill_pods(
         )
 
 
+@needs(NodeShell)
 def kill_container(configuration: Configuration | None = None) -> dict[str, str]:
     """SIGKILL the service container of one of its pods; the kubelet restarts it."""
     with harness_target(configuration) as t:
@@ -204,6 +230,7 @@ def crash_via_service(
         return {"pod": pod, "status": status}
 
 
+@needs(NodeShell)
 def cpu_hog(
     seconds: float, cores: int = 1, configuration: Configuration | None = None
 ) -> dict[str, str]:
@@ -215,6 +242,7 @@ def cpu_hog(
         return {"pod": pod, "id": entry.id}
 
 
+@needs(NodeShell)
 def memory_pressure(
     mib: int, seconds: float, configuration: Configuration | None = None
 ) -> dict[str, str]:
@@ -226,6 +254,7 @@ def memory_pressure(
         return {"pod": pod, "id": entry.id}
 
 
+@needs(NodeShell)
 def partition_one_pod(configuration: Configuration | None = None) -> dict[str, str]:
     """Cut one service pod off the network until reverted; it leaves the endpoints."""
     with harness_target(configuration) as t:
@@ -233,6 +262,7 @@ def partition_one_pod(configuration: Configuration | None = None) -> dict[str, s
         return {"pod": pod, "id": faults.partition_pod(t, pod).id}
 
 
+@needs(NodeShell)
 def fail_dns(configuration: Configuration | None = None) -> dict[str, list[str]]:
     """Make DNS lookups from every Ready service pod time out until reverted."""
     with harness_target(configuration) as t:
@@ -260,12 +290,14 @@ def drain_node(
         return {"node": node, "id": faults.drain(t, node, timeout=timeout).id}
 
 
+@needs(ComponentControl)
 def stop_component(component: str, configuration: Configuration | None = None) -> dict[str, str]:
     """Stop a cluster component (local provider: "kubelet", "containerd", ...)."""
     with harness_target(configuration) as t:
         return {"component": component, "id": faults.stop_component(t, component).id}
 
 
+@needs(ComponentControl)
 def restart_component(component: str, configuration: Configuration | None = None) -> dict[str, str]:
     """Restart a cluster component and wait until it runs again."""
     with harness_target(configuration) as t:

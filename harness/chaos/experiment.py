@@ -62,6 +62,7 @@ from kubernetes import client
 from kubernetes.config import kube_config
 
 from harness.assertions import Check
+from harness.chaos.actions import ability_needed
 from harness.chaos.explain import (
     duration_sentence,
     leftover_sentence,
@@ -94,7 +95,7 @@ from harness.chaos.verdicts import (
     sentence_check,
     slo_verdicts,
 )
-from harness.cluster.provider import ClusterProvider, ComponentControl, NodeShell, lacks
+from harness.cluster.provider import ClusterProvider, lacks
 from harness.deploy import Deployed
 from harness.errors import InvalidConfiguration
 from harness.kube import Kube
@@ -106,17 +107,6 @@ from harness.scenario import (
 )
 from harness.spec import ResilienceSpec, ServiceSpec, parse_fraction, parse_seconds
 from harness.user_files import read_json, read_yaml
-
-# What a provider must be able to do for the harness actions that reach past the API.
-ACTION_ABILITIES: dict[str, type] = {
-    "kill_container": NodeShell,
-    "cpu_hog": NodeShell,
-    "memory_pressure": NodeShell,
-    "partition_one_pod": NodeShell,
-    "fail_dns": NodeShell,
-    "stop_component": ComponentControl,
-    "restart_component": ComponentControl,
-}
 
 
 def unsupported_activities(experiment: Mapping[str, Any], cluster: ClusterProvider) -> list[str]:
@@ -132,7 +122,7 @@ def unsupported_activities(experiment: Mapping[str, Any], cluster: ClusterProvid
         provider = activity.get("provider") or {}
         if provider.get("module") != "harness.chaos.actions":
             continue
-        ability = ACTION_ABILITIES.get(provider.get("func", ""))
+        ability = ability_needed(provider.get("func", ""))
         if ability and (cannot := lacks(cluster, ability)):
             found.append(f"{activity.get('name')} ({cannot})")
     return found
