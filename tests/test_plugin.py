@@ -207,9 +207,13 @@ XDIST_TURNS_COMMON = """
 
     RUNNING = Path("running")
 
+    class StandInCluster:
+        def wait_ready(self, timeout):
+            pass
+
     @pytest.fixture(scope="session")
     def cluster():
-        return "stand-in"
+        return StandInCluster()
 
     @pytest.fixture
     def turn(request):
@@ -272,6 +276,50 @@ def test_xdist_workers_take_turns_on_the_shared_cluster(pytester):
     assert "test_capacity" not in seen["test_hpa"] and "test_hpa" not in seen["test_capacity"]
     assert seen["test_node_fault"] == set()
     assert "test_node_fault" not in seen["test_plain_waiting_for_the_node_fault"]
+
+
+def test_an_exclusive_test_hands_its_turn_on_only_once_the_cluster_is_ready(pytester):
+    """What a kubelet restart left recovering is waited for before the next test; a cluster
+    still not ready is an error of the exclusive test, not a failure of the next one."""
+    pytester.makeconftest("""
+        import pytest
+        from harness.errors import WaitTimeout
+
+        WAITS = []
+
+        class RecoveringCluster:
+            def wait_ready(self, timeout):
+                WAITS.append(timeout)
+                raise WaitTimeout("metrics-server", timeout, "not available")
+
+        @pytest.fixture(scope="session")
+        def cluster():
+            return RecoveringCluster()
+
+        @pytest.fixture
+        def waits():
+            return WAITS
+    """)
+    pytester.makepyfile("""
+        import pytest
+
+        def test_plain(cluster, waits):
+            pass
+
+        @pytest.mark.exclusive_cluster
+        def test_kubelet_restart(cluster, waits):
+            pass
+
+        def test_next(cluster, waits):
+            assert len(waits) == 1
+    """)
+    result = pytester.runpytest("--cluster-name=pytester-ready-again")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines([
+        "*test_kubelet_restart held the cluster alone and left it not ready: timed out "
+        "after 180s waiting for metrics-server; last seen: not available",
+        "*fix: revert what the test changed on the cluster*",
+    ])  # fmt: skip
 
 
 def test_tests_whose_fixtures_reach_the_cluster_are_marked_e2e(pytester):

@@ -8,6 +8,8 @@ from contextlib import ExitStack
 
 import pytest
 
+from harness.cluster import ClusterProvider
+from harness.errors import HarnessError
 from harness.locks import file_lock
 from harness.paths import lock_file
 from harness.plugin.shared import CPU_MARKER, EXCLUSIVE_MARKER, RUN_KEY, TURN_HELD_ENV
@@ -26,6 +28,10 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     one marked `exclusive_cluster` holds it alone (nothing else runs on the cluster meanwhile),
     and one marked `cpu_sensitive` also holds the CPU lock, so that no two HPA or capacity
     measurements overlap. Without xdist every lock is free at once.
+
+    An exclusive test may leave the cluster recovering (a kubelet restarted, a node back):
+    it hands its turn on only once the cluster is Ready again, so that the next test does not
+    start on, or get blamed for, what it left.
     """
     node = request.node
     exclusive = node.get_closest_marker(EXCLUSIVE_MARKER) is not None
@@ -41,3 +47,20 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
         if node.get_closest_marker(CPU_MARKER) is not None:
             held.enter_context(file_lock(lock_file(f"cpu-{name}.lock")))
         yield
+        if exclusive and "cluster" in request.fixturenames:
+            _hand_on_ready(request.getfixturevalue("cluster"), node.nodeid)
+
+
+# Long enough for a restarted kubelet's pods to pass their readiness probes again.
+READY_AGAIN_WITHIN_S = 180
+
+
+def _hand_on_ready(cluster: ClusterProvider, test: str) -> None:
+    try:
+        cluster.wait_ready(timeout=READY_AGAIN_WITHIN_S)
+    except HarnessError as exc:
+        raise HarnessError(
+            f"{test} held the cluster alone and left it not ready: {exc.message}",
+            fix="revert what the test changed on the cluster (its nodes, components and "
+            "kube-system) before it ends",
+        ) from None
