@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -459,6 +460,38 @@ def slo_checks(slo: SLO, load: LoadResult, *, what: str) -> list[Check]:
         )
         for v in slo.evaluate(load)
     ]
+
+
+# ---------------------------------------------------------------- which version answered
+
+
+def answered_by(load: LoadResult, *, version: str, since: float, until: float, what: str) -> Check:
+    """Every request answered in the whole seconds from `since` to `until` was answered by
+    `version`, as the responses name it (`load.version` of the spec): the count answered by
+    any other version, against 0.
+
+    Inconclusive when no request was sent then, or none of the answers named a version:
+    nothing shows who answered.
+    """
+    kinds = ("Pod", "EndpointSlice", "Mark")
+    name = f"{what}: answers by a version other than {version}"
+    seconds = [p for p in load.series if since <= p.t and p.t + 1 <= until]
+    counts: Counter[str] = Counter()
+    for point in seconds:
+        counts.update(point.versions)
+    if not counts:
+        requests = sum(p.requests for p in seconds)
+        note = (
+            f"none of the {requests} answers in that window named a version: say where the "
+            "service names it with `load.version` in the spec ({header: NAME} or "
+            "{json: FIELD})"
+            if requests
+            else "no request was answered in that window"
+        )
+        return Check(Verdict(name, None, 0, "requests", "inconclusive", note), since, until, kinds)
+    others = sum(n for v, n in counts.items() if v != version)
+    note = "answers by version: " + ", ".join(f"{v}={n}" for v, n in sorted(counts.items()))
+    return Check(_verdict(name, others, 0, "requests", others == 0, note), since, until, kinds)
 
 
 # ---------------------------------------------------------------- rollouts

@@ -88,8 +88,9 @@ def build_service_images(service: ServiceSpec) -> list[Path]:
 
 
 def provide_images(cluster: ClusterProvider, spec: ResilienceSpec) -> list[Path]:
-    """Build every service's images and load them into the cluster, once per cluster."""
-    archives = [a for service in spec.services for a in build_service_images(service)]
+    """Build every service's images and load them into the cluster, once per cluster (and
+    once for services that share them)."""
+    archives = list(dict.fromkeys(a for s in spec.services for a in build_service_images(s)))
     load_once(cluster, archives)
     return archives
 
@@ -209,6 +210,7 @@ def steady_load(
         workers=service.load.workers,
         placement=placement,
         avoid_nodes=avoid_nodes,
+        version_from=service.load.version_from,
     )
 
 

@@ -23,6 +23,7 @@ from harness.gopackages import program_name
 from harness.helm import HelmRelease, is_chart
 from harness.images.oci import split_ref
 from harness.load import SLO
+from harness.load._locust_entry import VERSION_FROM
 from harness.load.runner import HOST, PLACEMENTS
 from harness.load.shapes import MAX_DURATION_S, MAX_USERS
 from harness.render import check_source
@@ -299,6 +300,51 @@ def _port(raw: Any) -> str | int:
     raise ValueError(f"must be a port number or a port name like `http`, not {raw!r}")
 
 
+@_schema(
+    {
+        "oneOf": [
+            {"type": "object", "properties": {"header": TEXT_SCHEMA}, "required": ["header"],
+             "additionalProperties": False},
+            {"type": "object", "properties": {"json": TEXT_SCHEMA}, "required": ["json"],
+             "additionalProperties": False},
+        ],
+        "description": "where a response names the version that answered it: a response "
+        "header, or a field of a JSON body (`build.version` goes into nested objects)",
+    }
+)  # fmt: skip
+def _version_from(raw: Any) -> str:
+    if isinstance(raw, Mapping) and len(raw) == 1:
+        ((kind, name),) = raw.items()
+        if kind in ("header", "json") and isinstance(name, str) and name.strip():
+            return f"{kind}:{name.strip()}"
+    raise ValueError(
+        f"must be {{header: NAME}} or {{json: FIELD}}, not {raw!r} (e.g. {{header: X-App-Version}})"
+    )
+
+
+# A label key: an optional DNS-subdomain prefix and a name of up to 63 characters.
+LABEL_KEY = re.compile(
+    rf"({DNS_LABEL.pattern}(\.{DNS_LABEL.pattern})*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?"
+)
+
+
+@_schema({"type": "string", "pattern": rf"^{LABEL_KEY.pattern}$"})
+def _label_key(raw: Any) -> str:
+    if not isinstance(raw, str) or not LABEL_KEY.fullmatch(raw):
+        raise ValueError(f"must be a label key like `slot` or `example.com/slot`, not {raw!r}")
+    return raw
+
+
+@_schema({"type": "object", "additionalProperties": TEXT_SCHEMA})
+def _answered_versions(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) and v for v in raw.values()):
+        raise ValueError(
+            "must map image version names to the version their answers name, "
+            f"e.g. {{current: '1.4.0', next: '1.5.0'}}, not {raw!r}"
+        )
+    return {str(k): v for k, v in raw.items()}
+
+
 @_schema({"type": "string", "pattern": "^/"})
 def _url_path(raw: Any) -> str:
     if not _text(raw).startswith("/"):
@@ -443,11 +489,44 @@ class ProbeExpectation:
     startup_delay_s: float | None = None
 
 
+ROLLOUT_STRATEGIES = ("rolling", "blue-green")
+
+
+@_schema({"enum": list(ROLLOUT_STRATEGIES)})
+def _rollout_strategy(raw: Any) -> str:
+    if raw not in ROLLOUT_STRATEGIES:
+        raise ValueError(
+            f"{raw!r} is not a rollout strategy the harness knows; use one of: "
+            + ", ".join(ROLLOUT_STRATEGIES)
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class RolloutExpectation:
+    """How the service moves from `images.current` to `images.next` under steady load, and
+    what that may cost: at most `max_failed_requests` failed requests.
+
+    `strategy: rolling` (the default), the Deployment's own RollingUpdate: the new version
+    is out within `complete_within`, and a broken image is reported stuck within
+    `stuck_detected_within`.
+
+    `strategy: blue-green`: the running Deployment is blue, its pods labelled
+    `label: blue` (default label `slot`) and selected so by the Services. Green, a copy of
+    it with the next image and `label: green`, is Ready within `complete_within`; the
+    Services move to green and back to blue, and from `grace` after each switch (requests
+    on connections opened before it may still reach the old slot) every answer comes from
+    the slot switched to. Which version answered is read from the responses (`load.version`)
+    and compared with `versions` (default: each image's tag, e.g. `v2`).
+    """
+
     complete_within_s: float
     max_failed_requests: int
-    stuck_detected_within_s: float
+    stuck_detected_within_s: float | None = None
+    strategy: str = "rolling"
+    label: str = "slot"
+    grace_s: float = 2.0
+    versions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -474,6 +553,10 @@ class LoadSpec:
     A request without an answer after `timeout_s` counts as failed, and its user goes on:
     a user stuck on a lost connection would stop sending while the outage lasts, and
     the outage would not show in the error rate.
+
+    `version`: where each response names the version that answered it (`{header: NAME}` or
+    `{json: FIELD}`; default the header X-App-Version), which the blue-green and canary
+    scenarios count per second.
     """
 
     path: str
@@ -484,6 +567,7 @@ class LoadSpec:
     timeout_s: float = 5.0
     workers: int = 0
     placement: str = HOST
+    version_from: str = VERSION_FROM
 
 
 @dataclass(frozen=True)
@@ -514,6 +598,24 @@ class ServiceSpec:
     def image_override(self, version: str) -> dict[str, str]:
         """The `deploy(images=...)` mapping that runs image version `version`."""
         return {self.image_name: self.images[version]}
+
+    def promises(self, promise: str) -> bool:
+        """Whether the spec makes `promise`: a dotted path into it that is set (`hpa`,
+        `slo.max_p95_ms`), with `=VALUE` one that has that value
+        (`rollout.strategy=blue-green`)."""
+        path, equals, wanted = promise.partition("=")
+        value: Any = self
+        for name in path.split("."):
+            value = getattr(value, name)
+            if value is None:
+                return False
+        return not equals or str(value) == wanted
+
+    def answers_version(self, version: str) -> str:
+        """What the answers of image version `version` (`current`, `next`) name as their
+        version: `rollout.versions` says, else the image's tag."""
+        named = self.rollout.versions if self.rollout else {}
+        return named.get(version) or split_ref(self.images[version])[1] or self.images[version]
 
 
 @dataclass(frozen=True)
@@ -596,6 +698,7 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
             timeout_s=load.get("timeout", parse_seconds, 5.0),
             workers=load.get("workers", _count(0, MAX_LOAD_WORKERS), 0),
             placement=load.get("placement", _load_placement, HOST),
+            version_from=load.get("version", _version_from, VERSION_FROM),
         )
         load.done()
     if (helm := r.section("helm", required=False, about=HelmRelease.__doc__)) is not None:
@@ -621,6 +724,11 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
         "expect", about="What the service promises: each section runs its scenarios."
     )
     service.update(_read_expectations(expect) if expect else {})
+    if service.get("rollout") and service["images"] and "next" not in service["images"]:
+        problems.append(
+            f"{r.where}.images.next: required by expect.rollout (the version a rollout moves "
+            "to), e.g. next: example.org/web:v1.1.0"
+        )
     r.done()
     return ServiceSpec(**service) if not problems else None
 
@@ -743,12 +851,22 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
     if (
         o := expect.section("rollout", required=False, about=RolloutExpectation.__doc__)
     ) is not None:
-        out["rollout"] = RolloutExpectation(
+        rollout = RolloutExpectation(
             complete_within_s=o.get("complete_within", parse_seconds),
             max_failed_requests=o.get("max_failed_requests", _count(0)),
-            stuck_detected_within_s=o.get("stuck_detected_within", parse_seconds),
+            stuck_detected_within_s=o.get("stuck_detected_within", parse_seconds, None),
+            strategy=o.get("strategy", _rollout_strategy, "rolling"),
+            label=o.get("label", _label_key, "slot"),
+            grace_s=o.get("grace", parse_seconds, 2.0),
+            versions=o.get("versions", _answered_versions, {}),
         )
+        if rollout.strategy == "rolling" and rollout.stuck_detected_within_s is None:
+            o.problems.append(
+                f"{o.where}.stuck_detected_within: required for strategy rolling (how soon a "
+                "broken image must be reported stuck), e.g. 60s"
+            )
         o.done()
+        out["rollout"] = rollout
     expect.done()
     return out
 

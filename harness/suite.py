@@ -40,7 +40,7 @@ MARKERS = {
     "hpa": "HPA scaling under CPU load (built-in suite)",
     "self_healing": "deleted pods, killed containers, crashed processes (built-in suite)",
     "probes": "readiness, liveness and startup probes (built-in suite)",
-    "rollout": "zero-downtime rollout and rollback (built-in suite)",
+    "rollout": "rollouts: rolling update and rollback, blue-green switches (built-in suite)",
     "capacity": "step load: capacity and HPA reaction (built-in suite)",
     "node_failure": "a stopped worker node (built-in suite)",
     "chaos": "a chaos experiment file collected as a test item",
@@ -50,6 +50,7 @@ AREAS = {
     "test_self_healing": "self_healing",
     "test_probes": "probes",
     "test_zero_downtime_rollout": "rollout",
+    "test_blue_green": "rollout",
     "test_capacity": "capacity",
     "test_node_failure": "node_failure",
 }

@@ -219,4 +219,34 @@ def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:
                     f"expect.hpa: min {hpa.min} / max {hpa.max}, but HorizontalPodAutoscaler "
                     f"{hpa.name} says {minimum} / {maximum}"
                 )
+    if service.rollout is not None and service.rollout.strategy == "blue-green":
+        problems += _blue_slot_problems(objects, workload.name, service.rollout.label)
+    return problems
+
+
+def _blue_slot_problems(objects: Sequence[Object], deployment: str, label: str) -> list[str]:
+    """What keeps Deployment `deployment` from being the blue slot of a blue-green release:
+    `label: blue` in its selector and pod template, and a Service selecting it so (else the
+    Deployment would adopt green's pods, or no Service would move)."""
+    blue = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
+    )
+    spec = blue.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    fix = "see manifests/overlays/blue-green for the two patches that do it"
+    problems = []
+    if selector.get(label) != "blue" or template.get(label) != "blue":
+        problems.append(
+            f"expect.rollout: strategy blue-green needs `{label}: blue` in Deployment "
+            f"{deployment}'s selector and pod template ({fix})"
+        )
+    services = [o for o in objects if o["kind"] == "Service"]
+    if not any(
+        ((o.get("spec") or {}).get("selector") or {}).get(label) == "blue" for o in services
+    ):
+        problems.append(
+            f"expect.rollout: strategy blue-green switches the Services that select "
+            f"`{label}: blue`, and no Service of the manifests does ({fix})"
+        )
     return problems

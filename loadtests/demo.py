@@ -2,7 +2,7 @@
 
 Endpoints of the demo service: `/` (fast), `/work?ms=N` (burns N ms of CPU), `/version`.
 Every response names its pod and its version in headers (by default `X-Pod-Name` and
-`X-App-Version`; see LoadRunner's pod_header/version_header); the harness's recorder counts them.
+`X-App-Version`; see LoadRunner's pod_header/version_from); the harness's recorder counts them.
 
 Environment (read once at start):
     DEMO_USER_RPS   requests per second per user (default 10; 0 = no pause, as fast as possible)

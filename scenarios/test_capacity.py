@@ -39,12 +39,11 @@ def _check(
 
 
 @pytest.mark.cpu_sensitive
+@pytest.mark.promises("slo.max_p95_ms")  # the knee is where p95 crosses it
 def test_step_load_measures_capacity_and_hpa_reaction(
     service_spec, deployed, timeline, load, test_report_dir
 ):
     slo = service_spec.slo
-    if slo.max_p95_ms is None:
-        pytest.skip(f"{service_spec.name}: the spec's SLO sets no p95 to find the knee against")
     shape = Step(step_users=STEP_USERS, step_time=STEP_S, steps=STEPS)
     placement = load.placement_for(service_spec.load.placement)
     with load.run(

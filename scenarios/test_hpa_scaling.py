@@ -22,12 +22,11 @@ HOLD_S = 20  # load kept after scaling up: long enough for an overshoot above ma
 
 
 @pytest.mark.cpu_sensitive
+@pytest.mark.promises("hpa")
 def test_hpa_scales_up_under_cpu_load_and_back_down(
     service_spec, deployed, cluster, kube_api, timeline, load, test_report_dir
 ):
     expect = service_spec.hpa
-    if expect is None:
-        pytest.skip(f"{service_spec.name}: the spec promises no HPA behaviour")
     deployment = service_spec.deployment
 
     def up(started):

@@ -17,7 +17,7 @@ from harness.kube import wait_nodes_ready
 from harness.scenario import judge, steady_load, wait_for_check
 
 # Stopping a node disturbs everything else on the cluster.
-pytestmark = [pytest.mark.exclusive_cluster]
+pytestmark = [pytest.mark.exclusive_cluster, pytest.mark.promises("node_failure")]
 
 WARM_UP_S = 5
 SETTLE_S = 5
@@ -37,8 +37,6 @@ def test_pods_of_a_stopped_node_are_ready_elsewhere(
     service_spec, deployed, kube_api, cluster, node_lifecycle, timeline, load, test_report_dir
 ):
     expect = service_spec.node_failure
-    if expect is None:
-        pytest.skip(f"{service_spec.name}: the spec promises nothing about node failure")
     nodes = schedulable_nodes(kube_api)
     if len(nodes) < 2:
         pytest.skip(

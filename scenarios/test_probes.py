@@ -32,11 +32,7 @@ WARM_UP_S = 5
 PROXY_SYNC_S = 2
 QUIET_S = 8  # load observed after the pod left, to show it gets nothing
 
-
-def probes_of(service):
-    if service.probes is None:
-        pytest.skip(f"{service.name}: the spec promises no probe behaviour (expect.probes)")
-    return service.probes
+pytestmark = pytest.mark.promises("probes")
 
 
 @contextmanager
@@ -52,7 +48,7 @@ def failing(cluster, kube, deployed, service, pod, probe):
 def test_failing_readiness_removes_the_pod_from_traffic(
     service_spec, deployed, kube_api, cluster, timeline, load, test_report_dir
 ):
-    expect = probes_of(service_spec)
+    expect = service_spec.probes
     budget = WARM_UP_S + expect.readiness_leaves_endpoints_within_s + PROXY_SYNC_S + QUIET_S + 30
     with steady_load(load, service_spec, deployed, seconds=budget) as run:
         time.sleep(WARM_UP_S)
@@ -91,7 +87,7 @@ def test_failing_readiness_removes_the_pod_from_traffic(
 def test_failing_liveness_restarts_the_container(
     service_spec, deployed, kube_api, cluster, timeline, test_report_dir
 ):
-    expect = probes_of(service_spec)
+    expect = service_spec.probes
     replicas = len(deployed.pods())
     victim = deployed.pods()[0]
     failed_at = timeline.mark("liveness made to fail", pod=victim).t
@@ -131,7 +127,7 @@ def test_failing_liveness_restarts_the_container(
 def test_slow_starter_is_protected_by_its_startup_probe(
     service_spec, deployed, kube_api, cluster, timeline, test_report_dir
 ):
-    expect = probes_of(service_spec)
+    expect = service_spec.probes
     if expect.startup_delay_s is None:
         pytest.skip(f"{service_spec.name}: the spec promises no start-up (probes.startup_delay)")
     variable = service_spec.admin.startup_delay_env if service_spec.admin else None

@@ -13,16 +13,12 @@ from harness.scenario import crash, judge, steady_load, wait_for_check, workload
 WARM_UP_S = 5  # steady load before the fault, so the baseline is in the record
 SETTLE_S = 5  # load after recovery, so that late failures are in the record too
 
-
-def expectation(service):
-    if service.self_healing is None:
-        pytest.skip(f"{service.name}: the spec promises no self-healing behaviour")
-    return service.self_healing
+pytestmark = pytest.mark.promises("self_healing")
 
 
 def heal(kind, inject, *, service_spec, deployed, timeline, load, report_dir, in_place):
     """Inject `kind` into one pod under steady load and judge the recovery."""
-    expect = expectation(service_spec)
+    expect = service_spec.self_healing
     deployment = service_spec.deployment
     replicas = len(deployed.pods())
 

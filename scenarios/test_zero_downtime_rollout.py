@@ -30,16 +30,13 @@ SETTLE_S = 5
 BROKEN_IMAGE = "localhost/kube-harness/no-such-image:broken"
 
 
-def rollout_of(service):
-    if service.rollout is None or "next" not in service.images:
-        pytest.skip(f"{service.name}: the spec names no rollout expectation or `next` image")
-    return service.rollout
+pytestmark = pytest.mark.promises("rollout.strategy=rolling")
 
 
 def test_new_version_rolls_out_without_failed_requests(
     service_spec, deployed, kube_api, timeline, load, test_report_dir
 ):
-    expect = rollout_of(service_spec)
+    expect = service_spec.rollout
     deployment = service_spec.deployment
     replicas, allowed = max_unavailable(kube_api, deployed.namespace, deployment)
     budget = WARM_UP_S + expect.complete_within_s + SETTLE_S + 30
@@ -98,7 +95,7 @@ def test_new_version_rolls_out_without_failed_requests(
 def test_broken_image_is_detected_and_rolled_back(
     service_spec, deployed, kube_api, timeline, load, test_report_dir
 ):
-    expect = rollout_of(service_spec)
+    expect = service_spec.rollout
     deployment, namespace = service_spec.deployment, deployed.namespace
     replicas, allowed = max_unavailable(kube_api, namespace, deployment)
     broken = BROKEN_IMAGE

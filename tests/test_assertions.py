@@ -727,3 +727,30 @@ def test_all_pods_run_with_no_live_pod_of_the_deployment_is_not_a_pass():
     kube = SimpleNamespace(core=SimpleNamespace(list_namespaced_pod=lambda ns: listing))
     check = a.all_pods_run(kube, "ns", deployment="demo", image="img:v2", at=10)
     assert not check.passed and (check.verdict.measured, check.verdict.limit) == (0, 0)
+
+
+def versions_second(t, **versions):
+    requests = sum(versions.values())
+    return SeriesPoint(t, requests, 0, 1, 10.0, 10.0, 10.0, versions=versions)
+
+
+def test_answered_by_counts_the_answers_of_other_versions_in_whole_seconds():
+    switched = [versions_second(9, v1=4), versions_second(10, v1=2, v2=2),
+                versions_second(11, v2=4), versions_second(12, v2=4)]  # fmt: skip
+    load = load_result(series=switched)
+    after = a.answered_by(load, version="v2", since=10.5, until=13, what="after the switch")
+    assert after.passed and after.verdict.measured == 0
+    assert after.verdict.note == "answers by version: v2=8"
+    early = a.answered_by(load, version="v2", since=10, until=13, what="after the switch")
+    assert not early.passed and early.verdict.measured == 2
+    assert early.verdict.note == "answers by version: v1=2, v2=10"
+    assert "answers by a version other than v2" in early.verdict.name
+
+
+def test_answered_by_without_named_versions_or_requests_is_inconclusive():
+    unnamed = load_result(series=[SeriesPoint(t, 4, 0, 1, 10.0, 10.0, 10.0) for t in (10, 11)])
+    check = a.answered_by(unnamed, version="v2", since=10, until=12, what="after the switch")
+    assert check.verdict.status == "inconclusive" and not check.passed
+    assert "none of the 8 answers" in check.verdict.note and "load.version" in check.verdict.note
+    idle = a.answered_by(load_result(), version="v2", since=10, until=12, what="x")
+    assert idle.verdict.note == "no request was answered in that window" and not idle.passed

@@ -879,7 +879,7 @@ def test_experiments_folders_elsewhere_are_collected_only_when_given(inner):
 
 def two_service_spec(path: Path) -> Path:
     data = yaml.safe_load(DEMO_SPEC.read_text())
-    (demo,) = data["services"]
+    demo = data["services"][0]
     demo["manifests"] = str(DEMO_SPEC.parent / demo["manifests"])
     data["services"] = [demo, demo | {"name": "other"}]
     path.write_text(yaml.safe_dump(data))

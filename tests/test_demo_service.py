@@ -111,6 +111,27 @@ def test_every_response_names_the_pod_even_errors(service: app.DemoService) -> N
     assert headers["X-Pod-Name"] == "demo-abc"
 
 
+def test_a_version_broken_on_purpose_fails_its_share_evenly_while_its_probes_pass(
+    exits: ExitRecorder,
+) -> None:
+    service = started(exits, error_rate=0.5)
+    try:
+        statuses = [call(service.port, path)[0] for path in ("/", "/work?ms=1") * 3]
+        assert statuses == [200, 500] * 3
+        status, headers, _ = call(service.port, "/work?ms=1")
+        assert headers["X-App-Version"] == "v7" and status == 200
+        assert [call(service.port, p)[0] for p in ("/healthz", "/readyz", "/version")] == [200] * 3
+        assert "on purpose" in str(call(service.port, "/")[2]["error"])
+    finally:
+        service.shutdown()
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_an_error_rate_outside_0_to_1_is_refused(rate: float) -> None:
+    with pytest.raises(ValueError, match="ERROR_RATE must be between 0 and 1"):
+        app.Failures(rate)
+
+
 def test_work_burns_the_cpu_time_asked_for(service: app.DemoService) -> None:
     before = time.monotonic()
     status, _, body = call(service.port, "/work?ms=120")
@@ -255,6 +276,7 @@ def test_settings_from_environment() -> None:
             "STARTUP_DELAY_S": "1.5",
             "DRAIN_DELAY_S": "2",
             "MAX_WORK_MS": "500",
+            "ERROR_RATE": "0.25",
         }
     )
     assert settings == app.Settings(
@@ -265,6 +287,7 @@ def test_settings_from_environment() -> None:
         startup_delay_s=1.5,
         drain_delay_s=2.0,
         max_work_ms=500,
+        error_rate=0.25,
     )
 
 
@@ -329,8 +352,9 @@ def test_demo_images_hold_the_app_and_their_version() -> None:
     from harness.images.demo import APP_SOURCE, DEMO_USER, build_demo_images, demo_image_ref
     from harness.images.oci import archive_ref
 
-    archives = build_demo_images(["v1", "v2"])  # cached after the first build
-    for version, archive in zip(["v1", "v2"], archives, strict=True):
+    versions = ["v1", "v2", "v2-broken"]
+    archives = build_demo_images(versions)  # cached after the first build
+    for version, archive in zip(versions, archives, strict=True):
         assert archive_ref(archive) == demo_image_ref(version)
         with tarfile.open(archive) as image:
             [manifest] = json.load(image.extractfile("manifest.json"))  # type: ignore[arg-type]
@@ -338,6 +362,8 @@ def test_demo_images_hold_the_app_and_their_version() -> None:
             with tarfile.open(fileobj=image.extractfile(manifest["Layers"][-1])) as app_layer:
                 shipped = app_layer.extractfile("app/app.py").read()  # type: ignore[union-attr]
         assert f"DEMO_VERSION={version}" in config["config"]["Env"]
+        broken = "ERROR_RATE=0.5" in config["config"]["Env"]
+        assert broken == version.endswith("-broken")
         assert config["config"]["User"] == DEMO_USER
         assert shipped == APP_SOURCE.read_bytes()
 
@@ -358,3 +384,4 @@ def test_dockerfile_builds_the_same_image_as_the_offline_build() -> None:
     assert f"USER {DEMO_USER}" in dockerfile
     assert "COPY app.py /app/app.py" in dockerfile
     assert "DEMO_VERSION=$VERSION" in dockerfile
+    assert "ERROR_RATE=$ERROR_RATE" in dockerfile

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from suite_runs import run_example, spec_variant
 
-from harness.paths import HOME_CACHE_DIR
-from harness.plugin import TURN_HELD_ENV
 from harness.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +52,9 @@ def test_example_specs_are_valid(spec: Path) -> None:
     assert load_spec(spec).services
 
 
-# Promises go-httpbin's manifests make nothing of: the skips the run may show, and why.
-HTTPBIN_SKIPS: dict[str, str] = {}
+# The skips a suite run may show, and why: none. A scenario whose promise a spec does not
+# make is not collected for it (`promises` marker), so what is left runs.
+NO_SKIPS: dict[str, str] = {}
 # Faults of the harness's own that must work on a service without admin hooks, whatever
 # the timing (the others' error rates with one replica sit near their limits: they pass,
 # or fail saying why): a liveness probe made to fail, and a start-up slowed by 20s that
@@ -65,21 +63,6 @@ HTTPBIN_PASSES = (
     "test_failing_liveness_restarts_the_container",
     "test_slow_starter_is_protected_by_its_startup_probe",
 )
-
-
-def outcomes(junit_xml: Path) -> dict[str, tuple[str, str]]:
-    """Test name (without its parameter) -> (outcome, message) from pytest's JUnit XML."""
-    found = {}
-    for case in ET.parse(junit_xml).getroot().iter("testcase"):
-        name = case.get("name", "").split("[")[0]
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            element = case.find(tag)
-            if element is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                message = f"{element.get('message', '')}\n{element.text or ''}"
-        found[name] = (outcome, message)
-    return found
 
 
 def unexplained(found: Mapping[str, tuple[str, str]], skips: Mapping[str, str]) -> list[str]:
@@ -128,50 +111,6 @@ def test_unexplained_outcomes_are_found() -> None:
     ]
 
 
-# A whole suite with every experiment takes up to 26 minutes here (podinfo: two to four
-# replicas through every scenario); a part of one, a few.
-WHOLE_SUITE_TIMEOUT_S = 45 * 60
-PART_TIMEOUT_S = 25 * 60
-
-
-def run_example(
-    pytester: pytest.Pytester,
-    monkeypatch: pytest.MonkeyPatch,
-    cluster,
-    kept_in: Path,
-    spec: Path,
-    *scenarios: str,
-):
-    """The built-in `scenarios` against `spec` on the run's cluster, in a pytest of its own;
-    each item's outcome and message. Its report is kept in `kept_in` (pytester's folders
-    are removed a few runs later; the summary is what a reader pastes)."""
-    # pytester gives the inner run a home of its own: it would build every cluster binary
-    # again into an empty cache, and look for the running cluster in the wrong place.
-    monkeypatch.setenv("HOME", str(HOME_CACHE_DIR.parents[1]))
-    # This test holds the cluster's turn for the inner run (alone, for a whole suite).
-    monkeypatch.setenv(TURN_HELD_ENV, cluster.options.name)
-    junit = pytester.path / "junit.xml"
-    run_id = f"example-{spec.stem.split('.')[0]}"
-    result = pytester.runpytest_subprocess(
-        f"--cluster-provider={cluster.name}",
-        f"--cluster-name={cluster.options.name}",
-        "--keep-cluster",
-        f"--resilience-spec={spec}",
-        f"--run-id={run_id}",
-        f"--junitxml={junit}",
-        "-p",
-        "no:randomly",
-        *(str(SCENARIOS / name) for name in scenarios),
-        timeout=WHOLE_SUITE_TIMEOUT_S if scenarios == (".",) else PART_TIMEOUT_S,
-    )
-    report = pytester.path / "reports" / run_id
-    if report.is_dir():
-        shutil.copytree(report, kept_in / "report", dirs_exist_ok=True)
-    found = outcomes(junit) if junit.is_file() else {}
-    assert found, result.stdout.str()[-3000:]
-    return found
-
-
 HTTPBIN = EXAMPLES / "go-httpbin" / "go-httpbin.spec.yaml"
 
 
@@ -189,7 +128,7 @@ def test_go_httpbin_as_its_authors_ship_it(
         "test_self_healing.py",
         "test_probes.py",
     )
-    assert unexplained(found, HTTPBIN_SKIPS) == []
+    assert unexplained(found, NO_SKIPS) == []
     for name in HTTPBIN_PASSES:
         assert found[name][0] == "passed", found[name][1][:2000]
     # One replica, as shipped: a deleted pod leaves nothing serving, and the finding says so.
@@ -211,7 +150,7 @@ def test_go_httpbin_rollouts_and_capacity(
         "test_zero_downtime_rollout.py",
         "test_capacity.py",
     )
-    assert unexplained(found, HTTPBIN_SKIPS) == []
+    assert unexplained(found, NO_SKIPS) == []
     # The default progress deadline (600s) cannot report a stuck rollout within the spec's 60s.
     stuck = found["test_broken_image_is_detected_and_rolled_back"]
     assert stuck[0] == "failed" and "progressDeadlineSeconds is 600s" in stuck[1], stuck[1][:2000]
@@ -220,24 +159,12 @@ def test_go_httpbin_rollouts_and_capacity(
 DEMO_SPEC = SCENARIOS / "demo-service.spec.yaml"
 
 
-def spec_variant(spec: Path, into: Path, *changes: tuple[str, str]) -> Path:
-    """A copy of `spec` in folder `into` with each (old, new) text change made; every old
-    text must be there, so a changed spec breaks the variant loudly."""
-    text = spec.read_text()
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = into / f"variant-{spec.name}"
-    path.write_text(text)
-    return path
-
-
 def cpu_pressure_variant(directory: Path) -> Path:
     """The demo's spec with no CPU-heavy path to load: its HPA driven by cpu-pressure."""
     return spec_variant(
         DEMO_SPEC,
         directory,
-        ("../manifests/overlays/ci", str(ROOT / "manifests" / "overlays" / "ci")),
+        ("../manifests/overlays/", f"{ROOT / 'manifests' / 'overlays'}/"),
         ("cpu_path: /work?ms=60", "cpu_path: /"),
         ("        max_direction_changes: 2\n", "        max_direction_changes: 2\n"
                                              "        driver: cpu-pressure\n"),
@@ -245,7 +172,7 @@ def cpu_pressure_variant(directory: Path) -> Path:
 
 
 def test_the_cpu_pressure_variant_is_valid(tmp_path: Path) -> None:
-    (service,) = load_spec(cpu_pressure_variant(tmp_path)).services
+    service = load_spec(cpu_pressure_variant(tmp_path)).service("demo")
     assert (service.hpa.driver, service.load.cpu_path) == ("cpu-pressure", "/")
 
 
@@ -305,13 +232,6 @@ GUBERNATOR_FINDINGS = {
     "partition-one-replica": "its container gubernator has no readiness probe, so nothing "
     "takes it out",
 }
-# Promises its spec does not make (the chart has no probes; the local cluster has one node).
-GUBERNATOR_SKIPS = {
-    "test_failing_readiness_removes_the_pod_from_traffic": "promises no probe behaviour",
-    "test_failing_liveness_restarts_the_container": "promises no probe behaviour",
-    "test_slow_starter_is_protected_by_its_startup_probe": "promises no probe behaviour",
-    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
-}
 
 
 @pytest.mark.test_all
@@ -326,7 +246,7 @@ def test_gubernator_as_its_authors_chart_ships_it(
     assert_suite_outcomes(
         found,
         GUBERNATOR_FINDINGS,
-        GUBERNATOR_SKIPS,
+        NO_SKIPS,
         ("test_hpa_scales_up_under_cpu_load_and_back_down", "container-kill"),
     )
 
@@ -340,10 +260,6 @@ KUBE_STATE_METRICS_FINDINGS = {
     "pod-kill-under-load": "Deployment kube-state-metrics runs 1 replica",
     "drain-blocked-by-pdb": "the drain evicted every replica: no PodDisruptionBudget selects",
     "partition-one-replica": "no replica of kube-state-metrics was in the Service's endpoints",
-}
-KUBE_STATE_METRICS_SKIPS = {
-    "test_hpa_scales_up_under_cpu_load_and_back_down": "promises no HPA behaviour",
-    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
 }
 # Its httpGet probes (liveness on the metrics port, readiness on the telemetry port), made to
 # fail by the harness, and a start-up slowed within what liveness allows.
@@ -363,9 +279,7 @@ def test_kube_state_metrics_as_its_plain_manifests_ship_it(
     files: its ClusterRole and binding per test namespace, its probes failed by the harness,
     and what one replica without a PodDisruptionBudget cannot keep, failing with that."""
     found = run_example(pytester, monkeypatch, cluster, test_report_dir, KUBE_STATE_METRICS, ".")
-    assert_suite_outcomes(
-        found, KUBE_STATE_METRICS_FINDINGS, KUBE_STATE_METRICS_SKIPS, KUBE_STATE_METRICS_PASSES
-    )
+    assert_suite_outcomes(found, KUBE_STATE_METRICS_FINDINGS, NO_SKIPS, KUBE_STATE_METRICS_PASSES)
 
 
 PODINFO = EXAMPLES / "podinfo" / "podinfo.spec.yaml"
@@ -395,9 +309,6 @@ PODINFO_FINDINGS = {
     "drain-blocked-by-pdb": "the drain evicted every replica: no PodDisruptionBudget selects",
     "partition-one-replica": "its readiness probe is an exec probe that dials localhost",
 }
-PODINFO_SKIPS = {
-    "test_pods_of_a_stopped_node_are_ready_elsewhere": "promises nothing about node failure",
-}
 
 
 @pytest.mark.test_all
@@ -413,6 +324,6 @@ def test_podinfo_as_its_kustomization_ships_it(
     assert_suite_outcomes(
         found,
         PODINFO_FINDINGS,
-        PODINFO_SKIPS,
+        NO_SKIPS,
         (*PODINFO_PROBES, "test_hpa_scales_up_under_cpu_load_and_back_down"),
     )

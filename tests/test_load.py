@@ -70,7 +70,7 @@ class TargetServer:
                     server.failures += bool(fail)
                     pod = f"demo-{n % 2}"
                     server.pods[pod] += 1
-                body = b"failed\n" if fail else b"ok\n"
+                body = b"failed\n" if fail else b'{"build": {"version": "v1-json"}}\n'
                 self.send_response(503 if fail else 200)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("X-Pod-Name", pod)
@@ -160,10 +160,23 @@ def test_per_endpoint_pod_and_version_counts(every_tenth_fails):
     assert result.endpoint("/").requests > result.endpoint("/version").requests
     assert result.pods == dict(server.pods)
     assert result.versions == {"v1": result.requests}
-    per_second = Counter()
+    per_second, versions_per_second = Counter(), Counter()
     for point in result.series:
         per_second.update(point.pods)
+        versions_per_second.update(point.versions)
     assert per_second == server.pods
+    assert versions_per_second == result.versions
+    assert result.versions_between(result.started, result.ended) == result.versions
+
+
+@pytest.mark.slow
+def test_the_version_can_come_from_a_json_field_and_unanswered_requests_have_none(load, server):
+    server.fail_every = 5
+    run = load.run(server.url, Constant(users=2, seconds=2), env=QUIET,
+                   version_from="json:build.version")  # fmt: skip
+    result = run.result()
+    assert result.versions == {"v1-json": result.requests - result.total.failures}
+    assert result.total.failures > 0
 
 
 @pytest.mark.slow

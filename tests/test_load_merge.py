@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.load.merge import (
@@ -13,11 +15,12 @@ from harness.load.merge import (
     merge_seconds,
     percentile,
     saturation,
+    version_reader,
 )
 from harness.load.result import CpuSample
 
 
-def second(worker, t, requests, *, failures=0, users=1, latency=None, pods=None):
+def second(worker, t, requests, *, failures=0, users=1, latency=None, pods=None, versions=None):
     return {
         "kind": "second",
         "worker": worker,
@@ -27,6 +30,7 @@ def second(worker, t, requests, *, failures=0, users=1, latency=None, pods=None)
         "users": users,
         "latency": latency if latency is not None else ({"10": requests} if requests else {}),
         "pods": pods or {},
+        "versions": versions or {},
     }
 
 
@@ -67,8 +71,10 @@ def test_seconds_of_several_workers_are_summed_with_exact_percentiles():
         second("w2", 5, 10, users=3, latency={"500": 10}, pods={"a": 10}),
         second("w1", 6, 4, latency={"20": 4}),
     ]
+    records[0]["versions"], records[1]["versions"] = {"v1": 8, "v2": 2}, {"v2": 10}
     first, later = merge_seconds(records)
     assert (first.t, first.requests, first.failures, first.users) == (5, 20, 1, 5)
+    assert first.versions == {"v1": 8, "v2": 12}
     assert (first.p50_ms, first.p95_ms) == (10.0, 500.0)
     assert first.pods == {"a": 16, "b": 4}
     assert (later.t, later.requests, later.p99_ms) == (6, 4, 20.0)
@@ -158,3 +164,37 @@ def test_waiting_for_a_cpu_counts_as_busy():
 def test_start_up_cpu_is_not_load():
     samples = [CpuSample(t, 100.0) for t in (1.0, 2.0, 3.0)] + [CpuSample(4.0, 5.0)]
     assert saturation(samples, since=3.5) is None
+
+
+class Response:
+    def __init__(self, headers=None, body=None):
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@pytest.mark.parametrize(
+    ("source", "response", "version"),
+    [
+        ("header:X-App-Version", Response({"X-App-Version": "v2"}), "v2"),
+        ("header:X-App-Version", Response({"X-Other": "v2"}), None),
+        ("header:X-App-Version", Response({"X-App-Version": ""}), None),
+        ("header:X-App-Version", Response(None), None),  # no answer at all
+        ("json:version", Response(body='{"version": "v2", "pod": "a"}'), "v2"),
+        ("json:build.version", Response(body='{"build": {"version": 3}}'), "3"),
+        ("json:build.version", Response(body='{"build": {"version": {"x": 1}}}'), None),
+        ("json:version", Response(body='{"other": 1}'), None),
+        ("json:version", Response(body="[1, 2]"), None),
+        ("json:version", Response(body="not json"), None),
+        ("json:version", Response(body=None), None),
+    ],
+)
+def test_the_version_is_read_from_a_header_or_a_json_field(source, response, version):
+    assert version_reader(source)(response) == version
+
+
+def test_an_unknown_version_source_is_refused():
+    with pytest.raises(ValueError, match="neither header:NAME nor json:FIELD"):
+        version_reader("body:version")

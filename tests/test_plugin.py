@@ -169,13 +169,39 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
     result = pytester.runpytest(
         "-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite"
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=7)  # two services, three times each
     result.stdout.fnmatch_lines(
         [
             "*test_scenario?demo-run1of3? PASSED*",
             "*test_scenario?demo-run2of3? PASSED*",
             "*test_scenario?demo-run3of3? PASSED*",
+            "*test_scenario?demo-blue-green-run1of3? PASSED*",
         ]
+    )
+
+
+def test_a_scenario_runs_for_the_services_that_make_its_promise_and_none_is_deselected(
+    pytester,
+):
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.promises("rollout.strategy=blue-green")
+        def test_switch(service_spec):
+            print("SWITCH", service_spec.name)
+
+        @pytest.mark.promises("hpa")
+        def test_hpa(service_spec):
+            print("HPA", service_spec.name)
+
+        @pytest.mark.promises("helm")
+        def test_chart_upgrade(service_spec):
+            raise AssertionError("no service of the demo spec is a Helm chart")
+    """)
+    result = pytester.runpytest("-v", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite")
+    result.assert_outcomes(passed=2, deselected=1)
+    result.stdout.fnmatch_lines(
+        ["*test_switch?demo-blue-green? PASSED*", "*test_hpa?demo? PASSED*"], consecutive=False
     )
 
 
@@ -400,7 +426,7 @@ def test_an_experiment_file_given_by_itself_is_an_item_for_the_service_asked_for
     two = yaml.safe_load(DEMO_SPEC.read_text())
     first = two["services"][0]
     first["manifests"] = str((DEMO_SPEC.parent / first["manifests"]).resolve())
-    two["services"].append({**first, "name": "again"})
+    two["services"] = [first, {**first, "name": "again"}]
     spec = pytester.path / "two.spec.yaml"
     spec.write_text(yaml.safe_dump(two))
     args = (str(mine), f"--resilience-spec={spec}", "--no-builtin-suite")

@@ -378,3 +378,19 @@ def test_only_a_run_folders_records_are_rewritten(tmp_path):
     (tmp_path / "src" / "kube.py").write_text("def f(kubeconfig: Path): ...\n")
     assert redact_folder(tmp_path) == []
     assert (tmp_path / "spec.yaml").read_text() == "token_secret: demo-admin\n"
+
+
+def test_each_versions_share_of_the_answers_per_second():
+    from harness.report.series import version_shares
+
+    points = [
+        SeriesPoint(10, 4, 0, 1, 10.0, 10.0, 10.0, versions={"v1": 4}),
+        SeriesPoint(11, 4, 0, 1, 10.0, 10.0, 10.0, versions={"v1": 1, "v2": 3}),
+        SeriesPoint(12, 4, 0, 1, 10.0, 10.0, 10.0),  # no answer named a version: no share
+        SeriesPoint(13, 2, 0, 1, 10.0, 10.0, 10.0, versions={"v2": 2}),
+    ]
+    assert version_shares(points) == {
+        "v1": [(10.5, 100.0), (11.5, 25.0), (13.5, 0.0)],
+        "v2": [(10.5, 0.0), (11.5, 75.0), (13.5, 100.0)],
+    }
+    assert version_shares([]) == {}

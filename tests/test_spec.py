@@ -22,8 +22,10 @@ DATA = Path(__file__).parent / "data" / "spec"
 
 def test_the_demo_spec_is_valid_and_matches_the_manifests():
     spec = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml")
-    (demo,) = spec.services
+    demo, blue_green = spec.services
     assert demo.manifests == (ROOT / "manifests" / "overlays" / "ci").resolve()
+    assert blue_green.manifests == (ROOT / "manifests" / "overlays" / "blue-green").resolve()
+    assert blue_green.rollout.strategy == "blue-green"
     assert (demo.hpa.min, demo.hpa.max) == (2, 5)
     assert demo.rollout.max_failed_requests == 0
     assert demo.slo.max_error_rate == 0
@@ -42,6 +44,7 @@ def test_every_problem_is_reported_at_once_with_its_place():
         "services[0].expect.hpa.scale_up_within: 'soon' is not a duration",
         "services[0].expect.hpa: need min < scale_up_to <= max, got 2 / 7 / 5",
         "services[0].expect.rollout.broken_imag: unknown key",
+        "services[0].images.next: required by expect.rollout",
         "fix: correct the fields listed above",
     ):
         assert expected in text
@@ -150,6 +153,21 @@ def test_load_workers_and_placement(tmp_path: Path) -> None:
     assert load_spec(write_spec(tmp_path)).services[0].load.placement == "host"
 
 
+@pytest.mark.parametrize(
+    ("given", "version_from"),
+    [
+        ("", "header:X-App-Version"),
+        (", version: {{header: X-Version}}", "header:X-Version"),
+        (", version: {{json: build.version}}", "json:build.version"),
+    ],
+)
+def test_where_a_response_names_its_version(tmp_path: Path, given, version_from) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(SERVICE.replace("cpu_users: 1}", f"cpu_users: 1{given}}}").format(
+        manifests=PLAIN, extra=""))  # fmt: skip
+    assert load_spec(path).services[0].load.version_from == version_from
+
+
 def test_a_go_build_laid_out_as_the_services_dockerfile(tmp_path: Path) -> None:
     extra = (
         "    build:\n"
@@ -225,6 +243,7 @@ def test_a_drafted_spec_passes_the_schema(tmp_path):
 def edit(change):
     """The demo spec with one change applied to its service (a dict)."""
     document = yaml.safe_load((ROOT / "scenarios" / "demo-service.spec.yaml").read_text())
+    del document["services"][1:]  # the demo service alone
     document["services"][0]["manifests"] = str(ROOT / "manifests" / "overlays" / "ci")
     change(document["services"][0])
     return document
@@ -247,6 +266,11 @@ def edit(change):
         (lambda s: s["load"].update(placement="laptop"), "'laptop' is not where load can run"),
         (lambda s: s["load"].update(users=10**12), "load.users: must be a whole number from 1"),
         (lambda s: s["load"].update(workers=1000), "load.workers: must be a whole number from 0"),
+        (lambda s: s["load"].update(version={"body": "v"}), "load.version: must be {header: NAME}"),
+        (
+            lambda s: s["load"].update(version={"header": ""}),
+            "load.version: must be {header: NAME}",
+        ),
         (lambda s: s.update(name="../x"), "services[0].name: must be a DNS label"),
         (lambda s: s.update(name="Demo"), "services[0].name: must be a DNS label"),
         (lambda s: s.update(deployment="a/b"), "deployment: must be a Kubernetes object name"),
@@ -264,3 +288,69 @@ def test_the_schema_and_the_loader_refuse_the_same_mistakes(tmp_path, change, lo
     with pytest.raises(InvalidSpec, match=re.escape(loader_says)) as raised:
         load_spec(path)
     assert "1 problem(s)" in str(raised.value)  # that mistake, and only that one
+
+
+def rollout_spec(tmp_path: Path, rollout: str, *, next_image: bool = True) -> Path:
+    spec = SERVICE.replace("expect: {{}}", "expect: {{rollout: " + rollout + "}}")
+    if next_image:
+        current = '{{current: "example.org/web:v1.0.0"'
+        spec = spec.replace(current, current + ', next: "example.org/web:v1.1"')
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec.format(manifests=PLAIN, extra=""))
+    return path
+
+
+def test_a_rollout_names_its_strategy_rolling_by_default(tmp_path: Path) -> None:
+    rolling_text = "{{complete_within: 60s, max_failed_requests: 0, stuck_detected_within: 30s}}"
+    rolling = load_spec(rollout_spec(tmp_path, rolling_text)).services[0]
+    assert (rolling.rollout.strategy, rolling.rollout.stuck_detected_within_s) == ("rolling", 30)
+    assert rolling.promises("rollout.strategy=rolling")
+    assert not rolling.promises("rollout.strategy=blue-green")
+    blue_green_text = (
+        "{{strategy: blue-green, label: example.com/slot, complete_within: 60s, "
+        "max_failed_requests: 1, grace: 3s, versions: {{next: '1.5'}}}}"
+    )
+    blue_green = load_spec(rollout_spec(tmp_path, blue_green_text)).services[0]
+    rollout = blue_green.rollout
+    assert (rollout.strategy, rollout.label, rollout.grace_s) == (
+        "blue-green",
+        "example.com/slot",
+        3,
+    )
+    assert blue_green.answers_version("next") == "1.5"
+    assert blue_green.answers_version("current") == "v1.0.0"  # the image's tag
+
+
+@pytest.mark.parametrize(
+    ("rollout", "complaint"),
+    [
+        ("{{complete_within: 60s, max_failed_requests: 0}}",
+         "rollout.stuck_detected_within: required for strategy rolling"),
+        ("{{strategy: canary-ish, complete_within: 60s, max_failed_requests: 0}}",
+         "'canary-ish' is not a rollout strategy the harness knows; use one of: rolling, "
+         "blue-green"),
+        ("{{strategy: blue-green, label: -slot, complete_within: 60s, max_failed_requests: 0}}",
+         "rollout.label: must be a label key like `slot`"),
+        ("{{strategy: blue-green, versions: {{next: 2}}, complete_within: 1m, "
+         "max_failed_requests: 0}}", "rollout.versions: must map image version names"),
+    ],
+)  # fmt: skip
+def test_a_bad_rollout_is_named(tmp_path: Path, rollout: str, complaint: str) -> None:
+    with pytest.raises(InvalidSpec, match=re.escape(complaint)):
+        load_spec(rollout_spec(tmp_path, rollout))
+
+
+def test_a_rollout_needs_the_next_image_it_moves_to(tmp_path: Path) -> None:
+    rollout = "{{complete_within: 60s, max_failed_requests: 0, stuck_detected_within: 30s}}"
+    with pytest.raises(InvalidSpec, match=re.escape("services[0].images.next: required by "
+                                                    "expect.rollout")):  # fmt: skip
+        load_spec(rollout_spec(tmp_path, rollout, next_image=False))
+
+
+def test_promises_are_dotted_paths_into_the_spec_set_or_equal_to_a_value() -> None:
+    demo, blue_green = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").services
+    assert demo.promises("hpa") and demo.promises("slo.max_p95_ms")
+    assert not blue_green.promises("hpa") and not blue_green.promises("slo.max_p95_ms")
+    assert blue_green.promises("rollout.strategy=blue-green")
+    with pytest.raises(AttributeError):
+        demo.promises("hpaa")

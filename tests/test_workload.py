@@ -118,3 +118,16 @@ def test_other_hpa_bounds_and_a_missing_container_are_spec_problems(demo) -> Non
         "container: Deployment demo has no container 'demo' (it has: app)",
         "expect.hpa: min 2 / max 5, but HorizontalPodAutoscaler demo says 2 / 9",
     ]
+
+
+def test_a_blue_green_release_needs_the_blue_slot_in_selector_template_and_a_service() -> None:
+    service = load_spec(DEMO_SPEC).service("demo-blue-green")
+    assert spec_problems(service, render(service.manifests)) == []
+    plain = render(ROOT / "manifests" / "overlays" / "ci")  # no slot label anywhere
+    assert spec_problems(service, plain) == [
+        "expect.rollout: strategy blue-green needs `slot: blue` in Deployment demo's selector "
+        "and pod template (see manifests/overlays/blue-green for the two patches that do it)",
+        "expect.rollout: strategy blue-green switches the Services that select `slot: blue`, "
+        "and no Service of the manifests does (see manifests/overlays/blue-green for the two "
+        "patches that do it)",
+    ]

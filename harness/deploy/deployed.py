@@ -136,6 +136,11 @@ class Deployed:
         """
         self._apply(self._prepare(images, upgrade=upgrade))
 
+    def render_with(self, images: Mapping[str, str]) -> list[Object]:
+        """The objects an update to `images` would apply (the same chart and values), as
+        rendered for this namespace; nothing is applied."""
+        return self._prepare(images, upgrade=False).objects
+
     def _current_replicas(self) -> dict[str, int]:
         """Each Deployment's replica count now (an HPA may have changed it): what an update
         keeps, since an apply that leaves out `replicas` would reset it to 1."""

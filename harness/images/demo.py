@@ -1,7 +1,9 @@
 """The demo service's images: a Debian root filesystem with python3, plus a layer with the app.
 
 Every version shares the same code; only the image's DEMO_VERSION differs, which is what
-/version reports, so a rollout from v1 to v2 can be followed request by request.
+/version reports, so a rollout from v1 to v2 can be followed request by request. A version
+whose tag ends in `-broken` (e.g. v2-broken) answers half of its requests 500 while its
+probes pass: the broken next release the rollout scenarios must catch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ APP_SOURCE = DEMO_APP
 # fails at once on this machine instead.
 DEMO_REPOSITORY = "localhost/kube-harness/demo-service"
 DEMO_VERSIONS = ("v1", "v2")
+BROKEN_SUFFIX = "-broken"
+BROKEN_ERROR_RATE = "0.5"
 # python3-minimal lacks http.server and json; python3 brings them.
 ROOTFS_PACKAGES = ("python3",)
 ENTRYPOINT = ("python3", "/app/app.py")
@@ -75,7 +79,8 @@ def build_demo_images(versions: Sequence[str] = DEMO_VERSIONS) -> list[Path]:
 
 
 def _image_env(version: str) -> dict[str, str]:
-    return BASE_ENV | {"DEMO_VERSION": version}
+    broken = {"ERROR_RATE": BROKEN_ERROR_RATE} if version.endswith(BROKEN_SUFFIX) else {}
+    return BASE_ENV | {"DEMO_VERSION": version} | broken
 
 
 def _recipe_key(version: str) -> str:

@@ -29,13 +29,14 @@ REPORT_MARKER = "HARNESS-REPORT "
 REPORT_CHUNK_CHARS = 2000
 SHAPE_ENV = "HARNESS_LOAD_SHAPE"
 POD_HEADER_ENV = "HARNESS_LOAD_POD_HEADER"
-VERSION_HEADER_ENV = "HARNESS_LOAD_VERSION_HEADER"
+VERSION_FROM_ENV = "HARNESS_LOAD_VERSION_FROM"
 # Asks Locust to end the test the way a finished shape does: users finish their current
 # request (--stop-timeout), then Locust writes its reports and our summary.
 STOP_SIGNAL = signal.SIGUSR1
-# The demo service names the serving pod and its version in these response headers.
+# The demo service names the serving pod and its version in these response headers. Where a
+# response says its version: `header:NAME`, or `json:FIELD` of a JSON body (dots go deeper).
 POD_HEADER = "X-Pod-Name"
-VERSION_HEADER = "X-App-Version"
+VERSION_FROM = "header:X-App-Version"
 SHAPE_LOCUSTFILE = Path(__file__).with_name("locust_shape.py")
 PR_SET_PDEATHSIG = 1
 
@@ -59,7 +60,7 @@ def main() -> None:
     _recorder.install(
         os.environ.get(EVENTS_FILE_ENV),  # a worker has none: it sends its records to the master
         pod_header=os.environ.get(POD_HEADER_ENV, POD_HEADER),
-        version_header=os.environ.get(VERSION_HEADER_ENV, VERSION_HEADER),
+        version_from=os.environ.get(VERSION_FROM_ENV, VERSION_FROM),
     )
     sys.argv = ["locust", *sys.argv[1:]]
     try:

@@ -34,7 +34,7 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner, WorkerRunner
 from locust.stats import StatsEntry
 
 from harness.load._locust_entry import RECORD_MARKER, STDOUT_EVENTS, STOP_SIGNAL
-from harness.load.merge import PERCENTILES, SINGLE, latency_bucket
+from harness.load.merge import PERCENTILES, SINGLE, latency_bucket, version_reader
 
 RECORDS_MESSAGE = "harness_records"
 # Seconds without records from a worker that still beats before it counts as lagging.
@@ -101,14 +101,15 @@ class CpuMeter:
 class Recorder:
     """Buckets this process's requests by the second they completed in; emits closed seconds."""
 
-    def __init__(self, emit: Emit, *, name: str, pod_header: str, version_header: str) -> None:
+    def __init__(self, emit: Emit, *, name: str, pod_header: str, version_from: str) -> None:
         self.emit = emit
         self.name = name
         self.pod_header = pod_header
-        self.version_header = version_header
+        self.version_of = version_reader(version_from)
         self._latency: defaultdict[int, Counter[int]] = defaultdict(Counter)
         self._failures: Counter[int] = Counter()
         self._pods_per_second: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        self._versions_per_second: defaultdict[int, Counter[str]] = defaultdict(Counter)
         self._pending: list[dict[str, Any]] = []
         self.pods: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()
@@ -134,9 +135,9 @@ class Recorder:
         if pod:
             self.pods[pod] += 1
             self._pods_per_second[second][pod] += 1
-            version = headers.get(self.version_header)
-            if version:
-                self.versions[version] += 1
+        if version := self.version_of(response):
+            self.versions[version] += 1
+            self._versions_per_second[second][version] += 1
         if exception is not None:
             self._failures[second] += 1
             self._pending.append(
@@ -173,6 +174,7 @@ class Recorder:
                     "users": users,
                     "latency": dict(latency),
                     "pods": dict(self._pods_per_second.pop(second, {})),
+                    "versions": dict(self._versions_per_second.pop(second, {})),
                 }
             )
         self._next_second = max(self._next_second, before)
@@ -323,14 +325,14 @@ def stop_gracefully(runner: Runner) -> None:
     runner.quit()
 
 
-def install(events_path: str | None, *, pod_header: str, version_header: str) -> None:
+def install(events_path: str | None, *, pod_header: str, version_from: str) -> None:
     """Register the listeners for this process's role (known once Locust made its runner)."""
 
     @events.init.add_listener
     def _on_init(environment: Environment, runner: Runner, **_: Any) -> None:
         gevent.signal_handler(STOP_SIGNAL, stop_gracefully, runner)
         if isinstance(runner, WorkerRunner):
-            _install_worker(environment, runner, pod_header, version_header)
+            _install_worker(environment, runner, pod_header, version_from)
             return
         assert events_path is not None, "the harness names the event file of a master or single"
         out = EventFile(events_path)
@@ -338,15 +340,13 @@ def install(events_path: str | None, *, pod_header: str, version_header: str) ->
         if isinstance(runner, MasterRunner):
             _install_master(environment, runner, out)
         else:
-            _install_single(environment, out, pod_header, version_header)
+            _install_single(environment, out, pod_header, version_from)
 
 
 def _install_single(
-    environment: Environment, out: EventFile, pod_header: str, version_header: str
+    environment: Environment, out: EventFile, pod_header: str, version_from: str
 ) -> None:
-    recorder = Recorder(
-        out.write, name=SINGLE, pod_header=pod_header, version_header=version_header
-    )
+    recorder = Recorder(out.write, name=SINGLE, pod_header=pod_header, version_from=version_from)
     environment.events.request.add_listener(recorder.on_request)
 
     @environment.events.test_start.add_listener
@@ -366,13 +366,13 @@ def _install_single(
 
 
 def _install_worker(
-    environment: Environment, runner: WorkerRunner, pod_header: str, version_header: str
+    environment: Environment, runner: WorkerRunner, pod_header: str, version_from: str
 ) -> None:
     def send(records: list[dict[str, Any]]) -> None:
         runner.send_message(RECORDS_MESSAGE, {"records": records})
 
     recorder = Recorder(
-        send, name=runner.client_id, pod_header=pod_header, version_header=version_header
+        send, name=runner.client_id, pod_header=pod_header, version_from=version_from
     )
     environment.events.request.add_listener(recorder.on_request)
     environment.events.test_start.add_listener(lambda environment, **_: recorder.start(environment))

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from harness.errors import InvalidConfiguration
-from harness.load._locust_entry import POD_HEADER, VERSION_HEADER
+from harness.load._locust_entry import POD_HEADER, VERSION_FROM
 from harness.load.runner import DEMO_LOCUSTFILE, LoadRun, run_load
 from harness.load.shapes import parse_shape
 from harness.load.slo import SLO, format_verdicts
@@ -69,9 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"response header naming the serving pod (default {POD_HEADER})",
     )
     run.add_argument(
-        "--version-header",
-        default=VERSION_HEADER,
-        help=f"response header naming the app version (default {VERSION_HEADER})",
+        "--version-from",
+        default=VERSION_FROM,
+        help="where a response names the version that answered: header:NAME or json:FIELD "
+        f"(default {VERSION_FROM})",
     )
     run.add_argument(
         "--local-network",
@@ -97,7 +98,7 @@ def cmd_load_run(args: argparse.Namespace) -> int:
         time_limit=args.time_limit,
         env=env,
         pod_header=args.pod_header,
-        version_header=args.version_header,
+        version_from=args.version_from,
         local_networks=args.local_network,
     ) as run:
         _follow(run)

@@ -4,8 +4,9 @@ A load run is one Locust process, or a master and N workers (Locust's distribute
 process that sends requests records the same facts, tagged with its name (`worker`):
 
 - `second`: requests completed in one wall-clock second, failures, users at its end, which pod
-  served how many, and the response times as a histogram (`latency`: {bucket ms: count}), so
-  that seconds of several workers merge into exact counts and percentiles;
+  and which version served how many, and the response times as a histogram (`latency`:
+  {bucket ms: count}), so that seconds of several workers merge into exact counts and
+  percentiles;
 - `cpu`: how busy the process's event loop was over one second;
 - `failure`: one failed request.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harness.load.result import CpuSample, Generator, SeriesPoint, WorkerLoad
@@ -45,6 +46,37 @@ def latency_bucket(response_time_ms: float) -> int:
     return int(round(response_time_ms, -3))
 
 
+def version_reader(source: str) -> Callable[[Any], str | None]:
+    """How to read the version that answered from a response, for `source` `header:NAME` or
+    `json:FIELD` (`json:build.version` goes into nested objects).
+
+    A response that does not carry it (a refused connection, a body without the field) has
+    no version: a request nobody answered is attributed to no one.
+    """
+    kind, _, name = source.partition(":")
+    if kind == "header":
+
+        def from_header(response: Any) -> str | None:
+            headers = getattr(response, "headers", None)
+            return (headers.get(name) or None) if headers else None
+
+        return from_header
+    if kind == "json":
+        path = name.split(".")
+
+        def from_json(response: Any) -> str | None:
+            try:
+                value = response.json()
+                for key in path:
+                    value = value[key]
+            except (ValueError, TypeError, KeyError, IndexError):  # no such field in the body
+                return None
+            return None if value is None or isinstance(value, dict | list) else str(value)
+
+        return from_json
+    raise ValueError(f"version source {source!r} is neither header:NAME nor json:FIELD")
+
+
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:
     """Nearest-rank percentile of a {bucket: count} histogram (None when it is empty)."""
     total = sum(histogram.values())
@@ -66,6 +98,7 @@ def merge_seconds(records: Iterable[dict[str, Any]]) -> list[SeriesPoint]:
     users: Counter[int] = Counter()
     latency: defaultdict[int, Counter[int]] = defaultdict(Counter)
     pods: defaultdict[int, Counter[str]] = defaultdict(Counter)
+    versions: defaultdict[int, Counter[str]] = defaultdict(Counter)
     seconds: set[int] = set()
     for record in records:
         if record["kind"] != "second":
@@ -77,6 +110,7 @@ def merge_seconds(records: Iterable[dict[str, Any]]) -> list[SeriesPoint]:
         users[t] += record["users"]
         latency[t].update({int(k): v for k, v in record["latency"].items()})
         pods[t].update(record["pods"])
+        versions[t].update(record.get("versions", {}))  # absent from older recorded runs
     return [
         SeriesPoint(
             t=t,
@@ -87,6 +121,7 @@ def merge_seconds(records: Iterable[dict[str, Any]]) -> list[SeriesPoint]:
             p95_ms=percentile(latency[t], PERCENTILES["p95"]),
             p99_ms=percentile(latency[t], PERCENTILES["p99"]),
             pods=dict(pods[t]),
+            versions=dict(versions[t]),
         )
         for t in sorted(seconds)
     ]

@@ -7,6 +7,7 @@ Every time is `time.time()` seconds (the cluster timeline's clock), so a questio
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SeriesPoint:
-    """One wall-clock second: requests completed in it, failures, latency, users at its end."""
+    """One wall-clock second: requests completed in it, failures, latency, users at its end,
+    and which pods and versions answered them."""
 
     t: int
     requests: int
@@ -24,6 +26,7 @@ class SeriesPoint:
     p95_ms: float | None
     p99_ms: float | None
     pods: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -203,6 +206,13 @@ class LoadResult:
     def series_between(self, start: float, end: float) -> list[SeriesPoint]:
         """Seconds of the series that overlap [start, end]."""
         return [p for p in self.series if p.t + 1 > start and p.t <= end]
+
+    def versions_between(self, start: float, end: float) -> Counter[str]:
+        """Answers per version over the seconds that overlap [start, end]."""
+        counts: Counter[str] = Counter()
+        for point in self.series_between(start, end):
+            counts.update(point.versions)
+        return counts
 
     def error_rate_between(self, start: float, end: float) -> float:
         """Failed / completed requests over the seconds that overlap [start, end] (0 if none)."""

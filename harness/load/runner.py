@@ -85,8 +85,9 @@ class LoadRunner:
         stop_timeout: seconds users get to finish their current request at the end, so that
             what the target answered and what Locust counted agree.
         env: extra environment for the locustfile (e.g. {"DEMO_USER_RPS": "5"}).
-        pod_header, version_header: response headers naming the serving pod and its
-            version, counted per pod and per version (default X-Pod-Name, X-App-Version).
+        pod_header: the response header naming the serving pod (default X-Pod-Name).
+        version_from: where a response says which version answered, `header:NAME` or
+            `json:FIELD` (default header:X-App-Version); counted per version and second.
         local_networks: CIDRs that stay on this machine although routing says otherwise
             (a cluster's service range, which kube-proxy translates locally).
         workers: 0 runs one Locust process; N runs Locust's distributed mode, a master and
@@ -117,7 +118,7 @@ class LoadRunner:
         stop_timeout: float = 5.0,
         env: Mapping[str, str] | None = None,
         pod_header: str = _locust_entry.POD_HEADER,
-        version_header: str = _locust_entry.VERSION_HEADER,
+        version_from: str = _locust_entry.VERSION_FROM,
         local_networks: Iterable[str] = (),
         workers: int = 0,
         placement: str = HOST,
@@ -132,7 +133,7 @@ class LoadRunner:
         self.env = {
             **(env or {}),
             _locust_entry.POD_HEADER_ENV: pod_header,
-            _locust_entry.VERSION_HEADER_ENV: version_header,
+            _locust_entry.VERSION_FROM_ENV: version_from,
         }
         if not self.locustfile.is_file():
             raise InvalidConfiguration(

@@ -22,6 +22,7 @@ from harness.plugin.shared import (
     E2E_MARKER,
     EXCLUSIVE_MARKER,
     OPTIONS_KEY,
+    PROMISES_MARKER,
     RUN_KEY,
     SERVICE_MARKER,
     TURN_HELD_ENV,
@@ -51,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{SERVICE_MARKER}(name): the spec's service a test without parametrization runs "
         "against (chaos experiment items)",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{PROMISES_MARKER}(promise): a scenario runs only for the spec's services that make "
+        "the promise, e.g. `hpa`, `slo.max_p95_ms` or `rollout.strategy=blue-green`",
     )
     config.addinivalue_line(
         "markers",

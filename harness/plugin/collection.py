@@ -21,6 +21,7 @@ from harness.plugin.shared import (
     E2E_MARKER,
     EXCLUSIVE_MARKER,
     EXPERIMENT_KEY,
+    PROMISES_MARKER,
     REPEAT_FIXTURE,
     SERVICE_MARKER,
     fail_on_harness_error,
@@ -37,11 +38,18 @@ GIVEN_KEY = pytest.StashKey[set[Path]]()
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Scenarios asking for `service_spec` run once per service of the resilience spec, and
-    `--repeat N` times each."""
+    `--repeat N` times each; one marked `promises(PROMISE)` only for the services whose spec
+    makes that promise (see `ServiceSpec.promises`), and for none is deselected."""
     if "service_spec" not in metafunc.fixturenames:
         return
     spec = resilience_spec_of(metafunc.config)
-    metafunc.parametrize("service_spec", spec.services, ids=[s.name for s in spec.services])
+    services = list(spec.services)
+    if (marker := metafunc.definition.get_closest_marker(PROMISES_MARKER)) is not None:
+        services = [s for s in services if s.promises(marker.args[0])]
+        if not services:  # one item, with no service: deselected below
+            metafunc.parametrize("service_spec", [None], ids=["unpromised"])
+            return
+    metafunc.parametrize("service_spec", services, ids=[s.name for s in services])
     repeat = metafunc.config.getoption("repeat")
     if repeat > 1:
         metafunc.fixturenames.append(REPEAT_FIXTURE)
@@ -94,16 +102,25 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m and -k deselect by these markers
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`e2e` on every test whose fixtures reach the run's cluster, so `-m "not e2e"` is the
     unit tier without a list kept by hand; markers by area: the built-in scenarios' `hpa`,
-    `probes`, ..., experiments' `chaos`."""
+    `probes`, ..., experiments' `chaos`. Scenarios no service promises are deselected."""
+    unpromised = [i for i in items if _service_of(i, "none") is None]
+    if unpromised:
+        config.hook.pytest_deselected(items=unpromised)
+        items[:] = [i for i in items if i not in unpromised]
     for item in items:
         if CLUSTER_FIXTURE in getattr(item, "fixturenames", ()):
             item.add_marker(E2E_MARKER)
         name = "chaos" if isinstance(item, ExperimentItem) else suite.area(item.path)
         if name:
             item.add_marker(name)
+
+
+def _service_of(item: pytest.Item, default: object) -> object:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("service_spec", default) if callspec else default
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -23,6 +23,8 @@ BUILTIN_SUITE_KEY = pytest.StashKey[suite.Collection]()
 EXPERIMENT_KEY = pytest.StashKey[dict]()
 OPTIONS_KEY = pytest.StashKey[ClusterOptions]()
 SERVICE_MARKER = "harness_service"
+# A scenario that judges one promise of the spec runs only for the services that make it.
+PROMISES_MARKER = "promises"
 # How tests share the run's cluster under pytest-xdist (see harness.plugin.turns).
 EXCLUSIVE_MARKER = "exclusive_cluster"
 # Set by a test that runs a pytest of its own against its cluster: the cluster it holds the

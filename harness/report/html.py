@@ -337,7 +337,8 @@ def _loads_html(loads: Sequence[LoadRecord]) -> str:
 
 
 def timeline_chart(view: TestView) -> str:
-    """The test's timeline chart: load, latency, pods and HPA replicas, with its marks."""
+    """The test's timeline chart: load, latency, each version's share of the answers (when
+    more than one answered), pods and HPA replicas, with its marks."""
     record = view.record
     timeline = record.timeline
     end = end_of_record(record)
@@ -377,6 +378,19 @@ def timeline_chart(view: TestView) -> str:
             Line("HPA current", current, GREY, step=True, dash="2 2"),
         ],
     )
+    shares = series.version_shares(points)
+    if len(shares) > 1:  # a rollout, a switch or a canary: who answered, second by second
+        palette = (BLUE, ORANGE, GREEN, TEAL, RED, GREY)
+        load_panels.append(
+            Panel(
+                "Traffic share by version",
+                "% of answers",
+                [
+                    Line(version, points_, palette[i % len(palette)])
+                    for i, (version, points_) in enumerate(shares.items())
+                ],
+            )
+        )
     panels = [*load_panels, pods] if points else [pods]  # a test without load: pods only
     markers = [Marker(m.t, m.name) for m in series.marks(timeline) if m.t <= end]
     return time_chart(panels, markers, start=start, end=end, title=f"Timeline: {record.label}")

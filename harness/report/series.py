@@ -1,4 +1,5 @@
-"""Time series derived from a recorded timeline: ready pods, HPA replicas, restarts.
+"""Time series derived from a recorded timeline (ready pods, HPA replicas, restarts) and from
+the load's seconds (each version's share of the answers).
 
 Each series is a list of `(t, value)` changes in time order; the value holds until the next
 change (`value_at`). One pass over the timeline each, so long recordings stay cheap.
@@ -10,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from harness.load.result import SeriesPoint
 from harness.observe import Entry, Timeline, restarts_of, serving
 
 Points = list[tuple[float, float]]
@@ -29,6 +31,20 @@ def ready_pods(timeline: Timeline) -> Points:
         if not out or out[-1][1] != count:
             out.append((t, float(count)))
     return out
+
+
+def version_shares(points: Sequence[SeriesPoint]) -> dict[str, Points]:
+    """Each version's share of the answers that named a version (%), per second of load, for
+    the seconds with any; versions in order of their first answer."""
+    versions = list(dict.fromkeys(v for p in points for v in p.versions))
+    shares: dict[str, Points] = {v: [] for v in versions}
+    for point in points:
+        named = sum(point.versions.values())
+        if not named:
+            continue
+        for version in versions:
+            shares[version].append((point.t + 0.5, 100 * point.versions.get(version, 0) / named))
+    return shares
 
 
 def restart_counts(timeline: Timeline, *, until: float = math.inf) -> dict[str, int]:

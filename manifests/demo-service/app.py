@@ -15,7 +15,9 @@ Secret); a wrong or missing token, or no token configured, gets 403 and changes 
 
 Configuration is environment only, so one image serves every version:
     PORT (8080), DEMO_VERSION (dev), POD_NAME (hostname), ADMIN_TOKEN (unset: admin off),
-    STARTUP_DELAY_S (0), DRAIN_DELAY_S (0), MAX_WORK_MS (10000).
+    STARTUP_DELAY_S (0), DRAIN_DELAY_S (0), MAX_WORK_MS (10000), ERROR_RATE (0: the share
+    of `/` and `/work` requests answered 500, evenly spread, as a broken release would;
+    its probes still pass).
 
 On SIGTERM readiness turns false at once, the server keeps answering for DRAIN_DELAY_S (while
 endpoints drop the pod), then stops accepting, lets in-flight requests finish and exits 0.
@@ -49,6 +51,7 @@ class Settings:
     startup_delay_s: float = 0.0
     drain_delay_s: float = 0.0
     max_work_ms: int = 10_000
+    error_rate: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -60,6 +63,7 @@ class Settings:
             startup_delay_s=float(environ.get("STARTUP_DELAY_S", "0")),
             drain_delay_s=float(environ.get("DRAIN_DELAY_S", "0")),
             max_work_ms=int(environ.get("MAX_WORK_MS", "10000")),
+            error_rate=float(environ.get("ERROR_RATE", "0")),
         )
 
 
@@ -110,6 +114,24 @@ class Health:
         return 200, "ready"
 
 
+class Failures:
+    """Which requests a version broken on purpose answers 500: `rate` of them, evenly spread
+    (the n-th fails when n * rate crosses a whole number), so a test knows what to expect."""
+
+    def __init__(self, rate: float) -> None:
+        if not 0 <= rate <= 1:
+            raise ValueError(f"ERROR_RATE must be between 0 and 1, not {rate}")
+        self.rate = rate
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def next_fails(self) -> bool:
+        with self._lock:
+            self._count += 1
+            n = self._count
+        return int(n * self.rate) > int((n - 1) * self.rate)
+
+
 def burn_cpu(ms: int) -> int:
     """Spin for `ms` milliseconds of CPU time; return the loop count (so it is not optimised)."""
     deadline = time.thread_time() + ms / 1000
@@ -141,6 +163,7 @@ class DemoService:
     ) -> None:
         self.settings = settings
         self.health = Health(settings.startup_delay_s)
+        self.failures = Failures(settings.error_rate)
         self.exit_process = exit_process
         self.server = ThreadingHTTPServer((host, settings.port), make_handler(self))
         # Not daemon threads: server_close() then waits for in-flight requests.
@@ -186,6 +209,7 @@ def make_handler(service: DemoService) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to one service."""
     settings = service.settings
     health = service.health
+    failures = service.failures
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "demo-service"
@@ -193,7 +217,9 @@ def make_handler(service: DemoService) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
-            if url.path == "/":
+            if url.path in ("/", "/work") and failures.next_fails():
+                self.reply(500, {"error": "this version fails on purpose (ERROR_RATE)"})
+            elif url.path == "/":
                 self.reply(200, {"message": "hello", "pod": settings.pod_name})
             elif url.path == "/work":
                 self.work(query)
