@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.kube import Kube
 from harness.load import SLO, LoadResult, Verdict
+from harness.load.result import FailedRequest, SeriesPoint
 from harness.observe import Entry, Timeline, owned_by, ready_endpoint_pods, restarts_of
 
 INF = float("inf")
@@ -475,7 +476,7 @@ def answered_by(load: LoadResult, *, version: str, since: float, until: float, w
     """
     kinds = ("Pod", "EndpointSlice", "Mark")
     name = f"{what}: answers by a version other than {version}"
-    seconds = [p for p in load.series if since <= p.t and p.t + 1 <= until]
+    seconds = _whole_seconds(load, since, until)
     counts: Counter[str] = Counter()
     for point in seconds:
         counts.update(point.versions)
@@ -492,6 +493,77 @@ def answered_by(load: LoadResult, *, version: str, since: float, until: float, w
     others = sum(n for v, n in counts.items() if v != version)
     note = "answers by version: " + ", ".join(f"{v}={n}" for v, n in sorted(counts.items()))
     return Check(_verdict(name, others, 0, "requests", others == 0, note), since, until, kinds)
+
+
+def _whole_seconds(load: LoadResult, since: float, until: float) -> list[SeriesPoint]:
+    return [p for p in load.series if since <= p.t and p.t + 1 <= until]
+
+
+def version_share(
+    load: LoadResult,
+    *,
+    version: str,
+    weight: float,
+    tolerance: float,
+    since: float,
+    until: float,
+    what: str,
+) -> Check:
+    """`version`'s share of the answers that named a version, over the whole seconds from
+    `since` to `until`, is within `tolerance` of `weight` (a canary's step).
+
+    Inconclusive when no answer then named a version.
+    """
+    kinds = ("Pod", "EndpointSlice", "Mark")
+    name = f"{what}: share of the answers by {version}"
+    counts: Counter[str] = Counter()
+    for point in _whole_seconds(load, since, until):
+        counts.update(point.versions)
+    named = sum(counts.values())
+    if not named:
+        note = "no answer in that window named a version (see `load.version` in the spec)"
+        return Check(
+            Verdict(name, None, weight, "share", "inconclusive", note), since, until, kinds
+        )
+    share = counts[version] / named
+    note = f"{counts[version]} of {named} answers; within {tolerance:.0%} of {weight:.0%} passes"
+    ok = abs(share - weight) <= tolerance
+    return Check(_verdict(name, share, weight, "share", ok, note), since, until, kinds)
+
+
+def version_error_rate(
+    points: Sequence[SeriesPoint],
+    failures: Sequence[FailedRequest],
+    *,
+    version: str,
+    max_error_rate: float | None,
+    since: float,
+    until: float,
+    what: str,
+) -> Check:
+    """The share of `version`'s answers from `since` to `until` that failed stays within
+    `max_error_rate` (the SLO's): what decides a canary's abort, live (`LoadRun.series()`,
+    `LoadRun.failures()`) and in the verdict (the result's).
+
+    Inconclusive when the SLO sets no error rate, or `version` answered nothing then.
+    """
+    kinds = ("Pod", "EndpointSlice", "Mark")
+    name = f"{what}: error rate of the answers by {version}"
+    limit = max_error_rate if max_error_rate is not None else 0.0
+    if max_error_rate is None:
+        note = "the spec's SLO sets no error rate: nothing to judge the canary against"
+        return Check(Verdict(name, None, limit, "ratio", "inconclusive", note), since, until, kinds)
+    # Whole seconds only, for the answers and the failures alike (a failure counts in the
+    # second it completed in, as its answer does).
+    first, last = math.ceil(since), math.floor(until)
+    answered = sum(p.versions.get(version, 0) for p in points if first <= p.t < last)
+    if not answered:
+        note = f"{version} answered no request in that window"
+        return Check(Verdict(name, None, limit, "ratio", "inconclusive", note), since, until, kinds)
+    failed = sum(1 for f in failures if f.version == version and first <= f.end < last)
+    rate = failed / answered
+    note = f"{failed} of {answered} answers failed"
+    return Check(_verdict(name, rate, limit, "ratio", rate <= limit, note), since, until, kinds)
 
 
 # ---------------------------------------------------------------- rollouts

@@ -345,6 +345,18 @@ def _answered_versions(raw: Any) -> dict[str, str]:
     return {str(k): v for k, v in raw.items()}
 
 
+@_schema({"type": "array", "minItems": 1, "items": FRACTION_SCHEMA})
+def _canary_steps(raw: Any) -> tuple[float, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"must be a list of the canary's shares, e.g. [25%, 50%], not {raw!r}")
+    steps = tuple(parse_fraction(step) for step in raw)
+    if not all(0 < step < 1 for step in steps) or list(steps) != sorted(set(steps)):
+        raise ValueError(
+            f"must be rising shares between 0% and 100% (100% is the promotion), not {raw!r}"
+        )
+    return steps
+
+
 @_schema({"type": "string", "pattern": "^/"})
 def _url_path(raw: Any) -> str:
     if not _text(raw).startswith("/"):
@@ -489,7 +501,9 @@ class ProbeExpectation:
     startup_delay_s: float | None = None
 
 
-ROLLOUT_STRATEGIES = ("rolling", "blue-green")
+ROLLOUT_STRATEGIES = ("rolling", "blue-green", "canary")
+# The pod label each strategy moves traffic by, unless the spec names another.
+STRATEGY_LABELS = {"rolling": "", "blue-green": "slot", "canary": "track"}
 
 
 @_schema({"enum": list(ROLLOUT_STRATEGIES)})
@@ -516,17 +530,32 @@ class RolloutExpectation:
     it with the next image and `label: green`, is Ready within `complete_within`; the
     Services move to green and back to blue, and from `grace` after each switch (requests
     on connections opened before it may still reach the old slot) every answer comes from
-    the slot switched to. Which version answered is read from the responses (`load.version`)
-    and compared with `versions` (default: each image's tag, e.g. `v2`).
+    the slot switched to.
+
+    `strategy: canary`: the running Deployment is stable, its pods labelled
+    `label: stable` (default label `track`) in its selector and pod template, and the
+    Services select its pods without that label. A canary, its copy with the next image and
+    `label: canary`, gets each share of the pods in `steps` (e.g. [25%, 50%]) in turn,
+    Ready within `complete_within`, for `step_for` each; the share of the answers it gives
+    stays within `tolerance` of the step's share. A canary whose answers break the SLO's
+    error rate at a step is aborted (scaled to 0; its share must fall to 0 within
+    `grace`); else the stable Deployment is rolled out to the next image and the canary
+    removed.
+
+    Which version answered is read from the responses (`load.version`) and compared with
+    `versions` (default: each image's tag, e.g. `v2`).
     """
 
     complete_within_s: float
     max_failed_requests: int
     stuck_detected_within_s: float | None = None
     strategy: str = "rolling"
-    label: str = "slot"
+    label: str = ""
     grace_s: float = 2.0
     versions: Mapping[str, str] = field(default_factory=dict)
+    steps: tuple[float, ...] = ()
+    step_for_s: float = 20.0
+    tolerance: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -856,14 +885,24 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             max_failed_requests=o.get("max_failed_requests", _count(0)),
             stuck_detected_within_s=o.get("stuck_detected_within", parse_seconds, None),
             strategy=o.get("strategy", _rollout_strategy, "rolling"),
-            label=o.get("label", _label_key, "slot"),
+            label=o.get("label", _label_key, ""),
             grace_s=o.get("grace", parse_seconds, 2.0),
             versions=o.get("versions", _answered_versions, {}),
+            steps=o.get("steps", _canary_steps, ()),
+            step_for_s=o.get("step_for", parse_seconds, 20.0),
+            tolerance=o.get("tolerance", parse_fraction, 0.1),
         )
+        if rollout.strategy in STRATEGY_LABELS:  # else named as not a strategy already
+            rollout = replace(rollout, label=rollout.label or STRATEGY_LABELS[rollout.strategy])
         if rollout.strategy == "rolling" and rollout.stuck_detected_within_s is None:
             o.problems.append(
                 f"{o.where}.stuck_detected_within: required for strategy rolling (how soon a "
                 "broken image must be reported stuck), e.g. 60s"
+            )
+        if rollout.strategy == "canary" and not rollout.steps and "steps" not in o.data:
+            o.problems.append(
+                f"{o.where}.steps: required for strategy canary (the canary's share of the "
+                "pods at each step), e.g. [25%, 50%]"
             )
         o.done()
         out["rollout"] = rollout

@@ -219,34 +219,50 @@ def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:
                     f"expect.hpa: min {hpa.min} / max {hpa.max}, but HorizontalPodAutoscaler "
                     f"{hpa.name} says {minimum} / {maximum}"
                 )
-    if service.rollout is not None and service.rollout.strategy == "blue-green":
-        problems += _blue_slot_problems(objects, workload.name, service.rollout.label)
+    if service.rollout is not None and service.rollout.strategy in ROLES:
+        problems += _role_problems(objects, workload.name, service.rollout)
     return problems
 
 
-def _blue_slot_problems(objects: Sequence[Object], deployment: str, label: str) -> list[str]:
-    """What keeps Deployment `deployment` from being the blue slot of a blue-green release:
-    `label: blue` in its selector and pod template, and a Service selecting it so (else the
-    Deployment would adopt green's pods, or no Service would move)."""
+# What the running Deployment is in each progressive strategy, and how the Services select.
+ROLES = {"blue-green": "blue", "canary": "stable"}
+ROLE_OVERLAYS = {
+    "blue-green": "manifests/overlays/blue-green",
+    "canary": "manifests/overlays/canary",
+}
+
+
+def _role_problems(objects: Sequence[Object], deployment: str, rollout: Any) -> list[str]:
+    """What keeps Deployment `deployment` from its role in a blue-green or canary release:
+    `label: ROLE` in its selector and pod template (else it would adopt the copy's pods),
+    and a Service that selects it so (blue-green: the switch moves it) or selects its pods
+    without the label (canary: it reaches both)."""
+    label, strategy, role = rollout.label, rollout.strategy, ROLES[rollout.strategy]
     blue = next(
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
     )
     spec = blue.get("spec") or {}
     selector = (spec.get("selector") or {}).get("matchLabels") or {}
     template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    fix = "see manifests/overlays/blue-green for the two patches that do it"
+    fix = f"see {ROLE_OVERLAYS[strategy]} for the patches that do it"
     problems = []
-    if selector.get(label) != "blue" or template.get(label) != "blue":
+    if selector.get(label) != role or template.get(label) != role:
         problems.append(
-            f"expect.rollout: strategy blue-green needs `{label}: blue` in Deployment "
+            f"expect.rollout: strategy {strategy} needs `{label}: {role}` in Deployment "
             f"{deployment}'s selector and pod template ({fix})"
         )
-    services = [o for o in objects if o["kind"] == "Service"]
-    if not any(
-        ((o.get("spec") or {}).get("selector") or {}).get(label) == "blue" for o in services
-    ):
+    selectors = [
+        (o.get("spec") or {}).get("selector") or {} for o in objects if o["kind"] == "Service"
+    ]
+    if strategy == "blue-green" and not any(s.get(label) == role for s in selectors):
         problems.append(
             f"expect.rollout: strategy blue-green switches the Services that select "
             f"`{label}: blue`, and no Service of the manifests does ({fix})"
+        )
+    reaching = [s for s in selectors if s and all(template.get(k) == v for k, v in s.items())]
+    if strategy == "canary" and not any(label not in s for s in reaching):
+        problems.append(
+            f"expect.rollout: strategy canary needs a Service that selects Deployment "
+            f"{deployment}'s pods without `{label}`, so that it reaches the canary's too ({fix})"
         )
     return problems

@@ -14,7 +14,7 @@ from harness.assertions import (
     rollout_completed,
     slo_checks,
 )
-from harness.deploy.blue_green import BLUE, GREEN, BlueGreen
+from harness.deploy.progressive import BLUE, GREEN, BlueGreen
 from harness.scenario import judge, steady_load
 
 WARM_UP_S = 5
@@ -50,7 +50,7 @@ def test_blue_green_switches_to_green_and_back_without_failed_requests(
     evidence = Evidence("blue-green", timeline.timeline(), loads=[result])
     green_ready = rollout_completed(
         timeline.timeline(),
-        deployment=slots.green,
+        deployment=slots.name,
         image=next_image,
         replicas=replicas,
         started=started,

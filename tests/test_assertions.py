@@ -754,3 +754,42 @@ def test_answered_by_without_named_versions_or_requests_is_inconclusive():
     assert "none of the 8 answers" in check.verdict.note and "load.version" in check.verdict.note
     idle = a.answered_by(load_result(), version="v2", since=10, until=12, what="x")
     assert idle.verdict.note == "no request was answered in that window" and not idle.passed
+
+
+def test_version_share_is_judged_against_the_steps_weight_within_the_tolerance():
+    load = load_result(series=[versions_second(t, v1=6, v2=2) for t in (10, 11, 12)])
+    near = a.version_share(load, version="v2", weight=0.33, tolerance=0.1, since=10, until=13,
+                           what="canary at 33%")  # fmt: skip
+    assert near.passed and near.verdict.measured == 0.25
+    assert near.verdict.note == "6 of 24 answers; within 10% of 33% passes"
+    far = a.version_share(load, version="v2", weight=0.5, tolerance=0.1, since=10, until=13,
+                          what="canary at 50%")  # fmt: skip
+    assert not far.passed and far.verdict.status == "fail"
+    unnamed = a.version_share(load_result(series=[SeriesPoint(10, 4, 0, 1, 1.0, 1.0, 1.0)]),
+                              version="v2", weight=0.5, tolerance=0.1, since=10, until=11,
+                              what="x")  # fmt: skip
+    assert unnamed.verdict.status == "inconclusive" and not unnamed.passed
+
+
+def test_a_versions_error_rate_counts_its_own_failed_answers_in_whole_seconds():
+    points = [versions_second(t, v1=5, v2=5) for t in (10, 11, 12)]
+    failures = [
+        FailedRequest(10.2, 10.3, "GET", "/", "HTTPError: 500", "demo-c", "v2"),
+        FailedRequest(11.2, 11.3, "GET", "/", "HTTPError: 500", "demo-c", "v2"),
+        FailedRequest(11.5, 11.6, "GET", "/", "HTTPError: 500", "demo-s", "v1"),  # not v2's
+        FailedRequest(12.5, 13.6, "GET", "/", "ReadTimeout", None, None),  # nobody's answer
+        FailedRequest(13.1, 13.2, "GET", "/", "HTTPError: 500", "demo-c", "v2"),  # after
+    ]
+    broken = a.version_error_rate(points, failures, version="v2", max_error_rate=0.0,
+                                  since=9.5, until=13, what="canary at 33%")  # fmt: skip
+    assert not broken.passed and broken.verdict.measured == 2 / 15
+    assert broken.verdict.note == "2 of 15 answers failed"
+    within = a.version_error_rate(points, failures, version="v2", max_error_rate=0.2,
+                                  since=9.5, until=13, what="canary at 33%")  # fmt: skip
+    assert within.passed
+    no_limit = a.version_error_rate(points, failures, version="v2", max_error_rate=None,
+                                    since=10, until=13, what="x")  # fmt: skip
+    assert no_limit.verdict.status == "inconclusive" and "no error rate" in no_limit.verdict.note
+    silent = a.version_error_rate(points, failures, version="v3", max_error_rate=0.0,
+                                  since=10, until=13, what="x")  # fmt: skip
+    assert silent.verdict.status == "inconclusive" and not silent.passed

@@ -169,7 +169,7 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
     result = pytester.runpytest(
         "-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite"
     )
-    result.assert_outcomes(passed=7)  # two services, three times each
+    result.assert_outcomes(passed=10)  # three services, three times each
     result.stdout.fnmatch_lines(
         [
             "*test_scenario?demo-run1of3? PASSED*",

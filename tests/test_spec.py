@@ -22,10 +22,12 @@ DATA = Path(__file__).parent / "data" / "spec"
 
 def test_the_demo_spec_is_valid_and_matches_the_manifests():
     spec = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml")
-    demo, blue_green = spec.services
+    demo, blue_green, canary = spec.services
     assert demo.manifests == (ROOT / "manifests" / "overlays" / "ci").resolve()
     assert blue_green.manifests == (ROOT / "manifests" / "overlays" / "blue-green").resolve()
-    assert blue_green.rollout.strategy == "blue-green"
+    assert (blue_green.rollout.strategy, blue_green.rollout.label) == ("blue-green", "slot")
+    assert (canary.rollout.strategy, canary.rollout.label) == ("canary", "track")
+    assert canary.rollout.steps == (0.33, 0.5)
     assert (demo.hpa.min, demo.hpa.max) == (2, 5)
     assert demo.rollout.max_failed_requests == 0
     assert demo.slo.max_error_rate == 0
@@ -319,6 +321,16 @@ def test_a_rollout_names_its_strategy_rolling_by_default(tmp_path: Path) -> None
     )
     assert blue_green.answers_version("next") == "1.5"
     assert blue_green.answers_version("current") == "v1.0.0"  # the image's tag
+    canary_text = (
+        "{{strategy: canary, steps: [0.1, 30%], complete_within: 1m, max_failed_requests: 0}}"
+    )
+    canary = load_spec(rollout_spec(tmp_path, canary_text)).services[0].rollout
+    assert (canary.label, canary.steps, canary.step_for_s, canary.tolerance) == (
+        "track",
+        (0.1, 0.3),
+        20,
+        0.1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -328,7 +340,13 @@ def test_a_rollout_names_its_strategy_rolling_by_default(tmp_path: Path) -> None
          "rollout.stuck_detected_within: required for strategy rolling"),
         ("{{strategy: canary-ish, complete_within: 60s, max_failed_requests: 0}}",
          "'canary-ish' is not a rollout strategy the harness knows; use one of: rolling, "
-         "blue-green"),
+         "blue-green, canary"),
+        ("{{strategy: canary, complete_within: 60s, max_failed_requests: 0}}",
+         "rollout.steps: required for strategy canary"),
+        ("{{strategy: canary, steps: [50%, 25%], complete_within: 60s, max_failed_requests: 0}}",
+         "rollout.steps: must be rising shares between 0% and 100%"),
+        ("{{strategy: canary, steps: [25%, 100%], complete_within: 1m, max_failed_requests: 0}}",
+         "rollout.steps: must be rising shares between 0% and 100% (100% is the promotion)"),
         ("{{strategy: blue-green, label: -slot, complete_within: 60s, max_failed_requests: 0}}",
          "rollout.label: must be a label key like `slot`"),
         ("{{strategy: blue-green, versions: {{next: 2}}, complete_within: 1m, "
@@ -348,7 +366,7 @@ def test_a_rollout_needs_the_next_image_it_moves_to(tmp_path: Path) -> None:
 
 
 def test_promises_are_dotted_paths_into_the_spec_set_or_equal_to_a_value() -> None:
-    demo, blue_green = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").services
+    demo, blue_green, _ = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").services
     assert demo.promises("hpa") and demo.promises("slo.max_p95_ms")
     assert not blue_green.promises("hpa") and not blue_green.promises("slo.max_p95_ms")
     assert blue_green.promises("rollout.strategy=blue-green")

@@ -126,8 +126,28 @@ def test_a_blue_green_release_needs_the_blue_slot_in_selector_template_and_a_ser
     plain = render(ROOT / "manifests" / "overlays" / "ci")  # no slot label anywhere
     assert spec_problems(service, plain) == [
         "expect.rollout: strategy blue-green needs `slot: blue` in Deployment demo's selector "
-        "and pod template (see manifests/overlays/blue-green for the two patches that do it)",
+        "and pod template (see manifests/overlays/blue-green for the patches that do it)",
         "expect.rollout: strategy blue-green switches the Services that select `slot: blue`, "
-        "and no Service of the manifests does (see manifests/overlays/blue-green for the two "
+        "and no Service of the manifests does (see manifests/overlays/blue-green for the "
         "patches that do it)",
+    ]
+
+
+def test_a_canary_release_needs_the_stable_track_and_a_service_reaching_both() -> None:
+    service = load_spec(DEMO_SPEC).service("demo-canary")
+    assert spec_problems(service, render(service.manifests)) == []
+    plain = render(ROOT / "manifests" / "overlays" / "ci")
+    assert spec_problems(service, plain) == [
+        "expect.rollout: strategy canary needs `track: stable` in Deployment demo's selector "
+        "and pod template (see manifests/overlays/canary for the patches that do it)",
+    ]
+    relabelled = [
+        {**o, "spec": {**o["spec"], "selector": {"track": "stable"}}} if o["kind"] == "Service"
+        else o
+        for o in render(service.manifests)
+    ]  # fmt: skip
+    assert spec_problems(service, relabelled) == [
+        "expect.rollout: strategy canary needs a Service that selects Deployment demo's pods "
+        "without `track`, so that it reaches the canary's too (see manifests/overlays/canary "
+        "for the patches that do it)",
     ]

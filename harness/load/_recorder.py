@@ -135,7 +135,8 @@ class Recorder:
         if pod:
             self.pods[pod] += 1
             self._pods_per_second[second][pod] += 1
-        if version := self.version_of(response):
+        version = self.version_of(response)
+        if version:
             self.versions[version] += 1
             self._versions_per_second[second][version] += 1
         if exception is not None:
@@ -150,6 +151,7 @@ class Recorder:
                     "name": name,
                     "error": f"{type(exception).__name__}: {exception}",
                     "pod": pod,
+                    "version": version,
                 }
             )
 

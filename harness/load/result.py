@@ -40,7 +40,8 @@ class SeriesPoint:
 
 @dataclass(frozen=True)
 class FailedRequest:
-    """One failed request: when it started and ended, where it went, what went wrong."""
+    """One failed request: when it started and ended, where it went (the pod and version
+    its answer named, if it got one), what went wrong."""
 
     t: float
     end: float
@@ -48,6 +49,7 @@ class FailedRequest:
     name: str
     error: str
     pod: str | None
+    version: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> FailedRequest:
@@ -58,6 +60,7 @@ class FailedRequest:
             name=record["name"],
             error=record["error"],
             pod=record["pod"],
+            version=record.get("version"),  # absent from older recorded runs
         )
 
 

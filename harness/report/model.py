@@ -14,7 +14,7 @@ import math
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -373,14 +373,7 @@ def _read_load(folder: Path) -> tuple[LoadRecord, str | None]:
                 case "failure":
                     failure = FailedRequest.from_record(record)
                     failures.append(
-                        FailedRequest(
-                            failure.t,
-                            failure.end,
-                            failure.method,
-                            redact(failure.name),
-                            redact(failure.error),
-                            failure.pod,
-                        )
+                        replace(failure, name=redact(failure.name), error=redact(failure.error))
                     )
                 case "summary":
                     total = EndpointStats.from_record(record["total"])

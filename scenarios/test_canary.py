@@ -1,0 +1,91 @@
+"""A canary under steady load (`rollout: {strategy: canary}`): the next version beside the
+stable one, weighted by replica counts, at each of the spec's steps. At each step the
+canary's share of the answers stays within the tolerance of the step's share, and the
+harness's judge watches its answers: a canary whose error rate breaks the SLO is aborted at
+once (scaled to 0, its share falling to 0). Else the stable Deployment is rolled out to the
+next version and the canary removed, with failed requests within the budget."""
+
+import time
+
+import pytest
+
+from harness.assertions import (
+    Evidence,
+    answered_by,
+    failed_requests,
+    slo_checks,
+    version_error_rate,
+    version_share,
+)
+from harness.deploy.progressive import Canary
+from harness.scenario import judge, steady_load
+
+WARM_UP_S = 5
+# Seconds of load after the promotion or the abort (and its grace): what shows who answers.
+HOLD_S = 10
+
+pytestmark = pytest.mark.promises("rollout.strategy=canary")
+
+
+def test_canary_steps_hold_their_share_and_promote_or_abort_on_the_slo(
+    service_spec, deployed, timeline, load, test_report_dir
+):
+    expect = service_spec.rollout
+    canary = Canary(deployed, service_spec.deployment, label=expect.label)
+    stable, next_version = (service_spec.answers_version(v) for v in ("current", "next"))
+    images = service_spec.image_override("next")
+    max_error_rate = service_spec.slo.max_error_rate
+    per_step = expect.complete_within_s + expect.grace_s + expect.step_for_s
+    budget = WARM_UP_S + len(expect.steps) * per_step + 2 * expect.complete_within_s + 60
+    steps, aborted = [], None
+    with steady_load(load, service_spec, deployed, seconds=budget) as run:
+        time.sleep(WARM_UP_S)
+        started = timeline.mark("canary starts", image=service_spec.images["next"]).t
+        for weight in expect.steps:
+            pods = canary.set_weight(images, weight, timeout=expect.complete_within_s)
+            at = timeline.mark(f"canary at {weight:.0%}", share_of_pods=round(pods, 3)).t
+            time.sleep(expect.grace_s + expect.step_for_s)
+            window = (at + expect.grace_s, time.time())
+            steps.append((weight, pods, window))
+            health = version_error_rate(
+                run.series(), run.failures(), version=next_version, max_error_rate=max_error_rate,
+                since=window[0], until=window[1], what=f"canary at {weight:.0%}",
+            )  # fmt: skip
+            if health.verdict.status == "fail":  # the judge aborts it, as a controller would
+                aborted = timeline.mark("canary aborted", why=str(health.verdict)).t
+                canary.abort(timeout=expect.complete_within_s)
+                break
+        if aborted is None:
+            timeline.mark("promotion starts")
+            canary.promote(images, timeout=expect.complete_within_s)
+        settled = timeline.mark("canary out" if aborted else "promoted").t
+        time.sleep(expect.grace_s + HOLD_S)
+        ended = timeline.mark("load ends").t
+    result = run.result()
+    evidence = Evidence("canary", timeline.timeline(), loads=[result])
+    for weight, pods, (since, until) in steps:
+        what = f"canary at {weight:.0%} ({pods:.0%} of the pods)"
+        evidence.add(
+            version_share(result, version=next_version, weight=weight,
+                          tolerance=expect.tolerance, since=since, until=until, what=what),
+            version_error_rate(result.series, result.failures, version=next_version,
+                               max_error_rate=max_error_rate, since=since, until=until,
+                               what=what),
+        )  # fmt: skip
+    if aborted is None:
+        evidence.add(
+            answered_by(result, version=next_version, since=settled + expect.grace_s,
+                        until=ended, what="after the promotion"),
+            failed_requests(result, since=started, until=ended,
+                            budget=expect.max_failed_requests, what="canary and promotion"),
+        )  # fmt: skip
+    else:
+        # What the abort must show: the canary's share back to 0 once it is out.
+        evidence.add(
+            answered_by(result, version=stable, since=settled + expect.grace_s, until=ended,
+                        what="after the abort")
+        )  # fmt: skip
+        evidence.measurements["seconds from the abort to the canary out"] = settled - aborted
+    evidence.add(*slo_checks(service_spec.slo, result, what="canary"))
+    evidence.measurements["requests per version"] = result.versions
+    judge(evidence, test_report_dir)
