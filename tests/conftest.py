@@ -29,6 +29,14 @@ CLUSTER_DATA = Path(__file__).parent / "data" / "cluster"
 WEB_PLACEHOLDER = "kube-harness/web-placeholder"
 
 
+@pytest.hookimpl(tryfirst=True)  # before the plugin parametrizes `service_spec` by it
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The harness's own tests run against the demo service alone: its blue-green and
+    canary variants in the same spec are for the scenarios that promise those releases."""
+    if metafunc.definition.get_closest_marker("promises") is None:
+        metafunc.definition.add_marker(pytest.mark.promises("name=demo"))
+
+
 class Kubectl:
     """kubectl against the run's cluster, in one namespace."""
 

@@ -8,6 +8,7 @@ import pytest
 
 from harness import assertions as a
 from harness.load import SLO, LoadResult
+from harness.load.merge import merge_seconds
 from harness.load.result import EndpointStats, FailedRequest, Generator, SeriesPoint
 from harness.observe import (
     RELISTED,
@@ -793,3 +794,44 @@ def test_a_versions_error_rate_counts_its_own_failed_answers_in_whole_seconds():
     silent = a.version_error_rate(points, failures, version="v3", max_error_rate=0.0,
                                   since=10, until=13, what="x")  # fmt: skip
     assert silent.verdict.status == "inconclusive" and not silent.passed
+
+
+CANARY_TEST = "test_canary_steps_hold_their_share_and_promote_or_abort_on_the_slo_demo-canary"
+CANARY_RUN = (
+    Path(__file__).parent
+    / "data"
+    / "runs"
+    / "valid-canary"
+    / (f"scenarios.test_canary.py__{CANARY_TEST}")
+)
+
+
+def recorded_load(folder: Path) -> LoadResult:
+    """The per-second series and failures of a recorded run's first load."""
+    lines = (folder / "load-1" / "load-events.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    failures = [FailedRequest.from_record(r) for r in records if r["kind"] == "failure"]
+    return load_result(series=merge_seconds(records), failures=failures)
+
+
+def test_a_recorded_canary_holds_its_steps_shares_and_fails_a_share_it_never_had():
+    """The canary scenario's record (a third of the pods, then half, then the promotion):
+    each step's share of v2's answers is judged as the run judged it; the promotion left
+    v1 no answer; a step judged against a share it never had fails."""
+    load = recorded_load(CANARY_RUN)
+    timeline = Timeline.load(CANARY_RUN / "timeline.jsonl")
+    verdicts = json.loads((CANARY_RUN / "result.json").read_text())["verdicts"]
+    third = next(
+        v for v in verdicts if v["name"].startswith("canary at 33%") and "share" in v["name"]
+    )
+    window = {"since": third["since"], "until": third["until"]}
+    kept = a.version_share(load, version="v2", weight=0.33, tolerance=0.12, what="33%", **window)
+    assert kept.passed and kept.verdict.measured == third["measured"] == 0.3125
+    never = a.version_share(load, version="v2", weight=0.66, tolerance=0.12, what="66%", **window)
+    assert not never.passed
+    promoted, ended = marked(timeline, "promoted"), marked(timeline, "load ends")
+    after = a.answered_by(load, version="v2", since=promoted + 3, until=ended, what="after")
+    assert after.passed and after.verdict.measured == 0
+    stepped = marked(timeline, "canary at 33%") + 3
+    before = a.answered_by(load, version="v2", since=stepped, until=promoted, what="before")
+    assert not before.passed and "v1=" in before.verdict.note

@@ -448,3 +448,14 @@ def test_the_reported_recovery_is_the_verdicts(tmp_path):
         what="pod deleted",
     ).verdict
     assert verdict.passed and figures.time_to_recover_s == pytest.approx(verdict.measured, abs=0.01)
+
+
+def test_a_rollout_between_versions_charts_each_versions_share_of_the_answers(tmp_path):
+    canary = write_report(copy_run("valid-canary", tmp_path)).html.read_text()
+    assert canary.count("Traffic share by version") == 1
+    chart = canary[canary.index("Traffic share by version") :]
+    assert ">v1<" in chart and ">v2<" in chart
+    # Runs whose answers named one version (or none, recorded before versions were) have
+    # no such chart.
+    suite = write_report(copy_run("valid-suite", tmp_path)).html.read_text()
+    assert "Traffic share by version" not in suite
