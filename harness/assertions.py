@@ -526,7 +526,8 @@ def version_share(
             Verdict(name, None, weight, "share", "inconclusive", note), since, until, kinds
         )
     share = counts[version] / named
-    note = f"{counts[version]} of {named} answers; within {tolerance:.0%} of {weight:.0%} passes"
+    kept = f"{weight:.0%} ± {tolerance * 100:g} points"
+    note = f"{counts[version]} of {named} answers; kept within {kept}"
     ok = abs(share - weight) <= tolerance
     return Check(_verdict(name, share, weight, "share", ok, note), since, until, kinds)
 
@@ -545,7 +546,10 @@ def version_error_rate(
     `max_error_rate` (the SLO's): what decides a canary's abort, live (`LoadRun.series()`,
     `LoadRun.failures()`) and in the verdict (the result's).
 
-    Inconclusive when the SLO sets no error rate, or `version` answered nothing then.
+    Only failures `version` answered count (an error status it sent): a request that got no
+    answer (refused, reset, timed out) names no version, and the whole run's error rate is
+    what judges those. Inconclusive when the SLO sets no error rate, or `version` answered
+    nothing then.
     """
     kinds = ("Pod", "EndpointSlice", "Mark")
     name = f"{what}: error rate of the answers by {version}"
@@ -553,14 +557,16 @@ def version_error_rate(
     if max_error_rate is None:
         note = "the spec's SLO sets no error rate: nothing to judge the canary against"
         return Check(Verdict(name, None, limit, "ratio", "inconclusive", note), since, until, kinds)
-    # Whole seconds only, for the answers and the failures alike (a failure counts in the
-    # second it completed in, as its answer does).
-    first, last = math.ceil(since), math.floor(until)
-    answered = sum(p.versions.get(version, 0) for p in points if first <= p.t < last)
+    # Whole seconds the series holds, for the answers and the failures alike: a failure counts
+    # in the second it completed in, as its answer does, and a live read may hold failures
+    # of a second whose answers are not in yet.
+    seconds = [p for p in points if math.ceil(since) <= p.t < math.floor(until)]
+    answered = sum(p.versions.get(version, 0) for p in seconds)
     if not answered:
         note = f"{version} answered no request in that window"
         return Check(Verdict(name, None, limit, "ratio", "inconclusive", note), since, until, kinds)
-    failed = sum(1 for f in failures if f.version == version and first <= f.end < last)
+    counted = {p.t for p in seconds}
+    failed = sum(1 for f in failures if f.version == version and int(f.end) in counted)
     rate = failed / answered
     note = f"{failed} of {answered} answers failed"
     return Check(_verdict(name, rate, limit, "ratio", rate <= limit, note), since, until, kinds)

@@ -301,8 +301,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     return _pytest(
         [f"--resilience-spec={args.spec}", *extra],
-        nothing_collected="the -k/-m selection or the paths given match nothing; "
-        f"`harness run {args.spec} -- --collect-only -q` lists what there is",
+        nothing_collected="the -k/-m selection or the paths given match nothing, or no "
+        "service of the spec makes the promise of the scenarios they name (those are "
+        f"deselected); `harness run {args.spec} -- --collect-only -q` lists what there is",
     )
 
 

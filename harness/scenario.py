@@ -189,9 +189,11 @@ def steady_load(
     seconds: float,
     cpu: bool = False,
     avoid_nodes: Sequence[str] = (),
+    new_connections: bool = False,
 ) -> LoadRun:
     """Start the spec's steady load (or, with `cpu`, the load that drives the HPA), from
-    where the spec (or --load-placement) puts it; from the cluster, off `avoid_nodes`.
+    where the spec (or --load-placement) puts it; from the cluster, off `avoid_nodes`;
+    with `new_connections`, each request on a connection of its own.
 
     The run lasts at most `seconds`; leaving its `with` block earlier ends it gracefully.
     """
@@ -206,6 +208,7 @@ def steady_load(
             "LOAD_PATH": path,
             "LOAD_USER_RPS": f"{service.load.rps:g}",
             "LOAD_TIMEOUT_S": f"{service.load.timeout_s:g}",
+            "LOAD_NEW_CONNECTIONS": "1" if new_connections else "0",
         },
         workers=service.load.workers,
         placement=placement,

@@ -8,6 +8,7 @@ problem in the file is reported at once, each with its place in the file and the
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import json
@@ -537,10 +538,10 @@ class RolloutExpectation:
     Services select its pods without that label. A canary, its copy with the next image and
     `label: canary`, gets each share of the pods in `steps` (e.g. [25%, 50%]) in turn,
     Ready within `complete_within`, for `step_for` each; the share of the answers it gives
-    stays within `tolerance` of the step's share. A canary whose answers break the SLO's
-    error rate at a step is aborted (scaled to 0; its share must fall to 0 within
-    `grace`); else the stable Deployment is rolled out to the next image and the canary
-    removed.
+    stays within `tolerance` (points) of the step's share. A canary whose answers break the
+    SLO's error rate at a step is aborted (scaled to 0; from `grace` after its pods are gone,
+    the stable version must answer alone); else the stable Deployment is rolled out to the
+    next image and the canary removed.
 
     Which version answered is read from the responses (`load.version`) and compared with
     `versions` (default: each image's tag, e.g. `v2`).
@@ -635,6 +636,17 @@ class ServiceSpec:
         path, equals, wanted = promise.partition("=")
         value: Any = self
         for name in path.split("."):
+            parts = (
+                [f.name for f in dataclasses.fields(value)]
+                if dataclasses.is_dataclass(value)
+                else []
+            )
+            if name not in parts:
+                raise InvalidConfiguration(
+                    f"promise {promise!r}: a service's spec has no {name!r} there",
+                    fix="name a path into a service's spec; the parts there: "
+                    + (", ".join(parts) or "none (it is a value)"),
+                )
             value = getattr(value, name)
             if value is None:
                 return False
@@ -644,7 +656,7 @@ class ServiceSpec:
         """What the answers of image version `version` (`current`, `next`) name as their
         version: `rollout.versions` says, else the image's tag."""
         named = self.rollout.versions if self.rollout else {}
-        return named.get(version) or split_ref(self.images[version])[1] or self.images[version]
+        return _answered_version(version, self.images, named)
 
 
 @dataclass(frozen=True)
@@ -753,13 +765,43 @@ def _service_fields(r: _Reader, base: Path) -> ServiceSpec | None:
         "expect", about="What the service promises: each section runs its scenarios."
     )
     service.update(_read_expectations(expect) if expect else {})
-    if service.get("rollout") and service["images"] and "next" not in service["images"]:
-        problems.append(
-            f"{r.where}.images.next: required by expect.rollout (the version a rollout moves "
-            "to), e.g. next: example.org/web:v1.1.0"
-        )
+    if service.get("rollout") and service["images"]:
+        problems += _rollout_image_problems(r.where, service["rollout"], service["images"])
     r.done()
     return ServiceSpec(**service) if not problems else None
+
+
+def _answered_version(version: str, images: Mapping[str, str], named: Mapping[str, str]) -> str:
+    """What the answers of image version `version` name as their version: `named` says
+    (`rollout.versions`), else the image's tag."""
+    return named.get(version) or split_ref(images[version])[1] or images[version]
+
+
+def _rollout_image_problems(
+    where: str, rollout: RolloutExpectation, images: Mapping[str, str]
+) -> list[str]:
+    """What the images contradict in a rollout: the version it moves to, the versions its
+    answers name (which must tell the two apart where the scenarios count them)."""
+    versions = rollout.versions or {}  # None when it could not be read: said already
+    if "next" not in images:
+        return [
+            f"{where}.images.next: required by expect.rollout (the version a rollout moves "
+            "to), e.g. next: example.org/web:v1.1.0"
+        ]
+    problems = [
+        f"{where}.expect.rollout.versions.{name}: no image version {name!r} (images: "
+        f"{', '.join(images)})"
+        for name in versions
+        if name not in images
+    ]
+    answered = {name: _answered_version(name, images, versions) for name in ("current", "next")}
+    if rollout.strategy in ("blue-green", "canary") and answered["current"] == answered["next"]:
+        problems.append(
+            f"{where}.expect.rollout: current and next both answer as version "
+            f"{answered['current']!r}, so no answer could tell the {rollout.strategy} "
+            "release's two sides apart: name what each answers in rollout.versions"
+        )
+    return problems
 
 
 def _read_release(

@@ -238,10 +238,10 @@ def _role_problems(objects: Sequence[Object], deployment: str, rollout: Any) -> 
     and a Service that selects it so (blue-green: the switch moves it) or selects its pods
     without the label (canary: it reaches both)."""
     label, strategy, role = rollout.label, rollout.strategy, ROLES[rollout.strategy]
-    blue = next(
+    running = next(
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
     )
-    spec = blue.get("spec") or {}
+    spec = running.get("spec") or {}
     selector = (spec.get("selector") or {}).get("matchLabels") or {}
     template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     fix = f"see {ROLE_OVERLAYS[strategy]} for the patches that do it"

@@ -1,7 +1,9 @@
 """Blue-green under steady load (`rollout: {strategy: blue-green}`): green, the next version
 beside blue, is Ready in time; the Services switch to it and back (the rollback) with failed
 requests within the budget; and from the spec's grace after each switch every answer comes
-from the slot switched to, by the version the responses name."""
+from the slot switched to, by the version the responses name. Each request is a new
+connection, as a new client's would be: a switch moves where new connections go, while one a
+client keeps open stays on its pod until it is closed, however long the grace."""
 
 import time
 
@@ -37,7 +39,7 @@ def test_blue_green_switches_to_green_and_back_without_failed_requests(
         service_spec.deployment, deployed.namespace
     ).spec.replicas
     budget = WARM_UP_S + expect.complete_within_s + 2 * (expect.grace_s + HOLD_S) + 30
-    with steady_load(load, service_spec, deployed, seconds=budget) as run:
+    with steady_load(load, service_spec, deployed, seconds=budget, new_connections=True) as run:
         time.sleep(WARM_UP_S)
         started = timeline.mark("green starts", image=next_image).t
         slots.start_green(service_spec.image_override("next"), timeout=expect.complete_within_s)

@@ -180,6 +180,26 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
     )
 
 
+@pytest.mark.parametrize(
+    ("marker", "says"),
+    [
+        ('@pytest.mark.promises("hpaa")', "a service's spec has no 'hpaa' there"),
+        ("@pytest.mark.promises()", "the `promises` marker takes one promise"),
+    ],
+)
+def test_a_promise_that_names_nothing_is_a_collection_error_naming_the_test(pytester, marker, says):
+    pytester.makepyfile(f"""
+        import pytest
+
+        {marker}
+        def test_scenario(service_spec):
+            pass
+    """)
+    result = pytester.runpytest(f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines([f"*kube-harness: *::test_scenario: *{says}*"])
+
+
 def test_a_scenario_runs_for_the_services_that_make_its_promise_and_none_is_deselected(
     pytester,
 ):

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from harness.draft import write_draft
+from harness.errors import InvalidConfiguration
 from harness.spec import (
     GoProgramBuild,
     InvalidSpec,
@@ -351,6 +352,13 @@ def test_a_rollout_names_its_strategy_rolling_by_default(tmp_path: Path) -> None
          "rollout.label: must be a label key like `slot`"),
         ("{{strategy: blue-green, versions: {{next: 2}}, complete_within: 1m, "
          "max_failed_requests: 0}}", "rollout.versions: must map image version names"),
+        ("{{strategy: blue-green, versions: {{nxt: '2'}}, complete_within: 1m, "
+         "max_failed_requests: 0}}",
+         "expect.rollout.versions.nxt: no image version 'nxt' (images: current, next)"),
+        ("{{strategy: canary, steps: [50%], versions: {{next: v1.0.0}}, complete_within: 1m, "
+         "max_failed_requests: 0}}",
+         "expect.rollout: current and next both answer as version 'v1.0.0', so no answer "
+         "could tell the canary release's two sides apart"),
     ],
 )  # fmt: skip
 def test_a_bad_rollout_is_named(tmp_path: Path, rollout: str, complaint: str) -> None:
@@ -370,5 +378,8 @@ def test_promises_are_dotted_paths_into_the_spec_set_or_equal_to_a_value() -> No
     assert demo.promises("hpa") and demo.promises("slo.max_p95_ms")
     assert not blue_green.promises("hpa") and not blue_green.promises("slo.max_p95_ms")
     assert blue_green.promises("rollout.strategy=blue-green")
-    with pytest.raises(AttributeError):
+    with pytest.raises(InvalidConfiguration, match="a service's spec has no 'hpaa' there") as bad:
         demo.promises("hpaa")
+    assert "self_healing" in bad.value.fix
+    with pytest.raises(InvalidConfiguration, match="none \\(it is a value\\)"):
+        demo.promises("slo.max_p95_ms.value")

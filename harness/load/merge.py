@@ -69,7 +69,7 @@ def version_reader(source: str) -> Callable[[Any], str | None]:
                 value = response.json()
                 for key in path:
                     value = value[key]
-            except (ValueError, TypeError, KeyError, IndexError):  # no such field in the body
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):  # no field
                 return None
             return None if value is None or isinstance(value, dict | list) else str(value)
 

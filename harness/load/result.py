@@ -7,7 +7,6 @@ Every time is `time.time()` seconds (the cluster timeline's clock), so a questio
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,13 +208,6 @@ class LoadResult:
     def series_between(self, start: float, end: float) -> list[SeriesPoint]:
         """Seconds of the series that overlap [start, end]."""
         return [p for p in self.series if p.t + 1 > start and p.t <= end]
-
-    def versions_between(self, start: float, end: float) -> Counter[str]:
-        """Answers per version over the seconds that overlap [start, end]."""
-        counts: Counter[str] = Counter()
-        for point in self.series_between(start, end):
-            counts.update(point.versions)
-        return counts
 
     def error_rate_between(self, start: float, end: float) -> float:
         """Failed / completed requests over the seconds that overlap [start, end] (0 if none)."""

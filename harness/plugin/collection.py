@@ -45,7 +45,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     spec = resilience_spec_of(metafunc.config)
     services = list(spec.services)
     if (marker := metafunc.definition.get_closest_marker(PROMISES_MARKER)) is not None:
-        services = [s for s in services if s.promises(marker.args[0])]
+        if len(marker.args) != 1:
+            raise pytest.UsageError(
+                f"kube-harness: {metafunc.definition.nodeid}: the `promises` marker takes one "
+                'promise, e.g. @pytest.mark.promises("hpa")'
+            )
+        try:
+            services = [s for s in services if s.promises(marker.args[0])]
+        except HarnessError as exc:
+            raise pytest.UsageError(f"kube-harness: {metafunc.definition.nodeid}: {exc}") from None
         if not services:  # one item, with no service: deselected below
             metafunc.parametrize("service_spec", [None], ids=["unpromised"])
             return
@@ -106,7 +114,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """`e2e` on every test whose fixtures reach the run's cluster, so `-m "not e2e"` is the
     unit tier without a list kept by hand; markers by area: the built-in scenarios' `hpa`,
     `probes`, ..., experiments' `chaos`. Scenarios no service promises are deselected."""
-    unpromised = [i for i in items if _service_of(i, "none") is None]
+    unpromised = [i for i in items if _unpromised(i)]
     if unpromised:
         config.hook.pytest_deselected(items=unpromised)
         items[:] = [i for i in items if i not in unpromised]
@@ -118,9 +126,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(name)
 
 
-def _service_of(item: pytest.Item, default: object) -> object:
+def _unpromised(item: pytest.Item) -> bool:
+    """The one item of a scenario no service promises (its `service_spec` is None)."""
     callspec = getattr(item, "callspec", None)
-    return callspec.params.get("service_spec", default) if callspec else default
+    return (
+        callspec is not None
+        and "service_spec" in callspec.params
+        and (callspec.params["service_spec"] is None)
+    )
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

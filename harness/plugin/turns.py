@@ -30,8 +30,8 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
     measurements overlap. Without xdist every lock is free at once.
 
     An exclusive test may leave the cluster recovering (a kubelet restarted, a node back):
-    it hands its turn on only once the cluster is Ready again, so that the next test does not
-    start on, or get blamed for, what it left.
+    it hands its turn on only once the cluster is Ready again (`wait_ready`), so that the
+    next test does not start on, or get blamed for, what it left.
     """
     node = request.node
     exclusive = node.get_closest_marker(EXCLUSIVE_MARKER) is not None
@@ -51,7 +51,8 @@ def _cluster_turn(request: pytest.FixtureRequest) -> Iterator[None]:
             _hand_on_ready(request.getfixturevalue("cluster"), node.nodeid)
 
 
-# Long enough for a restarted kubelet's pods to pass their readiness probes again.
+# Long enough for a restarted kubelet's pods to pass their readiness probes again (the
+# provider's wait_ready takes it for the nodes, then for the add-ons).
 READY_AGAIN_WITHIN_S = 180
 
 
