@@ -229,7 +229,7 @@ def installed(tmp_path_factory, kube_harness_wheel: Path, installation_env) -> I
     work = tmp_path_factory.mktemp("wheel")
     repo = work / "repo"
     shutil.copytree(ROOT / "manifests", repo / "manifests")
-    spec = DEMO_SPEC.read_text().replace("../manifests/overlays/ci", "manifests/overlays/ci")
+    spec = DEMO_SPEC.read_text().replace("../manifests/", "manifests/")
     (repo / "resilience.yaml").write_text(spec)
     (repo / "tests").mkdir()
     (repo / "tests" / "test_self_healing.py").write_text(OWN_TEST)

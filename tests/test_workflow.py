@@ -218,7 +218,7 @@ def test_the_workflow_runs_in_a_teams_repository(
     workspace = tmp_path / "team-repo"
     shutil.copytree(ROOT / "manifests", workspace / "deploy")
     (workspace / "resilience.yaml").write_text(
-        DEMO_SPEC.read_text().replace("../manifests/overlays/ci", "deploy/overlays/ci")
+        DEMO_SPEC.read_text().replace("../manifests/", "deploy/")
     )
     (workspace / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(WORKFLOW, workspace / ".github" / "workflows" / "nightly.yml")
