@@ -476,10 +476,8 @@ def answered_by(load: LoadResult, *, version: str, since: float, until: float, w
     """
     kinds = ("Pod", "EndpointSlice", "Mark")
     name = f"{what}: answers by a version other than {version}"
-    seconds = _whole_seconds(load, since, until)
-    counts: Counter[str] = Counter()
-    for point in seconds:
-        counts.update(point.versions)
+    seconds = _whole_seconds(load.series, since, until)
+    counts = _answers_by_version(seconds)
     if not counts:
         requests = sum(p.requests for p in seconds)
         note = (
@@ -495,8 +493,16 @@ def answered_by(load: LoadResult, *, version: str, since: float, until: float, w
     return Check(_verdict(name, others, 0, "requests", others == 0, note), since, until, kinds)
 
 
-def _whole_seconds(load: LoadResult, since: float, until: float) -> list[SeriesPoint]:
-    return [p for p in load.series if since <= p.t and p.t + 1 <= until]
+def _whole_seconds(points: Sequence[SeriesPoint], since: float, until: float) -> list[SeriesPoint]:
+    """The seconds of `points` that lie wholly between `since` and `until`."""
+    return [p for p in points if since <= p.t and p.t + 1 <= until]
+
+
+def _answers_by_version(seconds: Sequence[SeriesPoint]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for point in seconds:
+        counts.update(point.versions)
+    return counts
 
 
 def version_share(
@@ -516,9 +522,7 @@ def version_share(
     """
     kinds = ("Pod", "EndpointSlice", "Mark")
     name = f"{what}: share of the answers by {version}"
-    counts: Counter[str] = Counter()
-    for point in _whole_seconds(load, since, until):
-        counts.update(point.versions)
+    counts = _answers_by_version(_whole_seconds(load.series, since, until))
     named = sum(counts.values())
     if not named:
         note = "no answer in that window named a version (see `load.version` in the spec)"
@@ -560,7 +564,7 @@ def version_error_rate(
     # Whole seconds the series holds, for the answers and the failures alike: a failure counts
     # in the second it completed in, as its answer does, and a live read may hold failures
     # of a second whose answers are not in yet.
-    seconds = [p for p in points if math.ceil(since) <= p.t < math.floor(until)]
+    seconds = _whole_seconds(points, since, until)
     answered = sum(p.versions.get(version, 0) for p in seconds)
     if not answered:
         note = f"{version} answered no request in that window"

@@ -35,9 +35,7 @@ def test_blue_green_switches_to_green_and_back_without_failed_requests(
     slots = BlueGreen(deployed, service_spec.deployment, label=expect.label)
     blue, green = service_spec.answers_version("current"), service_spec.answers_version("next")
     next_image = service_spec.images["next"]
-    replicas = deployed.kube.apps.read_namespaced_deployment(
-        service_spec.deployment, deployed.namespace
-    ).spec.replicas
+    replicas = slots.replicas_of(service_spec.deployment)
     budget = WARM_UP_S + expect.complete_within_s + 2 * (expect.grace_s + HOLD_S) + 30
     with steady_load(load, service_spec, deployed, seconds=budget, new_connections=True) as run:
         time.sleep(WARM_UP_S)
