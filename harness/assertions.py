@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.argo_rollouts import Answer, release_marks
 from harness.kube import Kube
 from harness.load import SLO, LoadResult, Verdict
 from harness.load.result import FailedRequest, SeriesPoint
@@ -536,6 +537,33 @@ def version_share(
     return Check(_verdict(name, share, weight, "share", ok, note), since, until, kinds)
 
 
+def canary_ended(
+    load: LoadResult,
+    *,
+    aborted: bool,
+    stable: str,
+    canary: str,
+    started: float,
+    settled: float,
+    ended: float,
+    grace_s: float,
+    max_failed_requests: int,
+) -> list[Check]:
+    """What the end of a canary release (from `started`, settled at `settled`) must show
+    until `ended`: promoted, every answer by `canary` from `grace_s` after it and failed
+    requests within the budget; aborted, the `stable` version answering alone from
+    `grace_s` after the canary is out (its share back to 0)."""
+    if aborted:
+        return [answered_by(load, version=stable, since=settled + grace_s, until=ended,
+                            what="after the abort")]  # fmt: skip
+    return [
+        answered_by(load, version=canary, since=settled + grace_s, until=ended,
+                    what="after the promotion"),
+        failed_requests(load, since=started, until=ended, budget=max_failed_requests,
+                        what="canary and promotion"),
+    ]  # fmt: skip
+
+
 def version_error_rate(
     points: Sequence[SeriesPoint],
     failures: Sequence[FailedRequest],
@@ -613,6 +641,46 @@ def rollout_completed(
         missing="not complete while recorded",
         kinds=("Deployment", "ReplicaSet", "Pod", "Mark"),
     )
+
+
+def argo_release_promoted(
+    timeline: Timeline, *, rollout: str, released: float, since: float, within_s: float
+) -> Check:
+    """Argo Rollout `rollout`, released at `released`, became Healthy on its new revision
+    within `within_s` of `since` (its promotion, or the release when nothing had to promote
+    it), by the marks of harness.argo_rollouts.rollout_steps; an abort fails it with Argo's
+    reason."""
+    name = f"Argo Rollout {rollout} promoted"
+    marks = release_marks(timeline.entries, rollout=rollout, since=released)
+    aborted = _first(marks, lambda e: e.state.get("aborted"))
+    if aborted is not None:
+        why = aborted.state.get("message") or "no reason given"
+        verdict = _verdict(name, None, within_s, "s", False, f"Argo aborted it: {why}")
+        return Check(verdict, since, aborted.t, ("Mark",))
+    last = f"; last seen: {marks[-1].name}" if marks else ""
+    return _time_until(
+        marks,
+        lambda e: bool(e.state.get("promoted")),
+        since=since,
+        within_s=within_s,
+        name=name,
+        missing=f"not Healthy on its new revision while recorded{last}",
+        kinds=("Mark",),
+    )
+
+
+def smoke_answered_by(answers: Sequence[Answer], *, version: str, what: str) -> Check:
+    """Every smoke answer (harness.argo_rollouts.smoke) was a success by `version`;
+    inconclusive when nothing answered."""
+    name = f"{what}: smoke answers not a success by {version}"
+    if not answers:
+        verdict = Verdict(name, None, 0, "requests", "inconclusive", "no smoke request was sent")
+        return Check(verdict, 0.0, 0.0)
+    wrong = [a for a in answers if not 200 <= a.status < 300 or a.version != version]
+    seen = Counter(f"{a.version or 'none'} {a.status or 'no answer'}" for a in answers)
+    note = "answers (version status): " + ", ".join(f"{k}={n}" for k, n in sorted(seen.items()))
+    verdict = _verdict(name, len(wrong), 0, "requests", not wrong, note)
+    return Check(verdict, answers[0].t, answers[-1].t, ("Mark",))
 
 
 def max_unavailable_respected(

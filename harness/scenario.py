@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness.access import LoadEntry
+from harness.argo_rollouts import provide_argo_rollouts
 from harness.assertions import Check, Evidence
 from harness.chaos import Target, cpu_hog, crash_process, fail_probe, injected
 from harness.chaos.slow_start import SlowStarter, slow_starts
@@ -147,10 +148,13 @@ def deploy_service(
     """The spec's service (its current images) deployed into `namespace` and rolled out;
     an image on no node and not pullable is named first, here and before each rollout.
 
+    An Argo Rollouts release (`rollout.controller`) gets the controller installed first.
     Its NodePorts are waited for on 127.0.0.1 where the provider publishes them there, or
     where the load comes from the host (`load_placement`); load from the cluster on an
     `existing` cluster needs no NodePort here.
     """
+    if service.rollout is not None and service.rollout.controller == "argo-rollouts":
+        provide_argo_rollouts(cluster, kube)
     return deploy(
         kube,
         namespace,

@@ -503,18 +503,29 @@ class ProbeExpectation:
 
 
 ROLLOUT_STRATEGIES = ("rolling", "blue-green", "canary")
+# Who carries a blue-green or canary release out: the harness with plain objects, or the
+# manifests' Argo Rollout (harness.argo_rollouts).
+ROLLOUT_CONTROLLERS = ("native", "argo-rollouts")
 # The pod label each strategy moves traffic by, unless the spec names another.
 STRATEGY_LABELS = {"rolling": "", "blue-green": "slot", "canary": "track"}
 
 
-@_schema({"enum": list(ROLLOUT_STRATEGIES)})
-def _rollout_strategy(raw: Any) -> str:
-    if raw not in ROLLOUT_STRATEGIES:
-        raise ValueError(
-            f"{raw!r} is not a rollout strategy the harness knows; use one of: "
-            + ", ".join(ROLLOUT_STRATEGIES)
-        )
-    return raw
+def _one_of(choices: tuple[str, ...], what: str) -> Parse:
+    """The parse function of a value that is one of `choices` (a `what`)."""
+
+    @_schema({"enum": list(choices)})
+    def parse(raw: Any) -> str:
+        if raw not in choices:
+            raise ValueError(
+                f"{raw!r} is not a {what} the harness knows; use one of: " + ", ".join(choices)
+            )
+        return raw
+
+    return parse
+
+
+_rollout_strategy = _one_of(ROLLOUT_STRATEGIES, "rollout strategy")
+_rollout_controller = _one_of(ROLLOUT_CONTROLLERS, "rollout controller")
 
 
 @dataclass(frozen=True)
@@ -543,6 +554,18 @@ class RolloutExpectation:
     the stable version must answer alone); else the stable Deployment is rolled out to the
     next image and the canary removed.
 
+    `controller: argo-rollouts` (with strategy blue-green or canary): the manifests hold an
+    Argo Rollout that runs the Deployment (`workloadRef`) and carries the release out, and
+    the harness installs the controller (local and kind). A canary's steps are the
+    Rollout's own (setWeight, pause, analysis; `steps` and `step_for` are not used): at
+    each weight the canary's share of the answers stays within `tolerance`, an indefinite
+    pause is promoted by the harness, and the Rollout is Healthy on the next version within
+    `complete_within` of that (of the release, when no step waits for a promotion); a
+    failing analysis aborts it, after which (from `grace`) the stable version answers
+    alone. Blue-green: the preview is Ready within `complete_within` while the active
+    Service keeps the current version, the harness smoke-tests it and promotes it once its
+    analysis passed; from `grace` after the switch every answer comes from the next one.
+
     Which version answered is read from the responses (`load.version`) and compared with
     `versions` (default: each image's tag, e.g. `v2`).
     """
@@ -557,6 +580,7 @@ class RolloutExpectation:
     steps: tuple[float, ...] = ()
     step_for_s: float = 20.0
     tolerance: float = 0.1
+    controller: str = "native"
 
 
 @dataclass(frozen=True)
@@ -933,6 +957,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             steps=o.get("steps", _canary_steps, ()),
             step_for_s=o.get("step_for", parse_seconds, 20.0),
             tolerance=o.get("tolerance", parse_fraction, 0.1),
+            controller=o.get("controller", _rollout_controller, "native"),
         )
         if rollout.strategy in STRATEGY_LABELS:  # else named as not a strategy already
             rollout = replace(rollout, label=rollout.label or STRATEGY_LABELS[rollout.strategy])
@@ -941,7 +966,17 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
                 f"{o.where}.stuck_detected_within: required for strategy rolling (how soon a "
                 "broken image must be reported stuck), e.g. 60s"
             )
-        if rollout.strategy == "canary" and not rollout.steps and "steps" not in o.data:
+        if rollout.controller == "argo-rollouts" and rollout.strategy == "rolling":
+            o.problems.append(
+                f"{o.where}.controller: argo-rollouts carries out a blue-green or canary "
+                "release; set strategy to the one the manifests' Rollout uses"
+            )
+        if (
+            rollout.strategy == "canary"
+            and rollout.controller == "native"
+            and not rollout.steps
+            and "steps" not in o.data
+        ):
             o.problems.append(
                 f"{o.where}.steps: required for strategy canary (the canary's share of the "
                 "pods at each step), e.g. [25%, 50%]"

@@ -40,7 +40,7 @@ MARKERS = {
     "hpa": "HPA scaling under CPU load (built-in suite)",
     "self_healing": "deleted pods, killed containers, crashed processes (built-in suite)",
     "probes": "readiness, liveness and startup probes (built-in suite)",
-    "rollout": "rollouts: rolling update and rollback, blue-green, canary (built-in suite)",
+    "rollout": "rolling update and rollback, blue-green, canary, Argo Rollouts (built-in suite)",
     "capacity": "step load: capacity and HPA reaction (built-in suite)",
     "node_failure": "a stopped worker node (built-in suite)",
     "chaos": "a chaos experiment file collected as a test item",
@@ -52,6 +52,7 @@ AREAS = {
     "test_zero_downtime_rollout": "rollout",
     "test_blue_green": "rollout",
     "test_canary": "rollout",
+    "test_argo_rollouts": "rollout",
     "test_capacity": "capacity",
     "test_node_failure": "node_failure",
 }

@@ -219,9 +219,36 @@ def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:
                     f"expect.hpa: min {hpa.min} / max {hpa.max}, but HorizontalPodAutoscaler "
                     f"{hpa.name} says {minimum} / {maximum}"
                 )
-    if service.rollout is not None and service.rollout.strategy in ROLES:
-        problems += _role_problems(objects, workload.name, service.rollout)
+    rollout = service.rollout
+    if rollout is not None and rollout.controller == "argo-rollouts":
+        problems += _argo_problems(objects, workload.name, rollout.strategy)
+    elif rollout is not None and rollout.strategy in ROLES:
+        problems += _role_problems(objects, workload.name, rollout)
     return problems
+
+
+# The key of a Rollout's `spec.strategy` for each strategy of the spec.
+ARGO_STRATEGIES = {"blue-green": "blueGreen", "canary": "canary"}
+
+
+def _argo_problems(objects: Sequence[Object], deployment: str, strategy: str) -> list[str]:
+    """What keeps an Argo Rollout from carrying out the spec's release of `deployment`."""
+    from harness.argo_rollouts import rollout_for
+
+    made = rollout_for(objects, deployment)
+    if made is None:
+        return [
+            "expect.rollout.controller: argo-rollouts needs a Rollout (argoproj.io/v1alpha1) "
+            f"that runs Deployment {deployment} (`workloadRef` to it, or its name); the "
+            "manifests have none (see manifests/overlays/argo-canary)"
+        ]
+    has = sorted((made["spec"].get("strategy") or {}).keys())
+    if ARGO_STRATEGIES.get(strategy) not in has:
+        return [
+            f"expect.rollout.strategy: {strategy}, but Rollout {made['metadata']['name']} "
+            f"has strategy {', '.join(has) or 'none'}; make them agree"
+        ]
+    return []
 
 
 # What the running Deployment is in each progressive strategy, and how the Services select.

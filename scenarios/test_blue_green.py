@@ -25,7 +25,7 @@ WARM_UP_S = 5
 HOLD_S = 10
 
 
-pytestmark = pytest.mark.promises("rollout.strategy=blue-green")
+pytestmark = pytest.mark.promises("rollout.strategy=blue-green", "rollout.controller=native")
 
 
 def test_blue_green_switches_to_green_and_back_without_failed_requests(

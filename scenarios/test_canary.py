@@ -13,8 +13,7 @@ import pytest
 
 from harness.assertions import (
     Evidence,
-    answered_by,
-    failed_requests,
+    canary_ended,
     slo_checks,
     version_error_rate,
     version_share,
@@ -26,7 +25,7 @@ WARM_UP_S = 5
 # Seconds of load after the promotion or the abort (and its grace): what shows who answers.
 HOLD_S = 10
 
-pytestmark = pytest.mark.promises("rollout.strategy=canary")
+pytestmark = pytest.mark.promises("rollout.strategy=canary", "rollout.controller=native")
 
 
 def unreachable_share(weight, pods, tolerance):
@@ -103,19 +102,12 @@ def test_canary_steps_hold_their_share_and_promote_or_abort_on_the_slo(
                                max_error_rate=max_error_rate, since=since, until=until,
                                what=what),
         )  # fmt: skip
-    if aborted is None:
-        evidence.add(
-            answered_by(result, version=next_version, since=settled + expect.grace_s,
-                        until=ended, what="after the promotion"),
-            failed_requests(result, since=started, until=ended,
-                            budget=expect.max_failed_requests, what="canary and promotion"),
-        )  # fmt: skip
-    else:
-        # What the abort must show: the canary's share back to 0 once it is out.
-        evidence.add(
-            answered_by(result, version=stable, since=settled + expect.grace_s, until=ended,
-                        what="after the abort")
-        )  # fmt: skip
+    evidence.add(
+        *canary_ended(result, aborted=aborted is not None, stable=stable, canary=next_version,
+                      started=started, settled=settled, ended=ended, grace_s=expect.grace_s,
+                      max_failed_requests=expect.max_failed_requests)
+    )  # fmt: skip
+    if aborted is not None:
         evidence.measurements["seconds from the abort to the canary out"] = settled - aborted
     evidence.add(*slo_checks(service_spec.slo, result, what="canary"))
     evidence.measurements["requests per version"] = result.versions

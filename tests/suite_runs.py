@@ -44,6 +44,22 @@ def spec_variant(spec: Path, into: Path, *changes: tuple[str, str]) -> Path:
     return path
 
 
+def broken_next_variant(directory: Path) -> Path:
+    """The demo's spec whose progressive releases' (blue-green, canary, Argo Rollouts) next
+    version answers half its requests 500 (the demo service's own rollout keeps v2)."""
+    text = (SCENARIOS / "demo-service.spec.yaml").read_text()
+    demo, rest = text.split("  - name: demo-blue-green", 1)
+    variant = directory / "broken-next.spec.yaml"
+    variant.write_text(
+        demo.replace("../manifests/", f"{ROOT / 'manifests'}/")
+        + "  - name: demo-blue-green"
+        + rest.replace("../manifests/", f"{ROOT / 'manifests'}/").replace(
+            "demo-service:v2\n", "demo-service:v2-broken\n"
+        )
+    )
+    return variant
+
+
 # A whole suite with every experiment takes up to 26 minutes here (podinfo: two to four
 # replicas through every scenario); a part of one, a few.
 WHOLE_SUITE_TIMEOUT_S = 45 * 60

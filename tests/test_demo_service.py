@@ -126,6 +126,19 @@ def test_a_version_broken_on_purpose_fails_its_share_evenly_while_its_probes_pas
         service.shutdown()
 
 
+def test_stats_count_the_requests_and_the_errors_a_broken_version_gave(
+    exits: ExitRecorder,
+) -> None:
+    service = started(exits, error_rate=0.5)
+    try:
+        assert call(service.port, "/stats")[2] == {"requests": 0, "errors": 0, "error_rate": 0.0}
+        for path in ("/", "/work?ms=1", "/", "/healthz", "/version"):
+            call(service.port, path)
+        assert call(service.port, "/stats")[2] == {"requests": 3, "errors": 1, "error_rate": 1 / 3}
+    finally:
+        service.shutdown()
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.5])
 def test_an_error_rate_outside_0_to_1_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="ERROR_RATE must be between 0 and 1"):

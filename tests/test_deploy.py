@@ -498,3 +498,40 @@ def test_readiness_that_never_passes_is_named_at_the_timeout(
     assert "Readiness probe failed" in message
     assert "404" in message
     assert leftovers(kube_api, namespace) == []
+
+
+def test_an_update_keeps_the_rollout_hash_argo_put_in_a_services_selector() -> None:
+    """A Service's selector is applied whole: without the hash Argo Rollouts added, the
+    active Service would reach every version, and Argo would take it for a first deploy."""
+    from types import SimpleNamespace
+
+    from harness.deploy.deployed import Deployed
+
+    live = {
+        "demo": {"app": "demo", "rollouts-pod-template-hash": "abc123"},
+        "demo-other": {"app": "demo"},
+    }
+
+    def read_namespaced_service(name: str, namespace: str) -> Any:
+        if name not in live:
+            raise ApiException(status=404)
+        return SimpleNamespace(spec=SimpleNamespace(selector=dict(live[name])))
+
+    kube = SimpleNamespace(core=SimpleNamespace(read_namespaced_service=read_namespaced_service))
+    rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"}}
+    services = [
+        {"kind": "Service", "metadata": {"name": n}, "spec": {"selector": {"app": "demo"}}}
+        for n in ("demo", "demo-other", "demo-new")
+    ]
+    deployed = Deployed(kube=kube, namespace="ns", source=Path("m"), objects=[rollout],
+                        base_url="", node_ports={}, applier=None)  # fmt: skip
+    deployed._keep_rollout_selectors(services)
+    assert [s["spec"]["selector"] for s in services] == [
+        {"app": "demo", "rollouts-pod-template-hash": "abc123"},
+        {"app": "demo"},
+        {"app": "demo"},
+    ]
+    # Without a Rollout, nothing is read or changed.
+    plain = Deployed(kube=None, namespace="ns", source=Path("m"), objects=[], base_url="",
+                     node_ports={}, applier=None)  # fmt: skip
+    plain._keep_rollout_selectors(services)

@@ -169,7 +169,7 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
     result = pytester.runpytest(
         "-v", "--repeat=3", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite"
     )
-    result.assert_outcomes(passed=10)  # three services, three times each
+    result.assert_outcomes(passed=16)  # five services, three times each
     result.stdout.fnmatch_lines(
         [
             "*test_scenario?demo-run1of3? PASSED*",
@@ -184,7 +184,7 @@ def test_repeat_runs_every_scenario_n_times_with_its_own_id(pytester):
     ("marker", "says"),
     [
         ('@pytest.mark.promises("hpaa")', "a service's spec has no 'hpaa' there"),
-        ("@pytest.mark.promises()", "the `promises` marker takes one promise"),
+        ("@pytest.mark.promises()", "the `promises` marker takes the promises a service must"),
     ],
 )
 def test_a_promise_that_names_nothing_is_a_collection_error_naming_the_test(pytester, marker, says):
@@ -214,14 +214,24 @@ def test_a_scenario_runs_for_the_services_that_make_its_promise_and_none_is_dese
         def test_hpa(service_spec):
             print("HPA", service_spec.name)
 
+        @pytest.mark.promises("rollout.strategy=canary", "rollout.controller=argo-rollouts")
+        def test_argo_canary(service_spec):
+            print("ARGO", service_spec.name)
+
         @pytest.mark.promises("helm")
         def test_chart_upgrade(service_spec):
             raise AssertionError("no service of the demo spec is a Helm chart")
     """)
     result = pytester.runpytest("-v", f"--resilience-spec={DEMO_SPEC}", "--no-builtin-suite")
-    result.assert_outcomes(passed=2, deselected=1)
+    result.assert_outcomes(passed=4, deselected=1)
     result.stdout.fnmatch_lines(
-        ["*test_switch?demo-blue-green? PASSED*", "*test_hpa?demo? PASSED*"], consecutive=False
+        [
+            "*test_switch?demo-blue-green? PASSED*",
+            "*test_switch?demo-argo-blue-green? PASSED*",
+            "*test_hpa?demo? PASSED*",
+            "*test_argo_canary?demo-argo-canary? PASSED*",
+        ],
+        consecutive=False,
     )
 
 

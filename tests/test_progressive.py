@@ -8,13 +8,12 @@ import copy
 from pathlib import Path
 
 import pytest
-from suite_runs import ROOT, SCENARIOS, run_example
+from suite_runs import ROOT, broken_next_variant, run_example
 
 from harness.deploy.progressive import canary_replicas, copy_of
 from harness.render import render
 from harness.spec import load_spec
 
-DEMO_SPEC = SCENARIOS / "demo-service.spec.yaml"
 BLUE_GREEN = ROOT / "manifests" / "overlays" / "blue-green"
 
 
@@ -50,26 +49,10 @@ def test_the_canary_gets_the_replicas_closest_to_its_share_and_at_least_one(
     assert canary_replicas(stable, weight) == canary
 
 
-def broken_next_variant(directory: Path) -> Path:
-    """The demo's spec whose blue-green and canary services' next version answers half its
-    requests 500 (the demo service's own rollout keeps v2)."""
-    text = DEMO_SPEC.read_text()
-    demo, rest = text.split("  - name: demo-blue-green", 1)
-    variant = directory / "broken-next.spec.yaml"
-    variant.write_text(
-        demo.replace("../manifests/", f"{ROOT / 'manifests'}/")
-        + "  - name: demo-blue-green"
-        + rest.replace("../manifests/", f"{ROOT / 'manifests'}/").replace(
-            "demo-service:v2\n", "demo-service:v2-broken\n"
-        )
-    )
-    return variant
-
-
 def test_the_broken_next_variant_is_valid(tmp_path: Path) -> None:
     spec = load_spec(broken_next_variant(tmp_path))
     assert spec.service("demo").images["next"].endswith(":v2")
-    for name in ("demo-blue-green", "demo-canary"):
+    for name in ("demo-blue-green", "demo-canary", "demo-argo-canary"):
         broken = spec.service(name)
         assert broken.images["next"].endswith(":v2-broken")
         assert broken.answers_version("next") == "v2-broken"

@@ -23,12 +23,23 @@ DATA = Path(__file__).parent / "data" / "spec"
 
 def test_the_demo_spec_is_valid_and_matches_the_manifests():
     spec = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml")
-    demo, blue_green, canary = spec.services
+    demo, blue_green, canary, argo_canary, argo_blue_green = spec.services
     assert demo.manifests == (ROOT / "manifests" / "overlays" / "ci").resolve()
     assert blue_green.manifests == (ROOT / "manifests" / "overlays" / "blue-green").resolve()
     assert (blue_green.rollout.strategy, blue_green.rollout.label) == ("blue-green", "slot")
     assert (canary.rollout.strategy, canary.rollout.label) == ("canary", "track")
     assert canary.rollout.steps == (0.33, 0.5)
+    assert (canary.rollout.controller, argo_canary.rollout.controller) == (
+        "native",
+        "argo-rollouts",
+    )
+    assert (argo_canary.rollout.strategy, argo_blue_green.rollout.strategy) == (
+        "canary",
+        "blue-green",
+    )
+    assert (
+        argo_blue_green.manifests == (ROOT / "manifests" / "overlays" / "argo-blue-green").resolve()
+    )
     assert (demo.hpa.min, demo.hpa.max) == (2, 5)
     assert demo.rollout.max_failed_requests == 0
     assert demo.slo.max_error_rate == 0
@@ -374,7 +385,7 @@ def test_a_rollout_needs_the_next_image_it_moves_to(tmp_path: Path) -> None:
 
 
 def test_promises_are_dotted_paths_into_the_spec_set_or_equal_to_a_value() -> None:
-    demo, blue_green, _ = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").services
+    demo, blue_green, *_ = load_spec(ROOT / "scenarios" / "demo-service.spec.yaml").services
     assert demo.promises("hpa") and demo.promises("slo.max_p95_ms")
     assert not blue_green.promises("hpa") and not blue_green.promises("slo.max_p95_ms")
     assert blue_green.promises("rollout.strategy=blue-green")

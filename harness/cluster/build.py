@@ -254,6 +254,14 @@ def source_dir(name: str, *, versions: Versions | None = None) -> Path:
     return _GoBuilder(cache_dir())._fetch(source).source_dirs[source.modules[0]]
 
 
+def module_source(module: str, version: str) -> Path:
+    """The source folder of Go module `module` at `version`, downloaded through the module
+    proxy into the cache once: what a program ships beside its code (Argo Rollouts' install
+    manifests)."""
+    source = GoSource(module.rsplit("/", 1)[-1], (module,), version, version, (), ())
+    return _GoBuilder(cache_dir())._fetch(source).source_dirs[module]
+
+
 def resolve_binaries(
     names: Iterable[str] | None = None,
     *,

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from harness.access import LoadEntry, Reach, reach
+from harness.argo_rollouts import API_GROUP_VERSION, ROLLOUT_HASH_LABEL, ArgoRollout
 from harness.cluster.provider import DEFAULT_NODE_PORTS
 from harness.deploy.apply import Applier, apply_all
 from harness.deploy.node_ports import (
@@ -83,6 +84,15 @@ class Deployed:
     @property
     def deployments(self) -> list[str]:
         return [o["metadata"]["name"] for o in self.objects if o["kind"] == "Deployment"]
+
+    @property
+    def rollouts(self) -> list[str]:
+        """Its Argo Rollouts (see harness.argo_rollouts)."""
+        return [
+            o["metadata"]["name"]
+            for o in self.objects
+            if o["kind"] == "Rollout" and o["apiVersion"] == API_GROUP_VERSION
+        ]
 
     @property
     def label(self) -> str:
@@ -167,9 +177,31 @@ class Deployed:
             if update.release is not None:
                 self._helm().upgrade(update.release, update.config)
             else:
+                self._keep_rollout_selectors(update.objects)
                 apply_all(self.applier, update.objects, self._same_ports(), dry_run=False)
             self.previous = _Update(self.objects, self.release, update.config)
             self.objects, self.release = update.objects, update.release
+
+    def _keep_rollout_selectors(self, objects: list[Object]) -> None:
+        """Keep the pod-template hash Argo Rollouts put in the selector of the Services it
+        points at a version (active, preview, canary): a Service's selector is applied as a
+        whole, and one without the hash would send the traffic to every version (a Rollout
+        then takes its active Service for a first deploy and cuts over at once)."""
+        if not self.rollouts:
+            return
+        for made in objects:
+            if made["kind"] != "Service":
+                continue
+            try:
+                live = self.kube.core.read_namespaced_service(made["metadata"]["name"],
+                                                              self.namespace)  # fmt: skip
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            chosen = (live.spec.selector or {}).get(ROLLOUT_HASH_LABEL)
+            if chosen:
+                made["spec"].setdefault("selector", {})[ROLLOUT_HASH_LABEL] = chosen
 
     def roll_back(self) -> None:
         """Back to what ran before the last `update()` (`helm rollback` for a chart),
@@ -186,6 +218,7 @@ class Deployed:
             else:
                 keep = self._post_render({}, self._current_replicas())
                 objects = keep.shape(copy.deepcopy(previous.objects))
+                self._keep_rollout_selectors(objects)
                 apply_all(self.applier, objects, self._same_ports(), dry_run=False)
             self.previous = _Update(self.objects, self.release, previous.config)
             self.objects, self.release = previous.objects, previous.release
@@ -354,6 +387,8 @@ def deploy(
                 apply_all(applier, [reached.service] if reached.own else [], pool, dry_run=False)
             rotation.note(deployed.node_ports.values())
             wait_rolled_out(kube, namespace, deployed.deployments, timeout=timeout)
+            for name in deployed.rollouts:
+                ArgoRollout(kube, namespace, name).wait_healthy(timeout=timeout)
             if wait_node_ports:
                 wait_node_ports_answer(list(deployed.node_ports.values()), timeout=timeout)
         except BaseException:

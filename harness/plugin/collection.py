@@ -38,20 +38,20 @@ GIVEN_KEY = pytest.StashKey[set[Path]]()
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Scenarios asking for `service_spec` run once per service of the resilience spec, and
-    `--repeat N` times each; one marked `promises(PROMISE)` only for the services whose spec
-    makes that promise (see `ServiceSpec.promises`), and for none is deselected."""
+    `--repeat N` times each; one marked `promises(PROMISE, ...)` only for the services whose
+    spec makes every one of them (see `ServiceSpec.promises`), and for none is deselected."""
     if "service_spec" not in metafunc.fixturenames:
         return
     spec = resilience_spec_of(metafunc.config)
     services = list(spec.services)
     if (marker := metafunc.definition.get_closest_marker(PROMISES_MARKER)) is not None:
-        if len(marker.args) != 1:
+        if not marker.args:
             raise pytest.UsageError(
-                f"kube-harness: {metafunc.definition.nodeid}: the `promises` marker takes one "
-                'promise, e.g. @pytest.mark.promises("hpa")'
+                f"kube-harness: {metafunc.definition.nodeid}: the `promises` marker takes "
+                'the promises a service must all make, e.g. @pytest.mark.promises("hpa")'
             )
         try:
-            services = [s for s in services if s.promises(marker.args[0])]
+            services = [s for s in services if all(s.promises(p) for p in marker.args)]
         except HarnessError as exc:
             raise pytest.UsageError(f"kube-harness: {metafunc.definition.nodeid}: {exc}") from None
         if not services:  # one item, with no service: deselected below

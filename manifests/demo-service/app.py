@@ -6,6 +6,8 @@ Endpoints (every response carries `X-Pod-Name` and `X-App-Version`):
     GET  /healthz           liveness: 503 while starting, 500 once made to fail
     GET  /readyz            readiness: 503 while starting, draining or made to fail
     GET  /version           the configured version and the serving pod
+    GET  /stats             this pod's count of `/` and `/work` requests, of those answered 500,
+                            and their error rate (0 before any): what a canary analysis reads
     POST /admin/fail-liveness            /healthz fails until the process restarts
     POST /admin/fail-readiness?seconds=N /readyz fails for N seconds (for good without N)
     POST /admin/recover                  undo both failures
@@ -123,13 +125,22 @@ class Failures:
             raise ValueError(f"ERROR_RATE must be between 0 and 1, not {rate}")
         self.rate = rate
         self._count = 0
+        self._failed = 0
         self._lock = threading.Lock()
 
     def next_fails(self) -> bool:
         with self._lock:
             self._count += 1
             n = self._count
-        return int(n * self.rate) > int((n - 1) * self.rate)
+            fails = int(n * self.rate) > int((n - 1) * self.rate)
+            self._failed += fails
+        return fails
+
+    def stats(self) -> dict[str, float]:
+        """The requests counted so far, those answered 500, and their share."""
+        with self._lock:
+            count, failed = self._count, self._failed
+        return {"requests": count, "errors": failed, "error_rate": failed / count if count else 0.0}
 
 
 def burn_cpu(ms: int) -> int:
@@ -229,6 +240,8 @@ def make_handler(service: DemoService) -> type[BaseHTTPRequestHandler]:
                 self.reply(*status_body(health.readiness()))
             elif url.path == "/version":
                 self.reply(200, {"version": settings.version, "pod": settings.pod_name})
+            elif url.path == "/stats":
+                self.reply(200, failures.stats())
             elif url.path.startswith("/admin/"):
                 self.reply(405, {"error": "admin endpoints take POST"})
             else:
