@@ -394,3 +394,17 @@ def test_each_versions_share_of_the_answers_per_second():
         "v2": [(10.5, 0.0), (11.5, 75.0), (13.5, 100.0)],
     }
     assert version_shares([]) == {}
+
+
+def test_a_rollouts_own_marks_are_never_the_disturbance() -> None:
+    from harness.observe import Entry
+    from harness.report.resilience import disturbance
+
+    marks = [
+        Entry(1, "MARK", "Mark", "deployed"),
+        Entry(2, "MARK", "Mark", "argo: Healthy"),
+        Entry(7, "MARK", "Mark", "release starts"),
+        Entry(8, "MARK", "Mark", "argo: Progressing, step 0, weight 25%"),
+    ]
+    found = disturbance(marks)
+    assert found is not None and found.name == "release starts"

@@ -21,12 +21,16 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from harness.argo_rollouts import ARGO_MARK
 from harness.observe import Entry
 from harness.report import series
 from harness.report.model import TestRecord
 
 SETUP_MARKS = frozenset({"deployed", "holding load"})
 CHAOS_PREFIX = "chaos: "
+# Marks of what a controller did (harness.argo_rollouts.rollout_steps), not of what the test
+# did: never the disturbance.
+OBSERVED_PREFIXES = (CHAOS_PREFIX, ARGO_MARK)
 CHAOS_METHOD = "chaos: method"
 STUCK = "False:ProgressDeadlineExceeded"
 
@@ -62,7 +66,7 @@ def disturbance(marks: list[Entry]) -> Entry | None:
         (
             m
             for m in marks[deployed + 1 :]
-            if m.name not in SETUP_MARKS and not m.name.startswith(CHAOS_PREFIX)
+            if m.name not in SETUP_MARKS and not m.name.startswith(OBSERVED_PREFIXES)
         ),
         None,
     )
