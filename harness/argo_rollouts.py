@@ -7,9 +7,9 @@ Deployment, in namespace `argo-rollouts`) the first time a service whose spec sa
 `rollout: {controller: argo-rollouts}` is deployed on a local or kind cluster. On an
 `existing` cluster the harness installs nothing cluster-wide: the controller must be there.
 
-`ArgoRollout` reads a Rollout's status and does what `kubectl argo rollouts promote` and
-`abort` do; `RolloutSteps` records each change of its step, phase and analysis on the
-test's timeline, the record the Argo scenarios judge.
+`ArgoRollout` reads a Rollout's status and promotes it as `kubectl argo rollouts promote`
+does; `rollout_steps` records each change of its step, phase and analysis on the test's
+timeline, the record the Argo scenarios judge.
 """
 
 from __future__ import annotations
@@ -248,8 +248,8 @@ def rollout_state(rollout: Mapping[str, Any]) -> RolloutState:
 
 @dataclass
 class ArgoRollout:
-    """Rollout `name` in `namespace`: its state, and promote and abort as the kubectl plugin
-    does them (a status patch; the controller does the rest).
+    """Rollout `name` in `namespace`: its state, and promote as the kubectl plugin does it
+    (a status patch; the controller does the rest).
 
     Example:
         >>> rollout = ArgoRollout(kube, "ns", "demo")               # doctest: +SKIP
@@ -276,11 +276,6 @@ class ArgoRollout:
                 self._patch({"spec": {"paused": False}})
             self._patch({"status": {"pauseConditions": None}}, subresource="status")
 
-    def abort(self) -> None:
-        """Abort as `kubectl argo rollouts abort` does: back to the stable version."""
-        with step(f"aborting Rollout {self.name}"):
-            self._patch({"status": {"abort": True}}, subresource="status")
-
     def _patch(self, patch: dict[str, Any], *, subresource: str = "") -> None:
         custom = self.kube.custom
         if subresource == "status":
@@ -293,7 +288,12 @@ class ArgoRollout:
             )
 
     def wait(
-        self, reached: Any, *, what: str, timeout: float, after_abort: bool = False
+        self,
+        reached: Callable[[RolloutState], bool],
+        *,
+        what: str,
+        timeout: float,
+        after_abort: bool = False,
     ) -> RolloutState:
         """Wait until `reached(state)` holds; the state then.
 
@@ -393,12 +393,15 @@ def time_of(marks: list[Any], when: Any) -> float | None:
     return next((e.t for e in marks if when(e.state)), None)
 
 
+def rollouts_of(objects: list[Object]) -> list[Object]:
+    """The Argo Rollouts among rendered manifests."""
+    return [o for o in objects if o["kind"] == "Rollout" and o["apiVersion"] == API_GROUP_VERSION]
+
+
 def rollout_for(objects: list[Object], deployment: str) -> Object | None:
     """The Rollout of rendered manifests that runs `deployment`: the one referring to it
     (`workloadRef`), else the one of that name."""
-    rollouts = [
-        o for o in objects if o["kind"] == "Rollout" and o["apiVersion"] == API_GROUP_VERSION
-    ]
+    rollouts = rollouts_of(objects)
     referring = [
         o for o in rollouts if (o["spec"].get("workloadRef") or {}).get("name") == deployment
     ]

@@ -512,12 +512,15 @@ def test_an_update_keeps_the_rollout_hash_argo_put_in_a_services_selector() -> N
         "demo-other": {"app": "demo"},
     }
 
-    def read_namespaced_service(name: str, namespace: str) -> Any:
-        if name not in live:
-            raise ApiException(status=404)
-        return SimpleNamespace(spec=SimpleNamespace(selector=dict(live[name])))
+    def list_namespaced_service(namespace: str) -> Any:
+        items = [
+            SimpleNamespace(metadata=SimpleNamespace(name=name),
+                            spec=SimpleNamespace(selector=dict(selector)))
+            for name, selector in live.items()
+        ]  # fmt: skip
+        return SimpleNamespace(items=items)
 
-    kube = SimpleNamespace(core=SimpleNamespace(read_namespaced_service=read_namespaced_service))
+    kube = SimpleNamespace(core=SimpleNamespace(list_namespaced_service=list_namespaced_service))
     rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"}}
     services = [
         {"kind": "Service", "metadata": {"name": n}, "spec": {"selector": {"app": "demo"}}}

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from harness.access import LoadEntry, Reach, reach
-from harness.argo_rollouts import API_GROUP_VERSION, ROLLOUT_HASH_LABEL, ArgoRollout
+from harness.argo_rollouts import ROLLOUT_HASH_LABEL, ArgoRollout, rollouts_of
 from harness.cluster.provider import DEFAULT_NODE_PORTS
 from harness.deploy.apply import Applier, apply_all
 from harness.deploy.node_ports import (
@@ -88,11 +88,7 @@ class Deployed:
     @property
     def rollouts(self) -> list[str]:
         """Its Argo Rollouts (see harness.argo_rollouts)."""
-        return [
-            o["metadata"]["name"]
-            for o in self.objects
-            if o["kind"] == "Rollout" and o["apiVersion"] == API_GROUP_VERSION
-        ]
+        return [o["metadata"]["name"] for o in rollouts_of(self.objects)]
 
     @property
     def label(self) -> str:
@@ -189,17 +185,12 @@ class Deployed:
         then takes its active Service for a first deploy and cuts over at once)."""
         if not self.rollouts:
             return
+        live = {
+            s.metadata.name: (s.spec.selector or {}).get(ROLLOUT_HASH_LABEL)
+            for s in self.kube.core.list_namespaced_service(self.namespace).items
+        }
         for made in objects:
-            if made["kind"] != "Service":
-                continue
-            try:
-                live = self.kube.core.read_namespaced_service(made["metadata"]["name"],
-                                                              self.namespace)  # fmt: skip
-            except ApiException as exc:
-                if exc.status == 404:
-                    continue
-                raise
-            chosen = (live.spec.selector or {}).get(ROLLOUT_HASH_LABEL)
+            chosen = live.get(made["metadata"]["name"]) if made["kind"] == "Service" else None
             if chosen:
                 made["spec"].setdefault("selector", {})[ROLLOUT_HASH_LABEL] = chosen
 
