@@ -98,12 +98,8 @@ def provide_argo_rollouts(cluster: Any, kube: Kube) -> None:
         BuildFailed, GoToolchainMissing: the controller cannot be built.
         WaitTimeout: the controller did not become available.
     """
-    from harness.cluster.addons import apply
+    from harness.cluster.addons import install_on_demand
     from harness.cluster.build import module_source
-    from harness.kubectl import kubectl_path
-    from harness.locks import file_lock
-    from harness.paths import lock_file
-    from harness.scenario import load_once
 
     if cluster.name == "existing":
         if not _crd_installed(kube):
@@ -114,20 +110,19 @@ def provide_argo_rollouts(cluster: Any, kube: Kube) -> None:
                 "-f install.yaml of its release), or use the local or kind provider",
             )
         return
-    with file_lock(lock_file(f"argo-rollouts-{cluster.options.name}.lock")):
-        if not _controller_running(kube):
-            load_once(cluster, [controller_image()])
-            install_yaml = module_source(MODULE, VERSION) / "manifests" / "install.yaml"
-            manifests = install_manifests(install_yaml.read_text(), image=CONTROLLER_REF)
-            with step(f"installing Argo Rollouts {VERSION}"):
-                apply(kubectl_path(), cluster.kubeconfig(),
-                      [yaml.safe_dump(m) for m in manifests])  # fmt: skip
-        wait_for(
-            lambda: True if _controller_running(kube) else Pending("controller not available"),
-            what=f"the Argo Rollouts controller in namespace {NAMESPACE} to be available",
-            timeout=CONTROLLER_READY_S,
-            transient=(*API_NOT_UP, ApiException),
-        )
+
+    def manifests() -> list[Object]:
+        install_yaml = module_source(MODULE, VERSION) / "manifests" / "install.yaml"
+        return install_manifests(install_yaml.read_text(), image=CONTROLLER_REF)
+
+    install_on_demand(
+        cluster,
+        addon=f"Argo Rollouts {VERSION}",
+        running=lambda: _controller_running(kube),
+        images=lambda: [controller_image()],
+        manifests=manifests,
+        timeout=CONTROLLER_READY_S,
+    )
 
 
 def _crd_installed(kube: Kube) -> bool:

@@ -20,6 +20,7 @@ from harness.argo_rollouts import Answer, release_marks
 from harness.kube import Kube
 from harness.load import SLO, LoadResult, Verdict
 from harness.load.result import FailedRequest, SeriesPoint
+from harness.network_policy import Pair
 from harness.observe import Entry, Timeline, owned_by, ready_endpoint_pods, restarts_of
 
 INF = float("inf")
@@ -681,6 +682,78 @@ def smoke_answered_by(answers: Sequence[Answer], *, version: str, what: str) -> 
     note = "answers (version status): " + ", ".join(f"{k}={n}" for k, n in sorted(seen.items()))
     verdict = _verdict(name, len(wrong), 0, "requests", not wrong, note)
     return Check(verdict, answers[0].t, answers[-1].t, ("Mark",))
+
+
+# How many pairs a failed connectivity check names; the rest are in result.json.
+SHOWN_PAIRS = 8
+
+
+def _judge_pairs(
+    name: str,
+    pairs: Sequence[Pair],
+    mismatch: Callable[[Pair], str | None],
+    *,
+    target: str,
+    since: float,
+    until: float,
+) -> Check:
+    """Fail on each pair a probe saw as neither accepted nor kept out, and on each that
+    `mismatch` says why it should not have gone as it did; inconclusive when no probe
+    reported anything."""
+    if all(p.seen == "" for p in pairs):
+        note = "no probe reported what it saw"
+        return Check(Verdict(name, None, 0, "pairs", "inconclusive", note), since, until)
+    wrong = []
+    for pair in pairs:
+        why = "which tells neither way" if pair.reached is None else mismatch(pair)
+        if why:
+            wrong.append(f"{pair.describe(target)}, {why}")
+    note = "; ".join(wrong[:SHOWN_PAIRS])
+    if len(wrong) > SHOWN_PAIRS:
+        note += f"; and {len(wrong) - SHOWN_PAIRS} more"
+    ok = not wrong
+    verdict = _verdict(name, len(wrong), 0, "pairs", ok, note or f"{len(pairs)} pairs as expected")
+    return Check(verdict, since, until)
+
+
+def connectivity_enforced(
+    pairs: Sequence[Pair], *, target: str, since: float, until: float
+) -> Check:
+    """Each probed connection to `target` went as the service's NetworkPolicies say:
+    accepted where one admits it (or none selects the pod), kept out where none does.
+    Inconclusive when the policies keep out none of the probed connections (nothing to
+    enforce) or no probe saw anything; a probe that saw something else fails it."""
+    name = f"NetworkPolicies enforced on connections to {target}"
+    if all(p.admission.allowed for p in pairs):
+        note = "the service's NetworkPolicies drop none of the probed connections"
+        return Check(Verdict(name, None, 0, "pairs", "inconclusive", note), since, until)
+
+    def mismatch(pair: Pair) -> str | None:
+        if pair.reached and not pair.admission.allowed:
+            return f"though {pair.admission.why}: is NetworkPolicy enforced here?"
+        if not pair.reached and pair.admission.allowed:
+            return f"though {pair.admission.why}"
+        return None
+
+    return _judge_pairs(name, pairs, mismatch, target=target, since=since, until=until)
+
+
+def connectivity_as_promised(
+    pairs: Sequence[Pair], *, target: str, promise: str, since: float, until: float
+) -> Check:
+    """Each probed connection to `target` was accepted exactly where the spec's `promise`
+    says it may be: a policy too open (a port or namespace reached that it does not promise)
+    or too closed (a promised one kept out) fails, naming the pair and the policy rule that
+    decided it. Inconclusive when no probe saw anything."""
+
+    def mismatch(pair: Pair) -> str | None:
+        if pair.reached == pair.promised:
+            return None
+        promised = "promises it" if pair.promised else "does not promise it"
+        return f"but the spec {promised} ({pair.admission.why})"
+
+    name = f"connections to {target} as promised ({promise})"
+    return _judge_pairs(name, pairs, mismatch, target=target, since=since, until=until)
 
 
 def max_unavailable_respected(

@@ -107,6 +107,33 @@ def existing_checks(kubeconfig: Path | None) -> list[Check]:
     ]
 
 
+# What `render` shows after the providers: never a reason a provider is not ready.
+ADDONS = "addons (installed on a local or kind cluster by the first run that needs one)"
+
+
+def addon_checks() -> list[Check]:
+    """The addons runs install on demand: each one's pinned version, and whether its build
+    is cached (else the first run that needs it builds it, a few minutes)."""
+    from harness import argo_rollouts, network_policy
+    from harness.cluster.build import cached_component, cached_program
+
+    module, version = network_policy.pinned()
+    found = [
+        (
+            f"Argo Rollouts {argo_rollouts.VERSION} (rollout: {{controller: argo-rollouts}})",
+            cached_program(argo_rollouts.CONTROLLER_PACKAGE, argo_rollouts.VERSION),
+        ),
+        (
+            f"NetworkPolicy enforcement: {module} {version} (expect: network_policy)",
+            cached_component(network_policy.ADDON),
+        ),
+    ]
+    return [
+        Check(name, True, f"built: {path}" if path else "not built yet: the first run builds it")
+        for name, path in found
+    ]
+
+
 def all_checks(kubeconfig: Path | None = None) -> dict[str, list[Check]]:
     makers = {
         "existing": lambda: existing_checks(kubeconfig),
@@ -116,7 +143,7 @@ def all_checks(kubeconfig: Path | None = None) -> dict[str, list[Check]]:
     return {name: makers[name]() for name in DETECTION_ORDER}
 
 
-def render(results: dict[str, list[Check]]) -> str:
+def render(results: dict[str, list[Check]], addons: list[Check] | None = None) -> str:
     lines = []
     for provider, checks in results.items():
         ready = all(c.ok for c in checks)
@@ -125,13 +152,16 @@ def render(results: dict[str, list[Check]]) -> str:
             lines.append(f"  [{'ok' if c.ok else 'missing'}] {c.name}: {c.detail}")
             if not c.ok and c.fix:
                 lines.append(f"      fix: {c.fix}")
+    if addons:
+        lines.append(ADDONS)
+        lines += [f"  {c.name}: {c.detail}" for c in addons]
     return "\n".join(lines)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Print every provider's checks; exit 1 unless the asked-for (or any) provider is ready."""
     results = all_checks()
-    print(render(results))
+    print(render(results, addon_checks()))
     wanted = [args.provider] if args.provider not in (None, "auto") else list(results)
     ready = [p for p in wanted if all(c.ok for c in results[p])]
     print(f"\nready: {', '.join(ready) if ready else 'none'}", file=sys.stderr)

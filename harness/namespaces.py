@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -26,8 +27,17 @@ def label_value(text: str) -> str:
     return value.strip("._-")
 
 
-def create_namespace(kube: Kube, name: str, *, run_id: str, test: str) -> None:
-    labels = {MANAGED_BY: MANAGER, RUN_LABEL: run_id, TEST_LABEL: label_value(test)}
+def create_namespace(
+    kube: Kube, name: str, *, run_id: str, test: str, labels: Mapping[str, str] | None = None
+) -> None:
+    """Create namespace `name` as the harness's, for `test` of run `run_id`; with `labels`
+    too (those a test's NetworkPolicies select namespaces by)."""
+    labels = {
+        **(labels or {}),
+        MANAGED_BY: MANAGER,
+        RUN_LABEL: run_id,
+        TEST_LABEL: label_value(test),
+    }
     kube.core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
     )

@@ -26,6 +26,7 @@ from harness.load import Constant, Load, LoadRun
 from harness.load.cluster import ClusterSite
 from harness.load.runner import HOST
 from harness.locks import file_lock
+from harness.network_policy import provide_network_policies
 from harness.paths import cache_dir, lock_file
 from harness.progress import say, step
 from harness.render import render
@@ -148,13 +149,17 @@ def deploy_service(
     """The spec's service (its current images) deployed into `namespace` and rolled out;
     an image on no node and not pullable is named first, here and before each rollout.
 
-    An Argo Rollouts release (`rollout.controller`) gets the controller installed first.
+    An Argo Rollouts release (`rollout.controller`) gets the controller installed first, and
+    a service that promises what its NetworkPolicies let through (`network_policy`) a
+    cluster that enforces them (harness.network_policy).
     Its NodePorts are waited for on 127.0.0.1 where the provider publishes them there, or
     where the load comes from the host (`load_placement`); load from the cluster on an
     `existing` cluster needs no NodePort here.
     """
     if service.rollout is not None and service.rollout.controller == "argo-rollouts":
         provide_argo_rollouts(cluster, kube)
+    if service.network_policy is not None:
+        provide_network_policies(cluster, kube)
     return deploy(
         kube,
         namespace,

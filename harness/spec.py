@@ -358,6 +358,23 @@ def _canary_steps(raw: Any) -> tuple[float, ...]:
     return steps
 
 
+@_schema(
+    {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1, "maximum": 65535}}
+)
+def _port_numbers(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"must be a list of port numbers, e.g. [8080], not {raw!r}")
+    port = _count(1, 65535)
+    return tuple(sorted({port(item) for item in raw}))
+
+
+@_schema({"type": "boolean"})
+def _boolean(raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        raise ValueError(f"must be true or false, not {raw!r}")
+    return raw
+
+
 @_schema({"type": "string", "pattern": "^/"})
 def _url_path(raw: Any) -> str:
     if not _text(raw).startswith("/"):
@@ -502,6 +519,29 @@ class ProbeExpectation:
     startup_delay_s: float | None = None
 
 
+# Who may reach a service's ports, as its NetworkPolicies should say.
+NETWORK_SOURCES = ("any-namespace", "same-namespace")
+
+
+@dataclass(frozen=True)
+class NetworkPolicyExpectation:
+    """What the service's NetworkPolicies let through, proven from probe pods on a cluster
+    that enforces them (the harness installs kube-network-policies on local and kind):
+    other pods reach `ingress_ports` of the service's pods, from `ingress_from`
+    (`any-namespace` or `same-namespace`), and no other port; with `dns` (the default),
+    pods of its namespace resolve its Service's name."""
+
+    ingress_ports: tuple[int, ...]
+    ingress_from: str = "any-namespace"
+    dns: bool = True
+
+    def admits(self, *, same_namespace: bool, port: int) -> bool:
+        """Whether a pod (of the service's namespace or not) may reach `port`."""
+        return port in self.ingress_ports and (
+            same_namespace or self.ingress_from == "any-namespace"
+        )
+
+
 ROLLOUT_STRATEGIES = ("rolling", "blue-green", "canary")
 # Who carries a blue-green or canary release out: the harness with plain objects, or the
 # manifests' Argo Rollout (harness.argo_rollouts).
@@ -526,6 +566,7 @@ def _one_of(choices: tuple[str, ...], what: str) -> Parse:
 
 _rollout_strategy = _one_of(ROLLOUT_STRATEGIES, "rollout strategy")
 _rollout_controller = _one_of(ROLLOUT_CONTROLLERS, "rollout controller")
+_network_source = _one_of(NETWORK_SOURCES, "source of connections")
 
 
 @dataclass(frozen=True)
@@ -638,6 +679,7 @@ class ServiceSpec:
     probes: ProbeExpectation | None
     rollout: RolloutExpectation | None
     node_failure: NodeFailureExpectation | None = None
+    network_policy: NetworkPolicyExpectation | None = None
     admin: AdminHooks | None = None
     build: str | GoProgramBuild | None = None
     port: str | int | None = None  # the Service (or container) port that takes the load
@@ -895,6 +937,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
         "probes": None,
         "rollout": None,
         "node_failure": None,
+        "network_policy": None,
     }
     if (h := expect.section("hpa", required=False, about=HpaExpectation.__doc__)) is not None:
         hpa = HpaExpectation(
@@ -934,6 +977,17 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             window_s=n.get("window", parse_seconds, 60.0),
         )
         n.done()
+    if (
+        w := expect.section(
+            "network_policy", required=False, about=NetworkPolicyExpectation.__doc__
+        )
+    ) is not None:
+        out["network_policy"] = NetworkPolicyExpectation(
+            ingress_ports=w.get("ingress_ports", _port_numbers),
+            ingress_from=w.get("ingress_from", _network_source, "any-namespace"),
+            dns=w.get("dns", _boolean, True),
+        )
+        w.done()
     if (p := expect.section("probes", required=False, about=ProbeExpectation.__doc__)) is not None:
         out["probes"] = ProbeExpectation(
             readiness_leaves_endpoints_within_s=p.get(

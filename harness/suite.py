@@ -43,6 +43,7 @@ MARKERS = {
     "rollout": "rolling update and rollback, blue-green, canary, Argo Rollouts (built-in suite)",
     "capacity": "step load: capacity and HPA reaction (built-in suite)",
     "node_failure": "a stopped worker node (built-in suite)",
+    "network_policy": "NetworkPolicies enforced and as promised, from probe pods (built-in suite)",
     "chaos": "a chaos experiment file collected as a test item",
 }
 AREAS = {
@@ -55,6 +56,7 @@ AREAS = {
     "test_argo_rollouts": "rollout",
     "test_capacity": "capacity",
     "test_node_failure": "node_failure",
+    "test_network_policy": "network_policy",
 }
 
 

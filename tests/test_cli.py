@@ -61,6 +61,20 @@ def test_doctor_reports_every_provider_with_fixes(provider, capsys):
     assert f"{provider}: " in capsys.readouterr().out
 
 
+def test_doctor_lists_each_addon_installed_on_demand_with_its_pin_and_build(
+    monkeypatch, tmp_path, capsys
+):
+    from harness.doctor import ADDONS, addon_checks, render
+    from harness.paths import CACHE_DIR_ENV
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))  # an empty cache: nothing built yet
+    addons = addon_checks()
+    shown = render({}, addons)
+    assert ADDONS in shown and all(check.ok for check in addons)
+    assert "Argo Rollouts v1.10.1" in shown and "kube-router/v2 v2.1.0" in shown
+    assert shown.count("not built yet: the first run builds it") == 2
+
+
 RESTART_KUBELET = """
 title: t
 description: d

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from harness import host_changes
 from harness.cluster import Selection
@@ -23,6 +24,8 @@ from harness.cluster.provider import ClusterOptions
 from harness.commands import run
 from harness.errors import InvalidConfiguration
 from harness.images import builders
+from harness.kube import Kube
+from harness.network_policy import provide_network_policies
 from harness.paths import CACHE_DIR_ENV, cache_dir
 from harness.wait import Pending, wait_for
 
@@ -62,7 +65,9 @@ def prefixed_chains() -> set[str]:
     return chains
 
 
-def leftovers(layout: Layout, chains_before: set[str]) -> list[str]:
+def leftovers(
+    layout: Layout, chains_before: set[str], ipsets_before: frozenset[str] = frozenset()
+) -> list[str]:
     """Everything of the cluster still on the machine, found with ordinary tools."""
     found = []
     folders = (str(layout.state_dir), str(layout.run_dir))
@@ -78,6 +83,7 @@ def leftovers(layout: Layout, chains_before: set[str]) -> list[str]:
         if name == layout.bridge or f"master {layout.bridge}" in link:
             found.append(f"network device: {name}")
     found += [f"iptables chain: {c}" for c in prefixed_chains() - chains_before]
+    found += [f"ipset: {name}" for name in set(network.ipset_snapshot()) - ipsets_before]
     cgroup = layout.cgroup_parent.lstrip("/")
     found += [
         f"cgroup: {h / cgroup}" for h in Path("/sys/fs/cgroup").iterdir() if (h / cgroup).exists()
@@ -132,14 +138,27 @@ def kernel_switches() -> dict[str, str]:
 
 
 def test_down_removes_every_process_mount_device_chain_cgroup_and_folder(clean_machine) -> None:
-    """... and puts back the kernel switches it and its kube-proxy changed."""
+    """... and ipset, and puts back the kernel switches it and its kube-proxy changed; with
+    NetworkPolicies enforced on it (kube-router's chains and ipsets on this machine)."""
     provider, chains_before = clean_machine
+    ipsets_before = frozenset(network.ipset_snapshot())
     switches_before = kernel_switches()
     provider.create()
     provider.wait_ready()
-    assert leftovers(provider.layout, chains_before)  # the check sees a running cluster
+    kube = Kube(provider.kubeconfig())
+    provide_network_policies(provider, kube)
+    client.NetworkingV1Api(kube.api_client).create_namespaced_network_policy(
+        "default", {"metadata": {"name": "deny-all"}, "spec": {"podSelector": {}}}
+    )
+    wait_for(
+        lambda: bool(set(network.ipset_snapshot()) - ipsets_before) or Pending("no ipset yet"),
+        what="kube-router to make the policy's ipsets",
+        timeout=60,
+    )
+    found = leftovers(provider.layout, chains_before, ipsets_before)
+    assert any(f.startswith("ipset: ") for f in found)  # the check sees a running cluster
     provider.delete()
-    assert leftovers(provider.layout, chains_before) == []
+    assert leftovers(provider.layout, chains_before, ipsets_before) == []
     assert kernel_switches() == switches_before
 
 

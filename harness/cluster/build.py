@@ -845,6 +845,23 @@ def go_program_recipe(package: str) -> str:
     return hashlib.sha256(json.dumps(["go-install", package, "-s -w"]).encode()).hexdigest()[:16]
 
 
+def cached_program(package: str, version: str) -> Path | None:
+    """Where `go_program(package, version)` has its build cached, or None: not built yet."""
+    target = cache_dir() / "bin" / "programs" / package / version / program_name(package)
+    return target if stamp_problem(target, version, go_program_recipe(package)) is None else None
+
+
+def cached_component(name: str) -> Path | None:
+    """Where versions.yaml's binary `name` is cached at its pinned version, or None."""
+    versions = load_versions()
+    for source in versions.go_sources:
+        for binary in source.binaries:
+            if binary.name == name:
+                found = _from_cache(cache_dir(), source, binary)
+                return found.path if found else None
+    return None
+
+
 def go_program(package: str, version: str) -> Path:
     """The binary of Go main package `package` at module version `version`.
 
@@ -861,12 +878,12 @@ def go_program(package: str, version: str) -> Path:
         >>> go_program("github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin", "v2.26.0")
         PosixPath('/root/.cache/kube-harness/bin/programs/github.com/.../v2.26.0/go-httpbin')
     """
-    name = program_name(package)
+    cached = cached_program(package, version)
+    if cached is not None:
+        return cached
     cache = cache_dir()
-    target = cache / "bin" / "programs" / package / version / name
+    target = cache / "bin" / "programs" / package / version / program_name(package)
     recipe = go_program_recipe(package)
-    if stamp_problem(target, version, recipe) is None:
-        return target
     builder = _GoBuilder(cache)
     with builder._build_lock():
         # A build that held the lock before us may have made it meanwhile.

@@ -289,7 +289,10 @@ def _show(value: float, unit: str) -> str:
         return f"{value:.2%}"
     if unit == "%":
         return f"{value:.0f}%"
-    return f"{value:.1f} {unit}" if unit == "req/s" else f"{value:.0f}{unit}"
+    if unit == "req/s":
+        return f"{value:.1f} {unit}"
+    # A word (requests, pairs) is spaced from its count; a symbol (ms, s) is not.
+    return f"{value:.0f} {unit}" if len(unit) > 2 else f"{value:.0f}{unit}"
 
 
 def _float(raw: Any) -> float:

@@ -1,18 +1,23 @@
 """Addon manifests (CoreDNS, metrics-server) that any provider running its own control plane
-can apply: `render(name, **values)` fills the ${PLACEHOLDERS} listed at the top of each file.
+can apply: `render(name, **values)` fills the ${PLACEHOLDERS} listed at the top of each file;
+and `install_on_demand`, how the addons only some runs need (Argo Rollouts, NetworkPolicy
+enforcement) get onto a local or kind cluster the first time a run needs them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from string import Template
+from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from harness.commands import run
 from harness.kube import API_NOT_UP, Kube
+from harness.progress import step
 from harness.wait import Pending, wait_for
 
 ADDONS_DIR = Path(__file__).parent
@@ -77,3 +82,41 @@ def wait_available(kube: Kube, deployments: Sequence[str], *, timeout: float) ->
         interval=0.5,
         transient=(*API_NOT_UP, ApiException),
     )
+
+
+def install_on_demand(
+    cluster: Any,
+    *,
+    addon: str,
+    running: Callable[[], bool],
+    images: Callable[[], Sequence[Path]],
+    manifests: Callable[[], Sequence[dict[str, Any]]],
+    timeout: float,
+) -> None:
+    """Install `addon` on `cluster` unless it already `running()`, and wait until it is.
+
+    Runs on one machine take turns through a per-cluster lock, so parallel workers install
+    it once; `images` (archives, loaded on the nodes) and `manifests` (applied server-side)
+    are only made when it has to be installed.
+
+    Raises:
+        WaitTimeout: it did not run within `timeout`.
+    """
+    from harness.kubectl import kubectl_path
+    from harness.locks import file_lock
+    from harness.paths import lock_file
+    from harness.scenario import load_once
+
+    name = addon.split()[0].lower()
+    with file_lock(lock_file(f"addon-{name}-{cluster.options.name}.lock")):
+        if not running():
+            load_once(cluster, images())
+            with step(f"installing {addon}"):
+                apply(kubectl_path(), cluster.kubeconfig(),
+                      [yaml.safe_dump(m) for m in manifests()])  # fmt: skip
+        wait_for(
+            lambda: True if running() else Pending(f"{addon} not running yet"),
+            what=f"{addon} to run",
+            timeout=timeout,
+            transient=(*API_NOT_UP, ApiException),
+        )

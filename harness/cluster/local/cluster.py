@@ -339,6 +339,7 @@ class LocalProvider:
             name=self.options.name,
             complete=False,
             chains_before=network.chain_snapshot(),
+            ipsets_before=network.ipset_snapshot(),
             binaries={k: str(v) for k, v in binaries.items()},
         )
         with step("certificates, configuration, cgroups and the node bridge"):
@@ -430,7 +431,8 @@ class LocalProvider:
         a run that was killed at any point.
         """
         layout = self.layout
-        chains_before = self._record().get("chains_before")
+        record = self._record()
+        chains_before, ipsets_before = record.get("chains_before"), record.get("ipsets_before")
         if layout.supervisor_socket.exists():
             with contextlib.suppress(CommandFailed):
                 request(layout.supervisor_socket, "shutdown", timeout=5)
@@ -442,6 +444,8 @@ class LocalProvider:
         network.remove_cni_results(layout)
         if layout.state_dir.exists() or chains_before is not None:
             network.remove_chains(chains_before)
+            if ipsets_before is not None:  # recorded before the cluster could make any
+                network.remove_ipsets(ipsets_before)
         for folder in (layout.run_dir, layout.state_dir):
             shutil.rmtree(folder, ignore_errors=True)
         if self.options.kubeconfig and self.options.kubeconfig.exists():

@@ -36,6 +36,9 @@ SYSCTLS = {
 KUBE_PROXY_SYSCTLS = ("net/ipv4/conf/all/route_localnet",)
 
 ChainSnapshot = dict[str, list[str]]
+# The ipsets of kube-router's firewall (harness.network_policy), in the host's namespace where
+# the local provider's pods run; its iptables chains carry the KUBE- prefix too.
+IPSET_PREFIXES = ("KUBE-", "inet6:KUBE-")
 
 
 def routes() -> list[dict]:
@@ -163,6 +166,27 @@ def remove_chains(before: ChainSnapshot | None) -> list[str]:
             run([f"{binary}-restore", "--noflush"], input="\n".join(script))
             removed += [f"{binary}/{table}/{c}" for c in doomed]
     return removed
+
+
+def _ipsets() -> list[str]:
+    try:
+        done = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:  # no ipset here: nothing on this machine made one either
+        return []
+    return [name for name in done.stdout.split() if name.startswith(IPSET_PREFIXES)]
+
+
+def ipset_snapshot() -> list[str]:
+    """The prefixed ipsets that exist now (so cleanup leaves them alone)."""
+    return _ipsets()
+
+
+def remove_ipsets(before: list[str]) -> list[str]:
+    """Destroy every prefixed ipset not in `before` (after the chains that used them)."""
+    doomed = [name for name in _ipsets() if name not in set(before)]
+    for name in doomed:
+        subprocess.run(["ipset", "destroy", name], capture_output=True, check=False)
+    return doomed
 
 
 def remove_cni_results(layout: Layout) -> list[Path]:
