@@ -22,6 +22,7 @@ from harness.load import SLO, LoadResult, Verdict
 from harness.load.result import FailedRequest, SeriesPoint
 from harness.network_policy import Pair
 from harness.observe import Entry, Timeline, owned_by, ready_endpoint_pods, restarts_of
+from harness.service_discovery import Round
 
 INF = float("inf")
 
@@ -754,6 +755,49 @@ def connectivity_as_promised(
 
     name = f"connections to {target} as promised ({promise})"
     return _judge_pairs(name, pairs, mismatch, target=target, since=since, until=until)
+
+
+def lookups_answered(
+    rounds: Sequence[Round], *, name: str, budget: int, since: float, until: float
+) -> Check:
+    """Every lookup of `name` between `since` and `until` was answered, but for `budget`;
+    the note gives the first and last that were not. Inconclusive with no lookup."""
+    judged = [r for r in rounds if since <= r.t <= until]
+    what = f"lookups of {name}: unanswered or NXDOMAIN"
+    if not judged:
+        verdict = Verdict(what, None, budget, "lookups", "inconclusive", "no lookup recorded")
+        return Check(verdict, since, until)
+    failed = [r for r in judged if r.lookup != "answered"]
+    verdict = _rounds_verdict(what, failed, len(judged), budget, since, unit="lookups")
+    return Check(verdict, since, until)
+
+
+def requests_by_name(
+    rounds: Sequence[Round], *, name: str, budget: int, since: float, until: float
+) -> Check:
+    """Every request to the address a lookup of `name` gave succeeded, but for `budget`.
+    Inconclusive when no lookup gave an address to send one to."""
+    sent = [r for r in rounds if since <= r.t <= until and r.request != "skipped"]
+    what = f"requests to {name}: failed"
+    if not sent:
+        note = "no lookup gave an address to send a request to"
+        return Check(Verdict(what, None, budget, "requests", "inconclusive", note), since, until)
+    failed = [r for r in sent if r.request != "ok"]
+    verdict = _rounds_verdict(what, failed, len(sent), budget, since, unit="requests")
+    return Check(verdict, since, until)
+
+
+def _rounds_verdict(
+    name: str, failed: Sequence[Round], judged: int, budget: int, since: float, *, unit: str
+) -> Verdict:
+    note = f"{len(failed)} of {judged}"
+    if failed:
+        first, last = failed[0], failed[-1]
+        note += (
+            f", from +{first.t - since:.1f}s ({first.lookup}/{first.request}) "
+            f"to +{last.t - since:.1f}s ({last.lookup}/{last.request})"
+        )
+    return _verdict(name, len(failed), budget, unit, len(failed) <= budget, note)
 
 
 def max_unavailable_respected(

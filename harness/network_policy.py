@@ -33,6 +33,7 @@ from kubernetes.client.exceptions import ApiException
 
 from harness.kube import API_NOT_UP, Kube
 from harness.render import Object
+from harness.service_discovery import WHOLE_NAME_SCRIPT
 from harness.wait import Pending, wait_for
 
 ADDON = "kube-router"
@@ -485,17 +486,7 @@ for port in $PORTS; do
   echo "TCP $port $seen"
 done
 if [ -n "$DNS_NAME" ]; then
-  # busybox's nslookup takes no search path: NAME.NAMESPACE.svc is made whole with the
-  # cluster's domain, read from the pod's search domains (svc.DOMAIN).
-  name="$DNS_NAME"
-  while read -r key rest; do
-    if [ "$key" = search ]; then
-      for domain in $rest; do
-        case "$domain" in svc.*) name="$DNS_NAME.${{domain#svc.}}" ;; esac
-      done
-    fi
-  done < /etc/resolv.conf
-  if out=$(timeout 10 nslookup "$name" 2>&1); then echo "DNS {DNS_PORT} resolved"
+{WHOLE_NAME_SCRIPT}  if out=$(timeout 10 nslookup "$name" 2>&1); then echo "DNS {DNS_PORT} resolved"
   else
     case "$out" in
       *"timed out"*|*"no servers"*|"") echo "DNS {DNS_PORT} not resolved" ;;

@@ -542,6 +542,17 @@ class NetworkPolicyExpectation:
         )
 
 
+@dataclass(frozen=True)
+class ServiceDiscoveryExpectation:
+    """A pod of the service's namespace finds it by its Service's DNS name throughout a
+    rollout to `images.next` (when the spec has one) and the deletion of one of its pods:
+    at most `max_failed_lookups` lookups of the name go unanswered or get NXDOMAIN, and at
+    most `max_failed_requests` requests to the address they give fail."""
+
+    max_failed_lookups: int = 0
+    max_failed_requests: int = 0
+
+
 ROLLOUT_STRATEGIES = ("rolling", "blue-green", "canary")
 # Who carries a blue-green or canary release out: the harness with plain objects, or the
 # manifests' Argo Rollout (harness.argo_rollouts).
@@ -680,6 +691,7 @@ class ServiceSpec:
     rollout: RolloutExpectation | None
     node_failure: NodeFailureExpectation | None = None
     network_policy: NetworkPolicyExpectation | None = None
+    service_discovery: ServiceDiscoveryExpectation | None = None
     admin: AdminHooks | None = None
     build: str | GoProgramBuild | None = None
     port: str | int | None = None  # the Service (or container) port that takes the load
@@ -938,6 +950,7 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
         "rollout": None,
         "node_failure": None,
         "network_policy": None,
+        "service_discovery": None,
     }
     if (h := expect.section("hpa", required=False, about=HpaExpectation.__doc__)) is not None:
         hpa = HpaExpectation(
@@ -988,6 +1001,16 @@ def _read_expectations(expect: _Reader) -> dict[str, Any]:
             dns=w.get("dns", _boolean, True),
         )
         w.done()
+    if (
+        d := expect.section(
+            "service_discovery", required=False, about=ServiceDiscoveryExpectation.__doc__
+        )
+    ) is not None:
+        out["service_discovery"] = ServiceDiscoveryExpectation(
+            max_failed_lookups=d.get("max_failed_lookups", _count(0), 0),
+            max_failed_requests=d.get("max_failed_requests", _count(0), 0),
+        )
+        d.done()
     if (p := expect.section("probes", required=False, about=ProbeExpectation.__doc__)) is not None:
         out["probes"] = ProbeExpectation(
             readiness_leaves_endpoints_within_s=p.get(

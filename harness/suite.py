@@ -44,6 +44,8 @@ MARKERS = {
     "capacity": "step load: capacity and HPA reaction (built-in suite)",
     "node_failure": "a stopped worker node (built-in suite)",
     "network_policy": "NetworkPolicies enforced and as promised, from probe pods (built-in suite)",
+    "service_discovery": "the service found by its DNS name through a rollout and a pod deletion "
+    "(built-in suite)",
     "chaos": "a chaos experiment file collected as a test item",
 }
 AREAS = {
@@ -57,6 +59,7 @@ AREAS = {
     "test_capacity": "capacity",
     "test_node_failure": "node_failure",
     "test_network_policy": "network_policy",
+    "test_service_discovery": "service_discovery",
 }
 
 

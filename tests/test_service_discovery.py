@@ -1,0 +1,117 @@
+"""Service discovery (harness.service_discovery): the client's script, its record, and the
+checks that judge the lookups and the requests by name."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.assertions import lookups_answered, requests_by_name
+from harness.service_discovery import CLIENT_SCRIPT, Round, client_pod, read_rounds
+from harness.spec import load_spec
+from harness.suite import DEMO_SPEC
+
+# busybox nslookup's answer: the server's address first, the name's last.
+ANSWER = (
+    "Server:\t\t10.96.0.10\nAddress:\t10.96.0.10:53\n\n"
+    "Name:\tdemo.ns1.svc.cluster.local\nAddress: 10.96.7.8\n"
+)
+
+
+def _stub(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def run_client(tmp_path: Path, nslookup: str, wget: str = "exit 0") -> tuple[list[str], str]:
+    """CLIENT_SCRIPT under dash for two rounds, its commands stubbed: its output, and the
+    commands it ran."""
+    # dash, not busybox's sh: that one would run its own applets, not the stubs.
+    assert shutil.which("dash"), "dash (Debian's /bin/sh) runs the client's script here"
+    calls = tmp_path / "calls"
+    _stub(tmp_path, "nslookup", f'echo "nslookup $*" >> {calls}\n{nslookup}')
+    _stub(tmp_path, "wget", f'echo "wget $*" >> {calls}\n{wget}')
+    _stub(tmp_path, "timeout", 'shift; exec "$@"')
+    _stub(tmp_path, "sleep", "exit 0")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search ns1.svc.cluster.local svc.cluster.local cluster.local lan\n")
+    script = CLIENT_SCRIPT.replace("/etc/resolv.conf", str(resolv))
+    env = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}", "DNS_NAME": "demo.ns1.svc",
+        "HOST": "demo.ns1.svc:80", "PORT": "80", "PATH_": "/", "ROUNDS": "2",
+    }  # fmt: skip
+    done = subprocess.run(["dash", "-c", script], env=env, capture_output=True, text=True)
+    return done.stdout.splitlines(), calls.read_text() if calls.exists() else ""
+
+
+def test_the_client_looks_the_whole_name_up_and_requests_the_address_it_got(tmp_path) -> None:
+    out, calls = run_client(tmp_path, f"printf '{ANSWER}'")
+    assert out == ["ROUND answered/ok", "ROUND answered/ok"]
+    assert "nslookup -type=a demo.ns1.svc.cluster.local" in calls
+    assert "wget -q -O /dev/null --header Host: demo.ns1.svc:80 http://10.96.7.8:80/" in calls
+
+
+def test_nxdomain_no_answer_and_a_failed_request_are_each_recorded(tmp_path) -> None:
+    out, calls = run_client(tmp_path, 'echo "** server can\'t find x: NXDOMAIN"; exit 1')
+    assert out == ["ROUND nxdomain/skipped"] * 2 and "wget" not in calls
+    out, _ = run_client(tmp_path, "echo ';; connection timed out'; exit 1")
+    assert out == ["ROUND no answer/skipped"] * 2
+    out, _ = run_client(tmp_path, f"printf '{ANSWER}'", wget="exit 1")
+    assert out == ["ROUND answered/failed"] * 2
+
+
+def test_rounds_are_read_with_the_kubelets_timestamps() -> None:
+    log = (
+        "2026-12-03T16:30:00.250000000Z ROUND answered/ok\n"
+        "2026-12-03T16:30:00.500000000Z ROUND no answer/skipped\n"
+        "2026-12-03T16:30:00.600000000Z something else\n"
+    )
+    first, second = read_rounds(log)
+    assert (first.lookup, first.request) == ("answered", "ok")
+    assert (second.lookup, second.request) == ("no answer", "skipped")
+    assert second.t - first.t == pytest.approx(0.25)
+
+
+def test_the_client_pod_never_pulls_and_is_bounded() -> None:
+    pod = client_pod("ns1", image="localhost/kube-harness/busybox:1.35", dns_name="demo.ns1.svc",
+                     port=80, path="/", host="demo.ns1.svc:80", rounds=8)  # fmt: skip
+    container = pod["spec"]["containers"][0]
+    assert (
+        container["imagePullPolicy"] == "IfNotPresent" and pod["spec"]["restartPolicy"] == "Never"
+    )
+    assert {"name": "ROUNDS", "value": "8"} in container["env"]
+
+
+def _rounds(*outcomes: str) -> list[Round]:
+    return [Round(100.0 + i, *o.split("/")) for i, o in enumerate(outcomes)]
+
+
+def test_lookups_pass_within_the_budget_and_fail_naming_the_window() -> None:
+    rounds = _rounds("answered/ok", "nxdomain/skipped", "no answer/skipped", "answered/ok")
+    kept = lookups_answered(rounds, name="demo", budget=2, since=100.0, until=104.0)
+    assert kept.passed
+    broken = lookups_answered(rounds, name="demo", budget=0, since=100.0, until=104.0)
+    assert not broken.passed and broken.verdict.measured == 2
+    assert "from +1.0s (nxdomain/skipped) to +2.0s (no answer/skipped)" in broken.verdict.note
+    none = lookups_answered(rounds, name="demo", budget=0, since=200.0, until=300.0)
+    assert none.verdict.status == "inconclusive"
+
+
+def test_requests_count_only_rounds_that_had_an_address() -> None:
+    rounds = _rounds("answered/ok", "nxdomain/skipped", "answered/failed")
+    check = requests_by_name(rounds, name="demo", budget=0, since=100.0, until=103.0)
+    assert not check.passed and check.verdict.measured == 1 and "1 of 2" in check.verdict.note
+    skipped = _rounds("nxdomain/skipped")
+    check = requests_by_name(skipped, name="demo", budget=0, since=100.0, until=101.0)
+    assert check.verdict.status == "inconclusive"
+
+
+def test_the_demo_promises_no_failed_lookup_or_request() -> None:
+    promised = load_spec(DEMO_SPEC).service("demo").service_discovery
+    assert promised is not None
+    assert (promised.max_failed_lookups, promised.max_failed_requests) == (0, 0)
