@@ -117,7 +117,8 @@ def provide_argo_rollouts(cluster: Any, kube: Kube) -> None:
 
     install_on_demand(
         cluster,
-        addon=f"Argo Rollouts {VERSION}",
+        addon="argo-rollouts",
+        shown=f"Argo Rollouts {VERSION}",
         running=lambda: _controller_running(kube),
         images=lambda: [controller_image()],
         manifests=manifests,

@@ -129,7 +129,11 @@ def addon_checks() -> list[Check]:
         ),
     ]
     return [
-        Check(name, True, f"built: {path}" if path else "not built yet: the first run builds it")
+        Check(
+            name,
+            True,
+            f"binary built: {path}" if path else "not built yet: the first run builds it",
+        )
         for name, path in found
     ]
 

@@ -13,15 +13,18 @@ matrix says which.
 The matrix: probe pods (the harness's busybox) in the service's namespace and in a namespace
 of the harness's beside it, one of them carrying the labels each policy's `from` names, try
 every port of one of the service's pods: those the spec promises, those the policies and the
-containers name, and one nothing listens on (`CLOSED_PORT`). A connection that is answered,
-accepted or refused, reached the pod; one that times out was dropped on the way. The probes
-in the service's namespace also look the service's name up in DNS. Each pair is judged
+containers name, and one it does not use (`UNUSED_PORT`). A listener of the harness's in
+that pod takes every one of them the service leaves, so a connection is accepted where the
+policies let it through, and refused (kube-router rejects) or timed out (other enforcers
+drop) where they do not. The probes in the service's namespace also look the service's name
+up in DNS. Each pair is judged
 against what the service's NetworkPolicies admit (`admits`, the API's rules evaluated here)
 and against what the spec promises (harness.assertions.connectivity_*).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,7 +57,8 @@ UNUSED_PORT = 39999
 # rejects) or timed out (other enforcers drop) where they do not.
 LISTENER = "kh-listener"
 LISTENER_LIFETIME_S = 900
-PROBE_LABEL = "kube-harness/probe"
+# Every probe pod carries these beside the labels it stands for.
+PROBE_LABELS = {"kube-harness/probe": "connectivity"}
 # The enforcer learns a new pod from the API: a probe waits this long before its first
 # connection, so that it is judged as the pod it is, not as an unknown address.
 PROBE_SETTLE_S = 5
@@ -168,7 +172,8 @@ def provide_network_policies(cluster: Any, kube: Kube) -> None:
 
     install_on_demand(
         cluster,
-        addon=f"{ADDON} {version} (its NetworkPolicy firewall)",
+        addon=ADDON,
+        shown=f"{ADDON} {version} (its NetworkPolicy firewall)",
         running=lambda: _enforcer_running(kube),
         images=lambda: [enforcer_image()],
         manifests=manifests,
@@ -210,9 +215,9 @@ class Peer:
     container_ports: tuple[int, ...] = ()  # the ports its containers declare
 
     def __post_init__(self) -> None:
-        if NAMESPACE_NAME_LABEL not in self.namespace_labels:
-            labels = {**self.namespace_labels, NAMESPACE_NAME_LABEL: self.namespace}
-            object.__setattr__(self, "namespace_labels", labels)
+        # The API server sets this label to the namespace's name, whatever else asks.
+        labels = {**self.namespace_labels, NAMESPACE_NAME_LABEL: self.namespace}
+        object.__setattr__(self, "namespace_labels", labels)
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,8 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
             return False
         if operator == "DoesNotExist" and key in labels:
             return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ValueError(f"label selector operator {operator!r} is not one the API knows")
     return True
 
 
@@ -289,9 +296,10 @@ def _port_matches(
     return False
 
 
-def _policy_types(policy: Object) -> list[str]:
+def policy_types(policy: Object) -> list[str]:
     spec = policy.get("spec") or {}
-    return spec.get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in spec else [])]
+    # Without policyTypes, Egress only when there are egress rules (`egress: []` has none).
+    return spec.get("policyTypes") or ["Ingress", *(["Egress"] if spec.get("egress") else [])]
 
 
 def _direction_admits(
@@ -310,7 +318,7 @@ def _direction_admits(
         p
         for p in policies
         if p["metadata"].get("namespace") == pod.namespace
-        and direction in _policy_types(p)
+        and direction in policy_types(p)
         and selects((p.get("spec") or {}).get("podSelector"), pod.labels)
     ]
     rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
@@ -402,15 +410,21 @@ class Pair:
         return f"{self.probe.about} -> {what}: {self.seen or 'no result'}"
 
 
-def plan_probes(policies: Sequence[Object], *, namespace: str) -> list[Probe]:
-    """The probes that tell the service's policies apart: one in its namespace and one in
-    another without labels any policy names, and one for each `from` peer that names labels
-    (its pod labels, in a namespace with its namespace labels)."""
+def plan_probes(
+    policies: Sequence[Object], *, namespace: str, namespace_labels: Mapping[str, str]
+) -> list[Probe]:
+    """The probes that tell the service's policies apart: one in its namespace (labelled
+    `namespace_labels`) and one in another without labels any policy names, and one for each
+    `from` peer that names labels (its pod labels, in a namespace with its namespace
+    labels). A peer that names them only by expressions is not probed as itself."""
     peer_namespace = f"{namespace}-peer"
+    own = dict(namespace_labels)
     probes = {
-        (namespace, ()): Probe("probe-plain", Peer(namespace), "a pod of the same namespace"),
+        (namespace, ()): Probe(
+            "probe-plain", Peer(namespace, PROBE_LABELS, own), "a pod of the same namespace"
+        ),
         (peer_namespace, ()): Probe(
-            "probe-peer", Peer(peer_namespace), "a pod of another namespace"
+            "probe-peer", Peer(peer_namespace, PROBE_LABELS), "a pod of another namespace"
         ),
     }
     namespaces = {(): peer_namespace}
@@ -433,7 +447,11 @@ def plan_probes(policies: Sequence[Object], *, namespace: str) -> list[Probe]:
                     continue
                 probes[(where, labels)] = Probe(
                     f"probe-{len(probes)}",
-                    Peer(where, dict(labels), dict(namespace_labels)),
+                    Peer(
+                        where,
+                        {**dict(labels), **PROBE_LABELS},
+                        own if where == namespace else dict(namespace_labels),
+                    ),
                     f"a pod labelled {_shown(labels) or 'with no labels'} in "
                     f"{_place(where, namespace, namespace_labels)} "
                     f"({policy['metadata']['name']} ingress[{index}])",
@@ -481,7 +499,8 @@ for port in $PORTS; do
   case "$out" in
     *refused*) seen=refused ;;
     *"timed out"*) seen="timed out" ;;
-    *) if [ $rc -eq 0 ] || [ -z "$out" ]; then seen=connected; else seen="error:" $out; fi ;;
+    *) seen=connected
+       if [ $rc -ne 0 ] && [ -n "$out" ]; then seen="error: $(echo $out)"; fi ;;
   esac
   echo "TCP $port $seen"
 done
@@ -497,19 +516,27 @@ fi
 """
 
 
+# What the harness's own containers run as: admitted by a pod that says runAsNonRoot and by a
+# namespace that enforces the restricted Pod Security Standard. So no port below 1024.
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
 def listener_container(image: str, ports: Sequence[int]) -> dict[str, Any]:
-    """The ephemeral container that accepts on `ports` in the service's pod (as the pod's
-    user; a port below 1024 needs root, and fails for a pod that runs as another)."""
+    """The ephemeral container that accepts on `ports` in the service's pod (those below
+    1024 it cannot take)."""
     return {
         "name": LISTENER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", "-c", LISTENER_SCRIPT],
         "env": [{"name": "PORTS", "value": " ".join(str(p) for p in ports)}],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": RESTRICTED,
     }
 
 
@@ -524,7 +551,7 @@ def probe_pod(
         "metadata": {
             "name": probe.name,
             "namespace": probe.peer.namespace,
-            "labels": {**probe.peer.labels, PROBE_LABEL: "connectivity"},
+            "labels": dict(probe.peer.labels),
         },
         "spec": {
             "restartPolicy": "Never",
@@ -537,6 +564,7 @@ def probe_pod(
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sh", "-c", PROBE_SCRIPT],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "securityContext": RESTRICTED,
                 }
             ],
         },
@@ -613,10 +641,11 @@ def run_probes(
     target_ip: str,
     ports: Sequence[int],
     dns_name: str,
-) -> dict[str, dict[tuple[str, int], str]]:
+) -> tuple[list[Probe], dict[str, dict[tuple[str, int], str]]]:
     """Run every probe against `target_ip`'s `ports` (those in `namespace` also look
-    `dns_name` up) at once; what each saw, by probe name. The namespaces the probes need
-    beside `namespace` are made as the harness's for the run, and removed with the probes.
+    `dns_name` up) at once: the probes with the addresses their pods had (what an ipBlock
+    matches), and what each saw, by probe name. The namespaces the probes need beside
+    `namespace` are made as the harness's for the run, and removed with the probes.
 
     Raises:
         WaitTimeout: a probe did not finish (naming its phase).
@@ -649,19 +678,21 @@ def run_probes(
             timeout=timeout,
             transient=(*API_NOT_UP, ApiException),
         )
-        return {
-            p.name: read_probe_log(kube.core.read_namespaced_pod_log(p.name, p.peer.namespace))
-            for p in probes
-        }
-    finally:
+        ran = []
+        seen = {}
         for probe in probes:
-            try:
+            pod = kube.core.read_namespaced_pod(probe.name, probe.peer.namespace)
+            ran.append(replace(probe, peer=replace(probe.peer, ip=pod.status.pod_ip or "")))
+            log = kube.core.read_namespaced_pod_log(probe.name, probe.peer.namespace)
+            seen[probe.name] = read_probe_log(log)
+        return ran, seen
+    finally:
+        # The namespaces go whatever happened to a pod's deletion (theirs go with them).
+        for probe in probes:
+            with contextlib.suppress(ApiException):
                 kube.core.delete_namespaced_pod(
                     probe.name, probe.peer.namespace, grace_period_seconds=0
                 )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
         for name in made:
             delete_namespace(kube, name)
 
@@ -684,13 +715,16 @@ def connectivity_matrix(
     neither a container declares nor the listener could take are left out."""
     policies = policies_of(objects, namespace)
     target = target_peer(kube, namespace, pod)
-    probes = plan_probes(policies, namespace=namespace)
+    planned = plan_probes(policies, namespace=namespace, namespace_labels=target.namespace_labels)
     wanted = probed_ports(policies, target, promised.ingress_ports)
     free = [port for port in wanted if port not in target.container_ports]
     held = start_listener(kube, namespace, pod, image=image, ports=free) if free else set()
-    ports = [port for port in wanted if port in target.container_ports or port in held]
-    seen = run_probes(
-        kube, probes, namespace=namespace, run_id=run_id, test=test, image=image,
+    # A promised port the listener could not take is one the service listens on undeclared
+    # (or one below 1024); either way it is tried.
+    kept = {*target.container_ports, *held, *promised.ingress_ports}
+    ports = [port for port in wanted if port in kept]
+    probes, seen = run_probes(
+        kube, planned, namespace=namespace, run_id=run_id, test=test, image=image,
         target_ip=target.ip, ports=ports, dns_name=dns_name,
     )  # fmt: skip
     dns = Peer(NAMESPACE, labels={"k8s-app": "kube-dns"})

@@ -526,10 +526,10 @@ NETWORK_SOURCES = ("any-namespace", "same-namespace")
 @dataclass(frozen=True)
 class NetworkPolicyExpectation:
     """What the service's NetworkPolicies let through, proven from probe pods on a cluster
-    that enforces them (the harness installs kube-network-policies on local and kind):
+    that enforces them (the harness installs kube-router's firewall on local and kind):
     other pods reach `ingress_ports` of the service's pods, from `ingress_from`
     (`any-namespace` or `same-namespace`), and no other port; with `dns` (the default),
-    pods of its namespace resolve its Service's name."""
+    pods of its namespace resolve its Service's name, and with `dns: false` they must not."""
 
     ingress_ports: tuple[int, ...]
     ingress_from: str = "any-namespace"

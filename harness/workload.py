@@ -230,21 +230,25 @@ def spec_problems(service: Any, objects: Sequence[Object]) -> list[str]:
 
 
 def _network_policy_problems(objects: Sequence[Object], deployment: str) -> list[str]:
-    """A promise of what NetworkPolicies let through needs one that selects the pods."""
-    from harness.network_policy import selects
+    """A promise of what NetworkPolicies let through needs one that selects the pods for
+    ingress."""
+    from harness.network_policy import policy_types, selects
 
     made = next(
         o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment
     )
     labels = ((made["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    if any(selects((p.get("spec") or {}).get("podSelector"), labels) for p in policies):
+    if any(
+        "Ingress" in policy_types(p) and selects((p.get("spec") or {}).get("podSelector"), labels)
+        for p in policies
+    ):
         return []
     have = ", ".join(p["metadata"]["name"] for p in policies) or "none"
     return [
         f"expect.network_policy: no NetworkPolicy of the manifests selects Deployment "
-        f"{deployment}'s pods (NetworkPolicies: {have}), so nothing keeps any port closed; "
-        "add one whose podSelector matches the pod template's labels"
+        f"{deployment}'s pods for ingress (NetworkPolicies: {have}), so nothing keeps any port "
+        "closed; add one whose podSelector matches the pod template's labels"
     ]
 
 

@@ -1,10 +1,11 @@
 """NetworkPolicies, proven from probe pods on a cluster that enforces them (the harness
-installs kube-network-policies on local and kind when a service promises `network_policy`).
+installs kube-router's firewall on local and kind when a service promises `network_policy`).
 
 Probe pods in the service's namespace, in another namespace, and carrying the labels each
 policy's `from` names try every port worth trying of one of the service's pods (those
-promised, those the policies and containers name, and one nothing listens on); those of its
-namespace also look its Service's name up in DNS. Each pair is judged twice: against what
+promised, those the policies and containers name, and one it does not use, which a listener
+of the harness's takes with the others it leaves); those of its namespace also look its
+Service's name up in DNS. Each pair is judged twice: against what
 the service's policies admit (is the cluster enforcing them?) and against what the spec
 promises (are the policies right?). A policy too open or too closed fails naming the pair
 and the rule that decided it.

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shell_stubs import run_script
 from suite_runs import ROOT, SCENARIOS, run_example
 
 from harness.assertions import connectivity_as_promised, connectivity_enforced
 from harness.network_policy import (
     LISTENER,
+    PROBE_LABELS,
+    PROBE_SCRIPT,
     UNUSED_PORT,
     Admission,
     Pair,
@@ -135,9 +138,15 @@ def test_the_sources_egress_counts_too_and_ip_blocks_match_addresses() -> None:
     assert not admits([block], Peer("x"), TARGET, port=1).allowed
 
 
-def test_probes_cover_each_peer_a_policy_names_and_ports_include_a_closed_one() -> None:
-    probes = plan_probes([DEMO_POLICY, FRONTEND_ONLY], namespace="shop")
-    where = {(p.peer.namespace, tuple(sorted(p.peer.labels.items()))) for p in probes}
+def test_probes_cover_each_peer_a_policy_names_and_ports_include_an_unused_one() -> None:
+    probes = plan_probes(
+        [DEMO_POLICY, FRONTEND_ONLY], namespace="shop", namespace_labels={"team": "shop"}
+    )
+    assert all(p.peer.labels[k] == v for p in probes for k, v in PROBE_LABELS.items())
+    where = {
+        (p.peer.namespace, tuple(sorted(set(p.peer.labels.items()) - set(PROBE_LABELS.items()))))
+        for p in probes
+    }
     assert where == {
         ("shop", ()),
         ("shop-peer", ()),
@@ -146,6 +155,8 @@ def test_probes_cover_each_peer_a_policy_names_and_ports_include_a_closed_one() 
     }
     gateway = next(p for p in probes if p.peer.labels.get("role") == "gateway")
     assert gateway.peer.namespace_labels["team"] == "edge"
+    plain = next(p for p in probes if p.name == "probe-plain")
+    assert plain.peer.namespace_labels == {"team": "shop", "kubernetes.io/metadata.name": "shop"}
     assert "frontend ingress[0]" in gateway.about
     assert probed_ports([DEMO_POLICY], TARGET, [8080]) == [8080, UNUSED_PORT]
 
@@ -356,4 +367,48 @@ def test_a_spec_that_promises_policies_the_manifests_lack_is_refused() -> None:
     assert spec_problems(service, objects) == []
     without = [o for o in objects if o["kind"] != "NetworkPolicy"]
     (problem,) = spec_problems(service, without)
-    assert "no NetworkPolicy of the manifests selects Deployment demo's pods" in problem
+    assert "no NetworkPolicy of the manifests selects Deployment demo's pods for ingress" in problem
+
+
+def test_a_policy_with_an_empty_egress_list_and_no_types_is_about_ingress_only() -> None:
+    policy = {
+        "metadata": {"name": "in-only", "namespace": "shop"},
+        "spec": {"podSelector": {}, "ingress": [{}], "egress": []},
+    }
+    assert admits([policy], Peer("shop"), Peer("elsewhere"), port=80).allowed
+
+
+def test_ip_blocks_match_the_probes_address_and_the_name_label_is_the_namespaces() -> None:
+    allow_all = {
+        "metadata": {"name": "cidr", "namespace": "shop"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]},
+    }
+    assert admits([allow_all], Peer("x", ip="10.244.1.7"), TARGET, port=1).allowed
+    pinned = Peer("shop-peer2", namespace_labels={"kubernetes.io/metadata.name": "ingress"})
+    assert pinned.namespace_labels["kubernetes.io/metadata.name"] == "shop-peer2"
+
+
+def test_an_unknown_selector_operator_is_refused() -> None:
+    with pytest.raises(ValueError, match="'Gt' is not one the API knows"):
+        selects({"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}, {})
+
+
+def test_the_probe_tells_accepted_refused_timed_out_and_odd_apart(tmp_path: Path) -> None:
+    nc = """case "$4" in
+  1) exit 0 ;;
+  2) echo "nc: can't connect to remote host (10.0.0.5): Connection refused"; exit 1 ;;
+  3) echo "nc: timed out"; exit 1 ;;
+  *) echo "nc: bad address"; exit 1 ;;
+esac"""
+    out, calls = run_script(
+        PROBE_SCRIPT,
+        tmp_path,
+        stubs={"nc": nc, "sleep": "", "timeout": 'shift; exec "$@"',
+               "nslookup": "echo Address: 10.96.0.10"},
+        env={"TARGET": "10.0.0.5", "PORTS": "1 2 3 4", "DNS_NAME": "demo.ns1.svc"},
+    )  # fmt: skip
+    assert read_probe_log("\n".join(out)) == {
+        ("TCP", 1): "connected", ("TCP", 2): "refused", ("TCP", 3): "timed out",
+        ("TCP", 4): "error: nc: bad address", ("DNS", 53): "resolved",
+    }  # fmt: skip
+    assert "nslookup demo.ns1.svc.cluster.local" in calls

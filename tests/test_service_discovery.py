@@ -3,12 +3,10 @@ checks that judge the lookups and the requests by name."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from shell_stubs import run_script
 
 from harness.assertions import lookups_answered, requests_by_name
 from harness.service_discovery import CLIENT_SCRIPT, Round, client_pod, read_rounds
@@ -22,31 +20,15 @@ ANSWER = (
 )
 
 
-def _stub(folder: Path, name: str, body: str) -> None:
-    path = folder / name
-    path.write_text(f"#!/bin/sh\n{body}\n")
-    path.chmod(0o755)
-
-
 def run_client(tmp_path: Path, nslookup: str, wget: str = "exit 0") -> tuple[list[str], str]:
-    """CLIENT_SCRIPT under dash for two rounds, its commands stubbed: its output, and the
-    commands it ran."""
-    # dash, not busybox's sh: that one would run its own applets, not the stubs.
-    assert shutil.which("dash"), "dash (Debian's /bin/sh) runs the client's script here"
-    calls = tmp_path / "calls"
-    _stub(tmp_path, "nslookup", f'echo "nslookup $*" >> {calls}\n{nslookup}')
-    _stub(tmp_path, "wget", f'echo "wget $*" >> {calls}\n{wget}')
-    _stub(tmp_path, "timeout", 'shift; exec "$@"')
-    _stub(tmp_path, "sleep", "exit 0")
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("search ns1.svc.cluster.local svc.cluster.local cluster.local lan\n")
-    script = CLIENT_SCRIPT.replace("/etc/resolv.conf", str(resolv))
-    env = {
-        "PATH": f"{tmp_path}:{os.environ['PATH']}", "DNS_NAME": "demo.ns1.svc",
-        "HOST": "demo.ns1.svc:80", "PORT": "80", "PATH_": "/", "ROUNDS": "2",
-    }  # fmt: skip
-    done = subprocess.run(["dash", "-c", script], env=env, capture_output=True, text=True)
-    return done.stdout.splitlines(), calls.read_text() if calls.exists() else ""
+    """CLIENT_SCRIPT for two rounds, its commands stubbed."""
+    return run_script(
+        CLIENT_SCRIPT,
+        tmp_path,
+        stubs={"nslookup": nslookup, "wget": wget, "timeout": 'shift; exec "$@"', "sleep": ""},
+        env={"DNS_NAME": "demo.ns1.svc", "HOST": "demo.ns1.svc:80", "PORT": "80",
+             "PATH_": "/", "ROUNDS": "2"},
+    )  # fmt: skip
 
 
 def test_the_client_looks_the_whole_name_up_and_requests_the_address_it_got(tmp_path) -> None:

@@ -88,12 +88,14 @@ def install_on_demand(
     cluster: Any,
     *,
     addon: str,
+    shown: str,
     running: Callable[[], bool],
     images: Callable[[], Sequence[Path]],
     manifests: Callable[[], Sequence[dict[str, Any]]],
     timeout: float,
 ) -> None:
-    """Install `addon` on `cluster` unless it already `running()`, and wait until it is.
+    """Install `addon` (a name for its lock; `shown` in progress lines) on `cluster` unless
+    it already `running()`, and wait until it is.
 
     Runs on one machine take turns through a per-cluster lock, so parallel workers install
     it once; `images` (archives, loaded on the nodes) and `manifests` (applied server-side)
@@ -107,16 +109,15 @@ def install_on_demand(
     from harness.paths import lock_file
     from harness.scenario import load_once
 
-    name = addon.split()[0].lower()
-    with file_lock(lock_file(f"addon-{name}-{cluster.options.name}.lock")):
+    with file_lock(lock_file(f"addon-{addon}-{cluster.options.name}.lock")):
         if not running():
             load_once(cluster, images())
-            with step(f"installing {addon}"):
+            with step(f"installing {shown}"):
                 apply(kubectl_path(), cluster.kubeconfig(),
                       [yaml.safe_dump(m) for m in manifests()])  # fmt: skip
         wait_for(
-            lambda: True if running() else Pending(f"{addon} not running yet"),
-            what=f"{addon} to run",
+            lambda: True if running() else Pending(f"{shown} not running yet"),
+            what=f"{shown} to run",
             timeout=timeout,
             transient=(*API_NOT_UP, ApiException),
         )
