@@ -4,6 +4,7 @@ its next version (when the spec has one) and one of its pods is deleted. Every l
 answered (no NXDOMAIN window), and the requests by name fail within the spec's budget."""
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,7 +28,7 @@ def test_the_service_is_found_by_its_name_through_a_rollout_and_a_pod_deletion(
     deployment = service_spec.deployment
     archive, image = busybox_image()
     load_once(cluster, [archive])
-    name = deployed.service_url
+    name = urlsplit(deployed.service_url).hostname or deployed.service_url
     seconds = WARM_UP_S + ROLLOUT_S + RECOVERY_S + SETTLE_S
     with discovery_client(
         kube_api, deployed.namespace, image=image, service_url=deployed.service_url,
