@@ -23,12 +23,13 @@ endef
 
 # kind's part of `make test`: what only kind shows (its provider, a multi-node cluster, a node
 # failure, load workers spread over nodes), the nightly workflow's steps in a team's
-# repository, and three scenarios (a node failure, a rollout, NetworkPolicies), on a cluster
-# of one control plane and two workers.
+# repository, and four scenarios (a node failure, a rollout, NetworkPolicies, service
+# discovery), on a cluster of one control plane and two workers.
 KIND_ARGS := --cluster-provider=kind --cluster-workers=2
 KIND_SMOKE := tests/test_provider.py tests/test_kind.py tests/test_workflow.py \
 	'tests/test_load.py::test_load_from_the_cluster_reaches_the_service_by_its_name[demo-master-and-2-worker-pods]' \
-	scenarios/test_node_failure.py scenarios/test_zero_downtime_rollout.py scenarios/test_network_policy.py
+	scenarios/test_node_failure.py scenarios/test_zero_downtime_rollout.py scenarios/test_network_policy.py \
+	scenarios/test_service_discovery.py
 
 .PHONY: run unit unit-slow test test-all test-kind kind-prepare lint deps system-packages tools
 

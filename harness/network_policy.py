@@ -614,7 +614,8 @@ def start_listener(
 
     def listening() -> set[int] | Pending:
         try:
-            log = kube.core.read_namespaced_pod_log(pod, namespace, container=LISTENER)
+            # The client answers None, not "", for a log with nothing in it yet.
+            log = kube.core.read_namespaced_pod_log(pod, namespace, container=LISTENER) or ""
         except ApiException as exc:
             return Pending(f"the listener has not started ({exc.reason})")
         said = read_probe_log(log)
@@ -683,7 +684,7 @@ def run_probes(
         for probe in probes:
             pod = kube.core.read_namespaced_pod(probe.name, probe.peer.namespace)
             ran.append(replace(probe, peer=replace(probe.peer, ip=pod.status.pod_ip or "")))
-            log = kube.core.read_namespaced_pod_log(probe.name, probe.peer.namespace)
+            log = kube.core.read_namespaced_pod_log(probe.name, probe.peer.namespace) or ""
             seen[probe.name] = read_probe_log(log)
         return ran, seen
     finally:

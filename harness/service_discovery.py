@@ -148,7 +148,9 @@ class DiscoveryClient:
         self.kube, self.namespace = kube, namespace
 
     def rounds(self) -> list[Round]:
+        # The client answers None, not "", for a log with nothing in it yet.
         log = self.kube.core.read_namespaced_pod_log(CLIENT, self.namespace, timestamps=True)
+        log = log or ""
         return read_rounds(log)
 
 
