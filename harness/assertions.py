@@ -13,6 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from harness.load import SLO, LoadResult, Verdict
 from harness.load.result import FailedRequest, SeriesPoint
 from harness.network_policy import Pair
 from harness.observe import Entry, Timeline, owned_by, ready_endpoint_pods, restarts_of
-from harness.service_discovery import Round
+from harness.service_discovery import LONGEST_ROUND_S, Round
 
 INF = float("inf")
 
@@ -764,9 +765,8 @@ def lookups_answered(
     the note gives the first and last that were not. Inconclusive with no lookup."""
     judged = [r for r in rounds if since <= r.t <= until]
     what = f"lookups of {name}: unanswered or NXDOMAIN"
-    if not judged:
-        verdict = Verdict(what, None, budget, "lookups", "inconclusive", "no lookup recorded")
-        return Check(verdict, since, until)
+    if (gap := _uncovered(judged, since, until)) is not None:
+        return Check(Verdict(what, None, budget, "lookups", "inconclusive", gap), since, until)
     failed = [r for r in judged if r.lookup != "answered"]
     verdict = _rounds_verdict(what, failed, len(judged), budget, since, unit="lookups")
     return Check(verdict, since, until)
@@ -777,14 +777,30 @@ def requests_by_name(
 ) -> Check:
     """Every request to the address a lookup of `name` gave succeeded, but for `budget`.
     Inconclusive when no lookup gave an address to send one to."""
-    sent = [r for r in rounds if since <= r.t <= until and r.request != "skipped"]
+    judged = [r for r in rounds if since <= r.t <= until]
+    sent = [r for r in judged if r.request != "skipped"]
     what = f"requests to {name}: failed"
+    if (gap := _uncovered(judged, since, until)) is not None:
+        return Check(Verdict(what, None, budget, "requests", "inconclusive", gap), since, until)
     if not sent:
         note = "no lookup gave an address to send a request to"
         return Check(Verdict(what, None, budget, "requests", "inconclusive", note), since, until)
     failed = [r for r in sent if r.request != "ok"]
     verdict = _rounds_verdict(what, failed, len(sent), budget, since, unit="requests")
     return Check(verdict, since, until)
+
+
+def _uncovered(rounds: Sequence[Round], since: float, until: float) -> str | None:
+    """Why `rounds` (those from `since` to `until`) do not cover that window: a stretch
+    without one longer than a round can take (the client stopped, stalled or never ran)."""
+    times = [since, *(r.t for r in rounds), until]
+    longest, start = max((b - a, a) for a, b in pairwise(times))
+    if longest <= LONGEST_ROUND_S:
+        return None
+    return (
+        f"no round recorded for {longest:.1f}s from +{start - since:.1f}s "
+        f"(a round takes at most {LONGEST_ROUND_S:g}s): the client stopped or stalled"
+    )
 
 
 def _rounds_verdict(

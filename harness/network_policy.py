@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from harness.images.builders import RESTRICTED
 from harness.kube import API_NOT_UP, Kube
 from harness.render import Object
 from harness.service_discovery import WHOLE_NAME_SCRIPT
@@ -514,17 +515,6 @@ if [ -n "$DNS_NAME" ]; then
   fi
 fi
 """
-
-
-# What the harness's own containers run as: admitted by a pod that says runAsNonRoot and by a
-# namespace that enforces the restricted Pod Security Standard. So no port below 1024.
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 65534,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 def listener_container(image: str, ports: Sequence[int]) -> dict[str, Any]:

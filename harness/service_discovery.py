@@ -10,7 +10,9 @@ service-discovery scenario judges (harness.assertions.lookups_answered).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 
 from kubernetes.client.exceptions import ApiException
 
+from harness.images.builders import RESTRICTED
 from harness.kube import API_NOT_UP, Kube
 from harness.wait import Pending, wait_for
 
@@ -27,6 +30,8 @@ CLIENT = "kh-discovery-client"
 EVERY_S = 0.25
 LOOKUP_TIMEOUT_S = 3
 REQUEST_TIMEOUT_S = 2
+# The longest a round can take: a stretch without one means the client stopped or stalled.
+LONGEST_ROUND_S = LOOKUP_TIMEOUT_S + REQUEST_TIMEOUT_S + EVERY_S + 1
 
 # busybox's nslookup takes no search path: NAME.NAMESPACE.svc is made whole with the
 # cluster's domain, read from the pod's search domains (svc.DOMAIN). Sets $name.
@@ -42,7 +47,8 @@ done < /etc/resolv.conf
 """
 
 # Its wget cannot resolve names in an image without glibc's NSS: the client requests the
-# address its own lookup gave (the last `Address:` of the answer), the name in Host.
+# address its own lookup gave, the name in Host. The address is the one after `Name:`: an
+# answer without a record still names the server's own `Address:`, and is no answer.
 CLIENT_SCRIPT = (
     WHOLE_NAME_SCRIPT
     + f"""
@@ -50,12 +56,13 @@ i=0
 while [ "$i" -lt "$ROUNDS" ]; do
   address=""
   if out=$(timeout {LOOKUP_TIMEOUT_S} nslookup -type=a "$name" 2>&1); then
-    after=""
+    named=""; after=""
     for word in $out; do
       if [ -n "$after" ]; then address="$word"; after=""; fi
-      if [ "$word" = "Address:" ]; then after=1; fi
+      if [ "$word" = "Name:" ]; then named=1; fi
+      if [ -n "$named" ] && [ "$word" = "Address:" ]; then after=1; fi
     done
-    lookup=answered
+    if [ -n "$address" ]; then lookup=answered; else lookup="no answer"; fi
   else
     case "$out" in
       *NXDOMAIN*) lookup=nxdomain ;;
@@ -112,6 +119,7 @@ def client_pod(
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["sh", "-c", CLIENT_SCRIPT],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "securityContext": RESTRICTED,
                 }
             ],
         },
@@ -122,7 +130,7 @@ def read_rounds(log: str) -> list[Round]:
     """The rounds of the client's log, read with the kubelet's timestamps.
 
     >>> read_rounds("2026-12-03T16:30:00.250000000Z ROUND answered/ok\\n")
-    [Round(t=1796401800.25, lookup='answered', request='ok')]
+    [Round(t=1796315400.25, lookup='answered', request='ok')]
     """
     rounds = []
     for line in log.splitlines():
@@ -135,9 +143,17 @@ def read_rounds(log: str) -> list[Round]:
 
 
 def _epoch(stamp: str) -> float:
-    """Seconds since the epoch of an RFC 3339 time with nanoseconds (the kubelet's)."""
-    whole, _, fraction = stamp.rstrip("Z").partition(".")
-    seconds = datetime.fromisoformat(whole + "+00:00").timestamp()
+    """Seconds since the epoch of an RFC 3339 time with nanoseconds (the kubelet's), in UTC
+    (Z) or with an offset.
+
+    >>> _epoch("2026-12-03T18:30:00.5+02:00") - _epoch("2026-12-03T16:30:00Z")
+    0.5
+    """
+    found = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    if found is None:
+        raise ValueError(f"not an RFC 3339 time: {stamp!r}")
+    whole, fraction, offset = found.groups()
+    seconds = datetime.fromisoformat(whole + ("+00:00" if offset == "Z" else offset)).timestamp()
     return seconds + (float(f"0.{fraction}") if fraction else 0.0)
 
 
@@ -159,16 +175,18 @@ def discovery_client(
     kube: Kube, namespace: str, *, image: str, service_url: str, path: str, seconds: float
 ) -> Iterator[DiscoveryClient]:
     """The client pod, looking up the name of `service_url`'s Service and requesting `path`
-    for at most `seconds`, running once its first round is recorded; removed afterwards.
+    for at least `seconds` (rounds of at least `EVERY_S`; its pod ends after twice that at
+    most), running once its first round is recorded; removed afterwards.
 
     Raises:
-        WaitTimeout: it recorded no round (naming its phase).
+        WaitTimeout: it recorded no round.
     """
     address = urlsplit(service_url)
     body = client_pod(
         namespace, image=image, dns_name=address.hostname or "", port=address.port or 80,
         path=path, host=address.netloc, rounds=math.ceil(seconds / EVERY_S),
     )  # fmt: skip
+    body["spec"]["activeDeadlineSeconds"] = math.ceil(2 * seconds)
     kube.core.create_namespaced_pod(namespace, body)
     client = DiscoveryClient(kube, namespace)
     try:
@@ -186,9 +204,6 @@ def discovery_client(
             transient=API_NOT_UP,
         )
         yield client
-    finally:
-        try:
+    finally:  # never in place of what made the test fail; the namespace goes after it anyway
+        with contextlib.suppress(ApiException):
             kube.core.delete_namespaced_pod(CLIENT, namespace, grace_period_seconds=0)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise

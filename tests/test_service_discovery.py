@@ -45,6 +45,9 @@ def test_nxdomain_no_answer_and_a_failed_request_are_each_recorded(tmp_path) -> 
     assert out == ["ROUND no answer/skipped"] * 2
     out, _ = run_client(tmp_path, f"printf '{ANSWER}'", wget="exit 1")
     assert out == ["ROUND answered/failed"] * 2
+    # An answer without a record names only the server's address: no answer, no request.
+    out, _ = run_client(tmp_path, "printf 'Server:\\t\\t10.96.0.10\\nAddress:\\t10.96.0.10:53\\n'")
+    assert out == ["ROUND no answer/skipped"] * 2
 
 
 def test_rounds_are_read_with_the_kubelets_timestamps() -> None:
@@ -67,10 +70,21 @@ def test_the_client_pod_never_pulls_and_is_bounded() -> None:
         container["imagePullPolicy"] == "IfNotPresent" and pod["spec"]["restartPolicy"] == "Never"
     )
     assert {"name": "ROUNDS", "value": "8"} in container["env"]
+    assert container["securityContext"]["runAsNonRoot"] is True
 
 
 def _rounds(*outcomes: str) -> list[Round]:
     return [Round(100.0 + i, *o.split("/")) for i, o in enumerate(outcomes)]
+
+
+def test_a_window_the_rounds_do_not_cover_is_inconclusive() -> None:
+    rounds = _rounds("answered/ok", "answered/ok")  # at 100 and 101, then nothing
+    for check in (
+        lookups_answered(rounds, name="demo", budget=0, since=100.0, until=130.0),
+        requests_by_name(rounds, name="demo", budget=0, since=100.0, until=130.0),
+    ):
+        assert check.verdict.status == "inconclusive"
+        assert "no round recorded for 29.0s from +1.0s" in check.verdict.note
 
 
 def test_lookups_pass_within_the_budget_and_fail_naming_the_window() -> None:

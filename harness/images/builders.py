@@ -117,6 +117,17 @@ def layered_image(
     return cached(images_dir() / f"{name}-{key}.tar", build)
 
 
+# The securityContext of the harness's own busybox containers in a service's namespace (probes,
+# listeners, clients): admitted by a pod that says runAsNonRoot and by a namespace that
+# enforces the restricted Pod Security Standard. So they take no port below 1024.
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
 # distroless's "nonroot": manifests that say runAsNonRoot (and no runAsUser) run as it.
 NONROOT_USER = "65532:65532"
 
