@@ -125,7 +125,7 @@ def addon_checks() -> list[Check]:
         ),
         (
             f"NetworkPolicy enforcement: {module} {version} (expect: network_policy)",
-            cached_component(network_policy.ADDON),
+            cached_component(network_policy.ADDON, network_policy.ADDON),
         ),
     ]
     return [

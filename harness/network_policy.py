@@ -25,6 +25,7 @@ and against what the spec promises (harness.assertions.connectivity_*).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -69,11 +70,13 @@ DNS_PORT = 53
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
+@functools.cache
 def pinned() -> tuple[str, str]:
-    """(module, version) of the enforcer as versions.yaml pins it."""
+    """(module, version) of the enforcer as versions.yaml pins it (read once: the image
+    reference is asked for at every look at the DaemonSet)."""
     from harness.cluster.build import load_versions
 
-    source = next(s for s in load_versions().go_sources if s.name == ADDON)
+    source = load_versions().go_source(ADDON)
     return source.modules[0], source.version
 
 

@@ -845,21 +845,23 @@ def go_program_recipe(package: str) -> str:
     return hashlib.sha256(json.dumps(["go-install", package, "-s -w"]).encode()).hexdigest()[:16]
 
 
+def _program_target(package: str, version: str) -> Path:
+    return cache_dir() / "bin" / "programs" / package / version / program_name(package)
+
+
 def cached_program(package: str, version: str) -> Path | None:
     """Where `go_program(package, version)` has its build cached, or None: not built yet."""
-    target = cache_dir() / "bin" / "programs" / package / version / program_name(package)
+    target = _program_target(package, version)
     return target if stamp_problem(target, version, go_program_recipe(package)) is None else None
 
 
-def cached_component(name: str) -> Path | None:
-    """Where versions.yaml's binary `name` is cached at its pinned version, or None."""
-    versions = load_versions()
-    for source in versions.go_sources:
-        for binary in source.binaries:
-            if binary.name == name:
-                found = _from_cache(cache_dir(), source, binary)
-                return found.path if found else None
-    return None
+def cached_component(source_name: str, binary_name: str) -> Path | None:
+    """Where versions.yaml's Go source `source_name` has binary `binary_name` cached at its
+    pinned version, or None."""
+    source = load_versions().go_source(source_name)
+    binary = next(b for b in source.binaries if b.name == binary_name)
+    found = _from_cache(cache_dir(), source, binary)
+    return found.path if found else None
 
 
 def go_program(package: str, version: str) -> Path:
@@ -882,7 +884,7 @@ def go_program(package: str, version: str) -> Path:
     if cached is not None:
         return cached
     cache = cache_dir()
-    target = cache / "bin" / "programs" / package / version / program_name(package)
+    target = _program_target(package, version)
     recipe = go_program_recipe(package)
     builder = _GoBuilder(cache)
     with builder._build_lock():

@@ -168,7 +168,8 @@ def remove_chains(before: ChainSnapshot | None) -> list[str]:
     return removed
 
 
-def _ipsets() -> list[str]:
+def ipset_snapshot() -> list[str]:
+    """The prefixed ipsets that exist now (so cleanup leaves them alone)."""
     try:
         done = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, check=False)
     except FileNotFoundError:  # no ipset here: nothing on this machine made one either
@@ -176,14 +177,9 @@ def _ipsets() -> list[str]:
     return [name for name in done.stdout.split() if name.startswith(IPSET_PREFIXES)]
 
 
-def ipset_snapshot() -> list[str]:
-    """The prefixed ipsets that exist now (so cleanup leaves them alone)."""
-    return _ipsets()
-
-
 def remove_ipsets(before: list[str]) -> list[str]:
     """Destroy every prefixed ipset not in `before` (after the chains that used them)."""
-    doomed = [name for name in _ipsets() if name not in set(before)]
+    doomed = [name for name in ipset_snapshot() if name not in set(before)]
     for name in doomed:
         subprocess.run(["ipset", "destroy", name], capture_output=True, check=False)
     return doomed
